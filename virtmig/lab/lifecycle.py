@@ -1,0 +1,174 @@
+"""Bring the embedded lab up and down.
+
+`up` destroys first (molecule's rule), so a run cleans what an aborted run
+left: namespaces outlive a crashed process.  `down` ends only the lab's own
+processes (everything living in a `virtmig-*` namespace), by PID, then removes
+every namespace, link and file the lab made.  Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from virtmig.lab import hostfs, network
+from virtmig.lab.netns import LabError, Node, lab_netns_names, netns_exists, netns_pids, sh, terminate
+from virtmig.lab.topology import HYPERVISORS, LAB_ROOT, NFS, NODES, SHARED_DIR, SSH_CONFIG, LabNode
+from virtmig.waiters import wait_for
+
+STATE_FILE = LAB_ROOT / "state.json"
+LOG_DIR = LAB_ROOT / "logs"
+
+
+@dataclass
+class NodeState:
+    """What `up` started on one node, kept so that `status` can check it."""
+
+    holder_pid: int
+    daemons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class LabState:
+    nodes: dict[str, NodeState]
+    ssh_config: str
+    started_s: float
+
+    def save(self) -> None:
+        STATE_FILE.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls) -> LabState | None:
+        if not STATE_FILE.exists():
+            return None
+        raw = json.loads(STATE_FILE.read_text())
+        nodes = {k: NodeState(**v) for k, v in raw["nodes"].items()}
+        return cls(nodes=nodes, ssh_config=raw["ssh_config"], started_s=raw["started_s"])
+
+
+def up(*, timeout: float = 90.0) -> LabState:
+    """Create the lab from nothing and wait until every service answers."""
+    started = time.monotonic()
+    down()
+    LAB_ROOT.mkdir(parents=True, exist_ok=True)
+    LAB_ROOT.chmod(0o755)
+    SHARED_DIR.mkdir(parents=True, exist_ok=True)
+    hostfs.make_lab_key()
+    for spec in NODES:
+        hostfs.prepare_node(spec)
+    hostfs.write_controller_ssh()
+    network.create_bridge()
+    state = LabState(nodes={}, ssh_config=str(SSH_CONFIG), started_s=0.0)
+    try:
+        for spec in NODES:
+            node = Node.create(spec)
+            state.nodes[spec.name] = NodeState(holder_pid=node.holder_pid)
+            network.wire_node(node)
+            hostfs.bind_node(node)
+            state.nodes[spec.name].daemons = _start_daemons(node)
+            state.save()
+        for spec in NODES:
+            _wait_ssh(spec, timeout)
+        for spec in HYPERVISORS:
+            _wait_libvirt(spec, timeout)
+            hostfs.save_caps_cache(spec)
+    except BaseException:
+        down()
+        raise
+    state.started_s = round(time.monotonic() - started, 2)
+    state.save()
+    return state
+
+
+def _start_daemons(node: Node) -> dict[str, int]:
+    logs = LOG_DIR / node.spec.name
+    daemons = {"sshd": node.spawn(["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"], logs / "sshd.log")}
+    if node.spec.hypervisor:
+        daemons["libvirtd"] = node.spawn(["/usr/sbin/libvirtd"], logs / "libvirtd.log")
+    if node.spec is NFS:
+        from virtmig.lab import nfsserver  # noqa: PLC0415 - only the nfs node needs it
+
+        daemons.update(nfsserver.start(node, logs))
+    return daemons
+
+
+def _wait_ssh(spec: LabNode, timeout: float) -> None:
+    def banner() -> bool | None:
+        try:
+            with socket.create_connection((spec.ip, 22), timeout=1) as s:
+                return s.recv(64).startswith(b"SSH-") or None
+        except OSError:
+            return None
+
+    wait_for(banner, target=f"sshd on lab node {spec.name} ({spec.ip}:22)", state="answering", timeout=timeout)
+
+
+def _wait_libvirt(spec: LabNode, timeout: float) -> None:
+    def answers() -> bool | None:
+        proc = subprocess.run(
+            ["virsh", "-c", f"qemu+ssh://{spec.name}/system?command={hostfs.SSH_WRAPPER}", "uri"],
+            capture_output=True, text=True,
+        )
+        return proc.returncode == 0 or None
+
+    wait_for(answers, target=f"libvirtd on lab node {spec.name}", state="answering over qemu+ssh", timeout=timeout)
+
+
+def down() -> None:
+    """End every process living in a lab namespace, then remove what the lab made."""
+    names = lab_netns_names()
+    for name in names:
+        terminate(netns_pids(name))
+    for name in names:
+        sh(["ip", "netns", "del", name], check=False)
+    network.remove_links()
+    leftover = [n for n in names if netns_exists(n)]
+    if leftover:
+        raise LabError(f"namespaces still present after down: {leftover}")
+    if LAB_ROOT.exists():
+        shutil.rmtree(LAB_ROOT)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    netns: bool
+    daemons: dict[str, bool]
+    ssh: bool
+
+
+def status() -> list[NodeStatus]:
+    """What is up: namespaces, recorded daemons alive, sshd answering."""
+    state = LabState.load()
+    result = []
+    for spec in NODES:
+        recorded = state.nodes.get(spec.name) if state else None
+        daemons = {}
+        if recorded:
+            members = set(netns_pids(spec.netns)) if netns_exists(spec.netns) else set()
+            daemons = {name: pid in members for name, pid in recorded.daemons.items()}
+        result.append(NodeStatus(spec.name, netns_exists(spec.netns), daemons, _ssh_answers(spec)))
+    return result
+
+
+def is_up() -> bool:
+    return all(s.netns and s.ssh and s.daemons and all(s.daemons.values()) for s in status())
+
+
+def _ssh_answers(spec: LabNode) -> bool:
+    if not netns_exists(spec.netns):
+        return False
+    try:
+        with socket.create_connection((spec.ip, 22), timeout=1) as s:
+            return s.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def lab_root() -> Path:
+    return LAB_ROOT

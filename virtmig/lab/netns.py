@@ -1,0 +1,146 @@
+"""Lab nodes as Linux namespaces: one network, mount and UTS namespace each.
+
+A node is an `ip netns` (so `ip netns pids` can always find what runs in it)
+plus a *holder* process started with `unshare --mount --uts` inside it.  The
+holder owns the node's private mount table (per-host /etc/libvirt, /etc/ssh,
+a tmpfs on /run, ...) and its hostname; the lab starts every daemon of the
+node with `nsenter` into the holder's namespaces.
+
+Only the lab package does this.  The harness reaches the nodes over SSH, as it
+would reach real hosts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from virtmig.lab.topology import NETNS_PREFIX, LabNode
+
+
+class LabError(RuntimeError):
+    """A lab operation failed; the message names the node and the command."""
+
+
+def sh(argv: Sequence[str], *, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command on the machine itself and fail loudly with its stderr."""
+    proc = subprocess.run(list(argv), capture_output=True, text=True, input=input)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(argv)!r} exited {proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def netns_exists(name: str) -> bool:
+    return Path("/run/netns", name).exists()
+
+
+def lab_netns_names() -> list[str]:
+    """Every namespace a lab (this one or a crashed earlier one) created."""
+    out = sh(["ip", "netns", "list"], check=False).stdout
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    return [n for n in names if n.startswith(NETNS_PREFIX)]
+
+
+def netns_pids(name: str) -> list[int]:
+    """PIDs of all processes living in a lab namespace (daemons, QEMU, holder)."""
+    out = sh(["ip", "netns", "pids", name], check=False).stdout
+    return [int(p) for p in out.split()]
+
+
+def terminate(pids: Sequence[int], *, grace: float = 5.0) -> None:
+    """SIGTERM the given PIDs, then SIGKILL whatever is still there after `grace`."""
+    alive = [p for p in pids if _alive(p)]
+    for pid in alive:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if _alive(p)]
+    for pid in alive:
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if _alive(p)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes; reap it if it is our child.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    if state == "Z":
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return False
+    return True
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+class Node:
+    """A running lab node: its netns and the holder of its mount/UTS namespaces."""
+
+    def __init__(self, spec: LabNode, holder_pid: int) -> None:
+        self.spec = spec
+        self.holder_pid = holder_pid
+
+    @classmethod
+    def create(cls, spec: LabNode) -> Node:
+        """Create the netns and start the holder; the hostname is set inside."""
+        sh(["ip", "netns", "add", spec.netns])
+        # The holder is a shell that waits, so that orphans it inherits are
+        # reaped (an `exec sleep` holder leaves zombies behind).
+        holder = subprocess.Popen(
+            ["ip", "netns", "exec", spec.netns, "unshare", "--mount", "--uts",
+             "--propagation", "private", "sh", "-c",
+             f"hostname {spec.name}; echo ready; sleep infinity & wait"],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True, text=True,
+        )
+        assert holder.stdout is not None
+        if holder.stdout.readline().strip() != "ready":
+            raise LabError(f"holder of {spec.name} did not start")
+        holder.stdout.close()
+        return cls(spec, holder.pid)
+
+    def nsenter(self, argv: Sequence[str]) -> list[str]:
+        """The command line that runs argv inside this node's namespaces."""
+        return ["nsenter", "-t", str(self.holder_pid), "-m", "-u", "-n", "--", *argv]
+
+    def run(self, argv: Sequence[str], *, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a short command inside the node (lab set-up only)."""
+        return sh(self.nsenter(argv), check=check, input=input)
+
+    def spawn(self, argv: Sequence[str], log: Path) -> int:
+        """Start a daemon in the foreground inside the node; return its PID.
+
+        Daemons run in the foreground (no double fork) so that the PID we
+        record is the daemon's own and `down` can end it by PID.
+        """
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                self.nsenter(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return proc.pid
+
+    def bind(self, source: Path, target: str) -> None:
+        """Bind a per-node copy over a system path, inside this node only."""
+        self.run(["mount", "--bind", str(source), target])

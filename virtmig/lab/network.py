@@ -1,0 +1,59 @@
+"""The lab's links: a root-namespace bridge, a veth per node, a guest bridge per host.
+
+    root ns:  vmlab0 (198.18.0.1/24)  --  vm-h1-o  ==veth==  h1: eth0 -- br0 (198.18.0.11/24) -- guest tap
+                                      --  vm-h2-o  ==veth==  h2: eth0 -- br0 (198.18.0.12/24) -- guest tap
+                                      --  vm-nfs-o ==veth==  nfs: eth0 (198.18.0.10/24)
+
+A guest's tap joins its host's br0, so the guest sits on the same L2 segment
+wherever it runs and keeps its address when it moves; QEMU's announce after a
+migration updates both bridges' forwarding tables.  No node has a default
+route: nothing the lab sends can leave 198.18.0.0/24.
+"""
+
+from __future__ import annotations
+
+from virtmig.lab.netns import Node, sh
+from virtmig.lab.topology import BRIDGE, CONTROLLER_IP, NODES, PREFIX_LEN
+
+#: Name of the host-side guest bridge inside each hypervisor namespace.
+GUEST_BRIDGE = "br0"
+
+
+def link_exists(name: str) -> bool:
+    return sh(["ip", "link", "show", name], check=False).returncode == 0
+
+
+def create_bridge() -> None:
+    """The root-namespace bridge, with the controller's lab address."""
+    sh(["ip", "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
+    sh(["ip", "addr", "add", f"{CONTROLLER_IP}/{PREFIX_LEN}", "dev", BRIDGE])
+    sh(["ip", "link", "set", BRIDGE, "up"])
+
+
+def wire_node(node: Node) -> None:
+    """Connect a node to the root bridge and give it its lab address."""
+    spec = node.spec
+    inner = f"vm-{spec.name}-i"
+    sh(["ip", "link", "add", spec.veth_outer, "type", "veth", "peer", "name", inner])
+    sh(["ip", "link", "set", spec.veth_outer, "master", BRIDGE, "up"])
+    sh(["ip", "link", "set", inner, "netns", spec.netns])
+    node.run(["ip", "link", "set", "lo", "up"])
+    node.run(["ip", "link", "set", inner, "name", "eth0"])
+    address = f"{spec.ip}/{PREFIX_LEN}"
+    if spec.hypervisor:
+        node.run(["ip", "link", "add", GUEST_BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
+        node.run(["ip", "link", "set", "eth0", "master", GUEST_BRIDGE, "up"])
+        node.run(["ip", "addr", "add", address, "dev", GUEST_BRIDGE])
+        node.run(["ip", "link", "set", GUEST_BRIDGE, "up"])
+    else:
+        node.run(["ip", "addr", "add", address, "dev", "eth0"])
+        node.run(["ip", "link", "set", "eth0", "up"])
+
+
+def remove_links() -> None:
+    """Delete the root bridge and every outer veth (the peers go with them)."""
+    for spec in NODES:
+        if link_exists(spec.veth_outer):
+            sh(["ip", "link", "del", spec.veth_outer], check=False)
+    if link_exists(BRIDGE):
+        sh(["ip", "link", "del", BRIDGE], check=False)
