@@ -1,0 +1,52 @@
+# virtmig: two commands do all set-up on a fresh Debian 12 machine (as root).
+#   make certify   install, bring up the embedded lab, certify its host pair, write the report
+#   make test      install, run the project's own tests (unit + real-lab)
+# Against real hosts: make certify ARGS="--src h1 --dst h2"
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RUN := $(shell date -u +%Y%m%dT%H%M%SZ)
+REPORT_DIR := reports/$(RUN)
+ARGS ?=
+
+.PHONY: deps certify test lint lab-up lab-down bench clean
+
+$(VENV)/.apt-stamp: debian-packages.txt
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $$(grep -v '^#' debian-packages.txt)
+	mkdir -p $(VENV) && touch $@
+
+$(VENV)/.pip-stamp: requirements.txt $(VENV)/.apt-stamp
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+deps: $(VENV)/.pip-stamp
+
+certify: deps
+	mkdir -p $(REPORT_DIR)
+	$(PY) -m pytest suites -p no:cacheprovider $(ARGS) \
+	    --html=$(REPORT_DIR)/report.html --self-contained-html \
+	    --junitxml=$(REPORT_DIR)/junit.xml
+	@echo "report: $(REPORT_DIR)/report.html (also reports/latest/report.html)"
+
+lint: deps
+	$(VENV)/bin/mypy
+
+test: deps lint
+	$(PY) -m pytest tests $(ARGS)
+
+lab-up: deps
+	$(PY) -m virtmig.lab up
+
+lab-down:
+	$(PY) -m virtmig.lab down
+
+bench: deps
+	$(PY) -m pytest bench -s $(ARGS)
+
+clean: lab-down
+	rm -rf reports .mypy_cache .pytest_cache

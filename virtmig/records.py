@@ -1,0 +1,58 @@
+"""What one migration leaves behind for the report: a plain, JSON-able record.
+
+Records travel from the test that measured them to the report through
+pytest's `user_properties`, which pytest-xdist carries from workers to the
+controller; so a record holds only JSON types.  The figures inside are the
+`to_dict()` forms of `virtmig.jobstats.JobStats` (libvirt's view) and
+`virtmig.probe.ProbeResult` (the guest's reachability seen from outside).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Key under which a record is stored in a test item's user_properties.
+USER_PROPERTY = "virtmig_migration"
+
+#: Version of the record layout written to JSON; bump on incompatible change.
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MigrationRecord:
+    """One migration, measured.
+
+    kind: "live", "offline", "cold" or "save-restore".
+    mode: readable name of the flag set, e.g. "p2p", "direct", "p2p-tunnelled".
+    stats: libvirt's completed-job statistics (JobStats.to_dict()), or None
+        when the migration failed before libvirt recorded any.
+    probe: the external probe's result (ProbeResult.to_dict()), or None.
+    progress: job samples taken while the migration ran (JobProgress.to_dict()).
+    storage: how the disk was shared, e.g. "nfs-mount", "lab-shared-dir".
+    """
+
+    test_id: str
+    kind: str
+    mode: str
+    src: str
+    dst: str
+    domain: str
+    started_at: str
+    wall_s: float
+    ok: bool
+    storage: str
+    error: str | None = None
+    stats: dict[str, Any] | None = None
+    probe: dict[str, Any] | None = None
+    progress: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> MigrationRecord:
+        raw = json.loads(text)
+        return cls(**raw)
