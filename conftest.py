@@ -1,0 +1,3 @@
+"""Root conftest: loads the harness's pytest plugins."""
+
+pytest_plugins = ["fixtures.options"]

@@ -1,0 +1,143 @@
+"""Validation of --src/--dst/--nfs-server/--export/--mount-point/--ssh-config."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+from virtmig import sshconfig
+from virtmig.config import ConfigError, RunConfig, build_run_config
+
+pytest_plugins = ["pytester"]
+
+LAB_CFG = Path("/nonexistent/lab_ssh_config")  # lab mode must not touch it
+
+SSH_CONFIG = """\
+Host alpha
+    HostName 127.0.0.1
+    Port 2201
+    User root
+Host beta beta-alias
+    HostName 127.0.0.1
+    Port 2202
+Host same-as-alpha
+    HostName 127.0.0.1
+    Port 2201
+Host *.behind-bastion
+    ProxyJump alpha
+Host !nothere *.wild
+    User nobody
+"""
+
+
+@pytest.fixture
+def ssh_cfg(tmp_path: Path) -> Path:
+    path = tmp_path / "ssh_config"
+    path.write_text(SSH_CONFIG)
+    return path
+
+
+def build(ssh_cfg: Path | None, **kw: Any) -> RunConfig:
+    args: dict[str, Any] = dict(src="alpha", dst="beta", nfs_server=None, export=None,
+                                mount_point="/mnt/nfs", ssh_config=ssh_cfg, lab_ssh_config=LAB_CFG)
+    args.update(kw)
+    return build_run_config(**args)
+
+
+def test_lab_mode_without_src_and_dst() -> None:
+    rc = build_run_config(None, None, None, None, "/mnt/nfs", None, LAB_CFG)
+    assert rc == RunConfig(src="h1", dst="h2", nfs_server="nfs", export="/srv/virtmig-export",
+                           mount_point=PurePosixPath("/mnt/nfs"), ssh_config=LAB_CFG, lab=True)
+
+
+def test_real_hosts_from_ssh_config(ssh_cfg: Path) -> None:
+    rc = build(ssh_cfg, nfs_server="storage.example", export="/export/vms")
+    assert rc == RunConfig(src="alpha", dst="beta", nfs_server="storage.example", export="/export/vms",
+                           mount_point=PurePosixPath("/mnt/nfs"), ssh_config=ssh_cfg, lab=False)
+
+
+def test_resolvable_name_and_proxied_name_are_accepted(ssh_cfg: Path) -> None:
+    assert build(ssh_cfg, src="localhost", dst="x.behind-bastion").dst == "x.behind-bastion"
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        (dict(dst=None), "--dst is missing"),
+        (dict(src=None), "--src is missing"),
+        (dict(dst="alpha"), "--src and --dst are the same host"),
+        (dict(dst="same-as-alpha"), "same machine (127.0.0.1 port 2201)"),
+        (dict(src="-oProxyCommand=x"), "--src '-oProxyCommand=x' is not a valid host name"),
+        (dict(dst="a b"), "--dst 'a b' is not a valid host name"),
+        (dict(dst="x..y"), "is not a valid host name"),
+        (dict(dst="nowhere.invalid"), "--dst 'nowhere.invalid' is neither a Host in"),
+        (dict(dst="foo.wild"), "is neither a Host in"),  # wildcard Hosts are not aliases
+        (dict(nfs_server="nfs"), "give --nfs-server and --export together"),
+        (dict(export="/e"), "give --nfs-server and --export together"),
+        (dict(nfs_server="nfs", export="relative/dir"), "--export 'relative/dir' must be an absolute path"),
+        (dict(mount_point="mnt"), "--mount-point 'mnt' must be an absolute path"),
+        (dict(mount_point="/mnt/../etc"), "--mount-point '/mnt/../etc' must not contain '..'"),
+        (dict(mount_point="/"), "--mount-point must not be '/'"),
+    ],
+)
+def test_bad_input_is_explained(ssh_cfg: Path, kw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build(ssh_cfg, **kw)
+    assert message in str(info.value)
+
+
+def test_missing_ssh_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--ssh-config '.*/absent': no such file"):
+        build(tmp_path / "absent")
+
+
+def test_lab_mode_rejects_real_host_options() -> None:
+    with pytest.raises(ConfigError, match="--nfs-server, --export only apply with --src/--dst"):
+        build_run_config(None, None, "nfs", "/e", "/mnt/nfs", None, LAB_CFG)
+
+
+def test_unknown_name_message_suggests_a_fix(ssh_cfg: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        build(ssh_cfg, dst="nowhere.invalid")
+    assert f"Host in {ssh_cfg}" in str(info.value)
+    assert "use an alias from your ssh config" in str(info.value)
+
+
+def test_known_hosts_lists_concrete_aliases_only(ssh_cfg: Path) -> None:
+    assert sshconfig.known_hosts(ssh_cfg) == {"alpha", "beta", "beta-alias", "same-as-alpha"}
+
+
+def test_include_is_followed(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "lab.conf").write_text("Host inc\n    HostName 10.0.0.9\n    Port 2222\n")
+    main = tmp_path / "config"
+    main.write_text("Host first\n    User u1\n    Include conf.d/*.conf\n    Port 2001\n")
+    assert sshconfig.known_hosts(main) == {"first", "inc"}
+    assert sshconfig.resolve(main, "inc") == sshconfig.ResolvedHost("inc", "10.0.0.9", 2222, sshconfig.resolve(
+        main, "zzz").user)
+    # Lines after the Include still belong to the includer's Host block.
+    assert sshconfig.resolve(main, "first").port == 2001
+
+
+def test_option_syntax_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("-p", "fixtures.options", "--src", "a", "--dst", "a")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # exit code 4
+    result.stderr.fnmatch_lines(["ERROR: --src and --dst are the same host ('a'); migration needs two hosts"])
+
+
+def test_bad_syntax_is_rejected_by_argparse(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("-p", "fixtures.options", "--mount-point", "relative")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--mount-point*must be an absolute path*"])
+
+
+def test_run_config_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_it(run_config):
+            assert run_config.lab and (run_config.src, run_config.dst) == ("h1", "h2")
+        """
+    )
+    pytester.runpytest("-p", "fixtures.options").assert_outcomes(passed=1)

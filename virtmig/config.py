@@ -1,0 +1,152 @@
+"""The validated settings of one run (which hosts, which NFS export, where mounted).
+
+Kept free of pytest so that bench scripts and the lab CLI can build the same
+`RunConfig`.  Every check here is cheap and local (file reads, name syntax,
+DNS lookups): a typo in --src should fail in a second with a message naming
+the option, not minutes later as an SSH timeout inside a fixture.  Nothing
+connects to the hosts.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from virtmig import sshconfig
+from virtmig.lab.topology import EXPORT_DIR, H1, H2, NFS
+
+DEFAULT_MOUNT_POINT = PurePosixPath("/mnt/nfs")
+
+#: Host names and ssh aliases: letters, digits, '.', '_', '-', not starting
+#: with '-' (ssh would take it for an option) nor '.'; at most 253 characters.
+#: IPv6 literals are not accepted: give them an alias in the ssh config.
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9_])?")
+
+
+class ConfigError(ValueError):
+    """The command-line settings are unusable; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where a run migrates: between *src* and *dst* (ssh names), storage on *nfs_server*:*export*.
+
+    nfs_server/export are None when the hosts already share storage at
+    mount_point.  ssh_config is the file given with --ssh-config (None: ssh's
+    defaults).  lab is True for the embedded lab.
+    """
+
+    src: str
+    dst: str
+    nfs_server: str | None
+    export: str | None
+    mount_point: PurePosixPath
+    ssh_config: Path | None
+    lab: bool
+
+
+def check_host_name(value: str, what: str = "host name") -> str:
+    """*value* if it is syntactically a host name or ssh alias, else ConfigError."""
+    if not _HOST_NAME.fullmatch(value) or ".." in value:
+        raise ConfigError(
+            f"{what} {value!r} is not a valid host name or ssh alias "
+            "(letters, digits, '.', '_', '-'; not starting with '-')"
+        )
+    return value
+
+
+def check_remote_path(value: str | PurePosixPath, what: str) -> PurePosixPath:
+    """*value* as a PurePosixPath if absolute and free of '..', else ConfigError."""
+    path = PurePosixPath(value)
+    if not path.is_absolute():
+        raise ConfigError(f"{what} {str(value)!r} must be an absolute path")
+    if ".." in path.parts:
+        raise ConfigError(f"{what} {str(value)!r} must not contain '..'")
+    return path
+
+
+def build_run_config(
+    src: str | None,
+    dst: str | None,
+    nfs_server: str | None,
+    export: str | None,
+    mount_point: str | PurePosixPath,
+    ssh_config: Path | None,
+    lab_ssh_config: Path,
+) -> RunConfig:
+    """Check the options together and return the RunConfig, or raise ConfigError.
+
+    Without --src and --dst the run targets the embedded lab (h1 -> h2, NFS
+    from the lab's server); nothing lab-related is checked, since the lab may
+    not be up yet when options are parsed.
+    """
+    mount = check_remote_path(mount_point, "--mount-point")
+    if mount == PurePosixPath("/"):
+        raise ConfigError("--mount-point must not be '/'")
+    if src is None and dst is None:
+        given = [opt for opt, val in (("--nfs-server", nfs_server), ("--export", export),
+                                      ("--ssh-config", ssh_config)) if val is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --src/--dst (without them the embedded lab is used)")
+        return RunConfig(src=H1.name, dst=H2.name, nfs_server=NFS.name, export=str(EXPORT_DIR),
+                         mount_point=mount, ssh_config=lab_ssh_config, lab=True)
+    if src is None or dst is None:
+        missing = "--src" if src is None else "--dst"
+        raise ConfigError(f"{missing} is missing: give both --src and --dst, or neither to use the embedded lab")
+    check_host_name(src, "--src")
+    check_host_name(dst, "--dst")
+    if src == dst:
+        raise ConfigError(f"--src and --dst are the same host ({src!r}); migration needs two hosts")
+    if (nfs_server is None) != (export is None):
+        raise ConfigError("give --nfs-server and --export together (or neither if storage is already mounted)")
+    if nfs_server is not None:
+        # Only syntax: the hypervisors mount it, and they may resolve names
+        # (a storage network) that this machine cannot.
+        check_host_name(nfs_server, "--nfs-server")
+    export_path = None if export is None else str(check_remote_path(export, "--export"))
+    if ssh_config is not None and not ssh_config.is_file():
+        raise ConfigError(f"--ssh-config {str(ssh_config)!r}: no such file")
+    names_file = ssh_config if ssh_config is not None else _default_ssh_config()
+    try:
+        src_at = _check_reachable_name(src, "--src", ssh_config, names_file)
+        dst_at = _check_reachable_name(dst, "--dst", ssh_config, names_file)
+    except sshconfig.SSHConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+    if src_at == dst_at:
+        raise ConfigError(f"--src {src!r} and --dst {dst!r} are the same machine ({src_at[0]} port {src_at[1]}); "
+                          "migration needs two hosts")
+    return RunConfig(src=src, dst=dst, nfs_server=nfs_server, export=export_path,
+                     mount_point=mount, ssh_config=ssh_config, lab=False)
+
+
+def _default_ssh_config() -> Path | None:
+    user = sshconfig.user_config()
+    return user if user.is_file() else None
+
+
+def _check_reachable_name(name: str, option: str, config: Path | None, names_file: Path | None) -> tuple[str, int]:
+    """(HostName, Port) that ssh would use for *name*, if ssh could plausibly reach it.
+
+    *config* is the --ssh-config file (None: ssh's default files), and
+    *names_file* the file whose Host aliases are accepted as they are.  Any
+    other name must resolve here after the config's HostName rewriting,
+    unless the config sends it through a ProxyJump/ProxyCommand (resolved
+    at the far end).
+    """
+    where = f"Host in {names_file}" if names_file is not None else "Host in an ssh config (there is none)"
+    resolved = sshconfig.resolve(config, name)
+    if names_file is not None and name in sshconfig.known_hosts(names_file):
+        return resolved.hostname, resolved.port
+    if sshconfig.uses_proxy(config, name):
+        return resolved.hostname, resolved.port
+    try:
+        socket.getaddrinfo(resolved.hostname, resolved.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        via = "" if resolved.hostname == name else f" (HostName {resolved.hostname!r})"
+        raise ConfigError(
+            f"{option} {name!r}{via} is neither a {where} nor resolvable: {exc}; "
+            "use an alias from your ssh config (or --ssh-config FILE) or a resolvable host name"
+        ) from exc
+    return resolved.hostname, resolved.port
