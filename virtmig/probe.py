@@ -1,0 +1,356 @@
+"""External reachability probe: how long the guest really stopped answering.
+
+libvirt's `downtime` is measured by QEMU around the CPU pause; what users
+see also includes the network switching over to the destination (QEMU's
+announce, bridge learning). The probe measures that from outside: it sends a
+sequence-numbered UDP datagram every `interval_s` to the guest agent, which
+echoes every datagram whose first byte is not '!', and records when replies
+arrive. The longest interval between consecutive replies, on this side's
+monotonic clock, is the observed outage.
+
+The analysis (`probe_gap`, `summarize`) is pure so that it can be tested on
+synthetic timelines; the thread only records (send_ns, recv_ns) per seq.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from types import TracebackType
+
+#: 8-byte seq + 8-byte send time, big-endian: the first byte is 0 for any seq
+#: below 2**56, so a probe datagram is never mistaken for an agent command.
+_PAYLOAD = struct.Struct("!QQ")
+
+#: (send_ns, recv_ns or None) for one seq; a list of them is indexed by seq.
+Sample = tuple[int, int | None]
+
+
+class AgentError(RuntimeError):
+    """The guest agent did not answer, or answered fail/err."""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The longest stretch without a (new, in-order) reply.
+
+    [start_ns, end_ns] are monotonic times: the previous reply (or the first
+    send, if the gap opens the window) and the next reply (or the window
+    end). first/last_lost_seq bound the seqs sent in between that never got
+    a reply; `lost` counts them (None/None/0 when nothing was lost).
+    """
+
+    start_ns: int
+    end_ns: int
+    first_lost_seq: int | None
+    last_lost_seq: int | None
+    lost: int
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+    @property
+    def duration_ms(self) -> float:
+        return self.duration_ns / 1e6
+
+
+def probe_gap(samples: Sequence[Sample], window_end_ns: int | None = None) -> Gap:
+    """Longest interval between consecutive replies in `samples` (index = seq).
+
+    Replies are taken in arrival order and one whose seq is not above every
+    seq already seen is ignored: a late reply from before an outage must not
+    split the outage in two. The window runs from the first send to
+    `window_end_ns` (default: the last send), so no replies at all gives a
+    gap over the whole window, and replies that stop early give a gap from
+    the last reply to the window end.
+    """
+    if not samples:
+        return Gap(0, 0, None, None, 0)
+    window_start = samples[0][0]
+    window_end = samples[-1][0] if window_end_ns is None else window_end_ns
+    arrivals = sorted((recv, seq) for seq, (_, recv) in enumerate(samples) if recv is not None)
+
+    # Candidate gaps as (start_ns, end_ns, first seq inside, last seq inside).
+    candidates: list[tuple[int, int, int, int]] = []
+    prev_ns, prev_seq = window_start, -1
+    for recv, seq in arrivals:
+        if seq <= prev_seq:
+            continue  # out of order (or an impossible duplicate): not news
+        candidates.append((prev_ns, recv, prev_seq + 1, seq - 1))
+        prev_ns, prev_seq = recv, seq
+    candidates.append((prev_ns, max(prev_ns, window_end), prev_seq + 1, len(samples) - 1))
+
+    start, end, lo, hi = max(candidates, key=lambda c: c[1] - c[0])
+    lost_seqs = [s for s in range(lo, hi + 1) if samples[s][1] is None]
+    if not lost_seqs:
+        return Gap(start, end, None, None, 0)
+    return Gap(start, end, lost_seqs[0], lost_seqs[-1], len(lost_seqs))
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Summary of one probe run; times in ms, gap bounds as monotonic ns."""
+
+    sent: int
+    received: int
+    lost: int
+    duplicates: int
+    stray: int
+    send_errors: int
+    interval_ms: float
+    duration_ms: float
+    longest_gap_ms: float
+    gap_start_ns: int
+    gap_end_ns: int
+    gap_first_lost_seq: int | None
+    gap_last_lost_seq: int | None
+    gap_lost: int
+    #: Longest interval between our own sends: if this is large the probe
+    #: thread itself stalled and longest_gap_ms overstates the outage.
+    longest_send_gap_ms: float
+    rtt_p50_ms: float | None
+    rtt_max_ms: float | None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def summarize(
+    samples: Sequence[Sample],
+    *,
+    interval_s: float,
+    window_end_ns: int | None = None,
+    duplicates: int = 0,
+    stray: int = 0,
+    send_errors: int = 0,
+) -> ProbeResult:
+    """ProbeResult from recorded samples; pure, like probe_gap."""
+    gap = probe_gap(samples, window_end_ns)
+    rtts = sorted(r - s for s, r in samples if r is not None)
+    sends = [s for s, _ in samples]
+    send_gaps = [b - a for a, b in zip(sends, sends[1:])]
+    end = (sends[-1] if window_end_ns is None else window_end_ns) if sends else 0
+    return ProbeResult(
+        sent=len(samples),
+        received=len(rtts),
+        lost=len(samples) - len(rtts),
+        duplicates=duplicates,
+        stray=stray,
+        send_errors=send_errors,
+        interval_ms=interval_s * 1e3,
+        duration_ms=(end - sends[0]) / 1e6 if sends else 0.0,
+        longest_gap_ms=gap.duration_ms,
+        gap_start_ns=gap.start_ns,
+        gap_end_ns=gap.end_ns,
+        gap_first_lost_seq=gap.first_lost_seq,
+        gap_last_lost_seq=gap.last_lost_seq,
+        gap_lost=gap.lost,
+        longest_send_gap_ms=max(send_gaps, default=0) / 1e6,
+        # Lower median: an actual observed value, not an average of two.
+        rtt_p50_ms=rtts[(len(rtts) - 1) // 2] / 1e6 if rtts else None,
+        rtt_max_ms=rtts[-1] / 1e6 if rtts else None,
+    )
+
+
+class ProbeLog:
+    """What the probe thread records: one send time and first reply per seq.
+
+    Separate from the thread so the bookkeeping (duplicates, stray and
+    mismatched replies) is testable without sockets.
+    """
+
+    def __init__(self) -> None:
+        self._send_ns: list[int] = []
+        self._recv_ns: list[int | None] = []
+        self.duplicates = 0
+        self.stray = 0
+
+    def sent(self, send_ns: int) -> int:
+        """Record a send; returns the seq to put in the datagram."""
+        self._send_ns.append(send_ns)
+        self._recv_ns.append(None)
+        return len(self._send_ns) - 1
+
+    def received(self, seq: int, echoed_send_ns: int, recv_ns: int) -> None:
+        """Record a reply; only the first reply to a seq we sent counts."""
+        if not 0 <= seq < len(self._send_ns) or self._send_ns[seq] != echoed_send_ns:
+            self.stray += 1
+        elif self._recv_ns[seq] is not None:
+            self.duplicates += 1
+        else:
+            self._recv_ns[seq] = recv_ns
+
+    def samples(self) -> list[Sample]:
+        return list(zip(self._send_ns, self._recv_ns))
+
+
+class UdpEchoProbe:
+    """Background UDP echo probe against the guest agent.
+
+    Sends are scheduled on absolute deadlines (start + k*interval), so the
+    rate does not drift; if the thread falls behind it skips the missed
+    slots instead of bursting. Use as a context manager or start()/stop().
+    """
+
+    def __init__(self, target_ip: str, port: int, interval_s: float = 0.005, drain_s: float = 0.2) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be positive, got {interval_s}")
+        self.target = (target_ip, port)
+        self.interval_s = interval_s
+        self.drain_s = drain_s
+        self._log = ProbeLog()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._send_errors = 0
+        self._error: BaseException | None = None
+        self._result: ProbeResult | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("probe already started")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # Connected: the kernel drops datagrams from anyone but the target.
+        sock.connect(self.target)
+        sock.setblocking(False)
+        self._sock = sock
+        self._thread = threading.Thread(target=self._run, name=f"udp-probe-{self.target[0]}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> ProbeResult:
+        """Stop sending, wait drain_s for late replies, and summarize."""
+        if self._result is not None:
+            return self._result
+        if self._thread is None or self._sock is None:
+            raise RuntimeError("probe not started")
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+        if self._error is not None:
+            raise RuntimeError(f"probe thread failed: {self._error!r}") from self._error
+        samples = self._log.samples()
+        self._result = summarize(
+            samples,
+            interval_s=self.interval_s,
+            duplicates=self._log.duplicates,
+            stray=self._log.stray,
+            send_errors=self._send_errors,
+        )
+        return self._result
+
+    @property
+    def result(self) -> ProbeResult:
+        if self._result is None:
+            raise RuntimeError("probe not stopped yet")
+        return self._result
+
+    def samples(self) -> list[Sample]:
+        """Raw (send_ns, recv_ns) per seq; complete only after stop()."""
+        return self._log.samples()
+
+    def __enter__(self) -> UdpEchoProbe:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._thread is not None and self._result is None:
+            self.stop()
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # surfaced by stop(), not lost in a thread
+            self._error = exc
+
+    def _loop(self) -> None:
+        assert self._sock is not None
+        sock = self._sock
+        interval_ns = max(1, int(self.interval_s * 1e9))
+        start = time.monotonic_ns()
+        slot = 0
+        next_send = start
+        while not self._stop.is_set():
+            now = time.monotonic_ns()
+            if now >= next_send:
+                seq = self._log.sent(now)
+                try:
+                    sock.send(_PAYLOAD.pack(seq, now))
+                except OSError:
+                    # EHOSTUNREACH etc. while the guest moves: a lost probe.
+                    self._send_errors += 1
+                slot = max(slot + 1, (now - start) // interval_ns + 1)
+                next_send = start + slot * interval_ns
+            wait_ns = max(0, next_send - time.monotonic_ns())
+            readable, _, _ = select.select([sock], [], [], wait_ns / 1e9)
+            if readable:
+                self._read_all(sock)
+        deadline = time.monotonic_ns() + int(self.drain_s * 1e9)
+        while (remaining := deadline - time.monotonic_ns()) > 0:
+            readable, _, _ = select.select([sock], [], [], remaining / 1e9)
+            if readable:
+                self._read_all(sock)
+
+    def _read_all(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(64)
+            except BlockingIOError:
+                return
+            except ConnectionRefusedError:
+                continue  # ICMP port unreachable for an earlier send
+            recv_ns = time.monotonic_ns()
+            if len(data) != _PAYLOAD.size:
+                self._log.stray += 1
+                continue
+            seq, echoed = _PAYLOAD.unpack(data)
+            self._log.received(seq, echoed, recv_ns)
+
+
+def agent_command(ip: str, port: int, text: str, timeout: float = 2.0, retries: int = 3) -> str:
+    """Send one '!'-command to the guest agent and return its reply line.
+
+    Retries only on silence (UDP loses datagrams, and the guest may be
+    between hosts); a reply starting with 'fail' or 'err' raises at once.
+    Commands should therefore be idempotent: a retried command may run twice
+    if only its reply was lost.
+    """
+    message = text if text.startswith("!") else "!" + text
+    last_problem = "no reply"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect((ip, port))
+        for _ in range(max(1, retries)):
+            deadline = time.monotonic() + timeout
+            try:
+                sock.send(message.encode())
+            except OSError as exc:
+                last_problem = f"send failed: {exc}"
+                time.sleep(max(0.0, min(deadline - time.monotonic(), 0.5)))
+                continue
+            while (remaining := deadline - time.monotonic()) > 0:
+                sock.settimeout(remaining)
+                try:
+                    data = sock.recv(4096)
+                except TimeoutError:
+                    break
+                except ConnectionRefusedError:
+                    last_problem = "port unreachable (agent not listening)"
+                    time.sleep(max(0.0, min(deadline - time.monotonic(), 0.5)))
+                    break
+                lines = data.decode(errors="replace").strip().splitlines()
+                if not lines:
+                    continue
+                reply = lines[0].strip()
+                if reply.lower().startswith(("fail", "err")):
+                    raise AgentError(f"agent {ip}:{port} answered {message!r} with {reply!r}")
+                return reply
+    raise AgentError(
+        f"agent {ip}:{port} did not answer {message!r} ({retries} attempts of {timeout:g} s; last: {last_problem})"
+    )
