@@ -139,7 +139,7 @@ def test_probe_payload_never_looks_like_a_command() -> None:
 
 
 class EchoAgent:
-    """Minimal stand-in for the guest agent: echo, '!ping', '!fail', pause."""
+    """Stand-in for virtmig/lab/guest_agent.c: echo, '!ping' -> 'ok pong', pause."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -159,9 +159,11 @@ class EchoAgent:
             if self.paused.is_set():
                 continue  # an outage: datagrams vanish
             if data.startswith(b"!ping"):
-                self.sock.sendto(b"pong\n", peer)
+                self.sock.sendto(b"ok pong\n", peer)
+            elif data.startswith(b"!ram-verify"):
+                self.sock.sendto(b"fail ram-verify s1 offset=4096\n", peer)
             elif data.startswith(b"!"):
-                self.sock.sendto(b"fail unknown command\n", peer)
+                self.sock.sendto(b"err unknown command\n", peer)
             else:
                 self.sock.sendto(data, peer)
 
@@ -229,13 +231,15 @@ def test_stop_is_idempotent_and_result_needs_stop(agent: EchoAgent) -> None:
 
 
 def test_agent_command_ping(agent: EchoAgent) -> None:
-    assert agent_command("127.0.0.1", agent.port, "ping") == "pong"
-    assert agent_command("127.0.0.1", agent.port, "!ping") == "pong"
+    assert agent_command("127.0.0.1", agent.port, "ping") == "ok pong"
+    assert agent_command("127.0.0.1", agent.port, "!ping") == "ok pong"
 
 
 def test_agent_command_fail_raises(agent: EchoAgent) -> None:
-    with pytest.raises(AgentError, match="fail unknown command"):
+    with pytest.raises(AgentError, match="err unknown command"):
         agent_command("127.0.0.1", agent.port, "explode")
+    with pytest.raises(AgentError, match="fail ram-verify s1 offset=4096"):
+        agent_command("127.0.0.1", agent.port, "ram-verify s1")
 
 
 def test_agent_command_times_out(agent: EchoAgent) -> None:

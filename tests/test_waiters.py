@@ -128,7 +128,7 @@ def late_agent() -> Iterator[int]:
             except TimeoutError:
                 continue
             if data.startswith(b"!ping") and time.monotonic() >= ready_at:
-                sock.sendto(b"pong\n", peer)
+                sock.sendto(b"ok pong\n", peer)
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
@@ -139,7 +139,7 @@ def late_agent() -> Iterator[int]:
 
 
 def test_wait_for_agent(late_agent: int) -> None:
-    assert wait_for_agent("127.0.0.1", late_agent, timeout=5, interval=0.05) == "pong"
+    assert wait_for_agent("127.0.0.1", late_agent, timeout=5, interval=0.05) == "ok pong"
 
 
 def test_wait_for_agent_timeout_reports_last_error() -> None:
