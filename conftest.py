@@ -1,3 +1,9 @@
-"""Root conftest: loads the harness's pytest plugins."""
+"""Root conftest: loads the harness's pytest plugins (wiring lives in fixtures/)."""
 
-pytest_plugins = ["fixtures.options"]
+pytest_plugins = [
+    "fixtures.options",
+    "fixtures.report",
+    "fixtures.lab",
+    "fixtures.hosts",
+    "fixtures.guest",
+]

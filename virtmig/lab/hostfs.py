@@ -167,6 +167,9 @@ def _prepare_libvirt(spec: LabNode, state: Path) -> None:
             "\n# virtmig lab\n"
             f'user = "{QEMU_USER}"\ngroup = "{QEMU_GROUP}"\n'
             'stdio_handler = "file"\n'
+            # libvirt's per-domain /dev would try to move the lab's /dev/kvm
+            # bind mount into it ("Unable to move ... mount to /dev/kvm").
+            "namespaces = []\n"
             f'migration_address = "{spec.ip}"\nmigration_host = "{spec.ip}"\n'
         )
     (state / "no-kvm").write_text("")

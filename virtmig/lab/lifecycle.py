@@ -18,7 +18,7 @@ from pathlib import Path
 
 from virtmig.lab import hostfs, network
 from virtmig.lab.netns import LabError, Node, lab_netns_names, netns_exists, netns_pids, sh, terminate
-from virtmig.lab.topology import HYPERVISORS, LAB_ROOT, NFS, NODES, SHARED_DIR, SSH_CONFIG, LabNode
+from virtmig.lab.topology import HYPERVISORS, LAB_ROOT, NFS, NODES, SHARED_DIR, SSH_CONFIG, SSH_WRAPPER, LabNode
 from virtmig.waiters import wait_for
 
 STATE_FILE = LAB_ROOT / "state.json"
@@ -111,7 +111,7 @@ def _wait_ssh(spec: LabNode, timeout: float) -> None:
 def _wait_libvirt(spec: LabNode, timeout: float) -> None:
     def answers() -> bool | None:
         proc = subprocess.run(
-            ["virsh", "-c", f"qemu+ssh://{spec.name}/system?command={hostfs.SSH_WRAPPER}", "uri"],
+            ["virsh", "-c", f"qemu+ssh://{spec.name}/system?command={SSH_WRAPPER}", "uri"],
             capture_output=True, text=True,
         )
         return proc.returncode == 0 or None
