@@ -77,3 +77,7 @@ SSH_KEY = LAB_ROOT / "id_ed25519"
 #: Wrapper around ssh that adds `-F SSH_CONFIG`; libvirt runs it via the
 #: `command=` parameter of qemu+ssh URIs.
 SSH_WRAPPER = LAB_ROOT / "ssh"
+
+#: Lock held by whoever uses the lab (a pytest session, `up`, `down`); outside
+#: LAB_ROOT because `down` removes LAB_ROOT.
+LAB_LOCK = Path("/var/lib/virtmig-lab.lock")
