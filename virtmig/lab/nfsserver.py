@@ -33,7 +33,8 @@ def client_block(clients: Sequence[str], options: str) -> str:
     """A ganesha CLIENT block with the semantics of one /etc/exports client entry.
 
     Understood (exports(5)): rw/ro, root_squash/no_root_squash/all_squash,
-    anonuid/anongid, secure/insecure, sec=sys.  sync/async, no_subtree_check
+    anonuid/anongid, secure/insecure (reserved source port only if `secure` is
+    given), sec=sys.  sync/async, no_subtree_check
     and friends have no ganesha equivalent (ganesha honours the client's
     stable flag and has no subtree checks) and are accepted silently.
     """
@@ -47,7 +48,10 @@ def client_block(clients: Sequence[str], options: str) -> str:
         "All_Squash" if "all_squash" in opts else "Root_Squash")
     anonuid = opts.get("anonuid") or str(ANON_ID)
     anongid = opts.get("anongid") or str(ANON_ID)
-    privileged = "false" if "insecure" in opts else "true"
+    # Only an explicit `secure` (exportfs_adapter adds the exports(5) default)
+    # requires a reserved source port: the lab's own blocks never did, and
+    # QEMU's libnfs, running unprivileged, cannot bind one.
+    privileged = "true" if "secure" in opts and "insecure" not in opts else "false"
     sec = opts.get("sec", "sys").replace(":", ", ")
     return (
         "    CLIENT {\n"
