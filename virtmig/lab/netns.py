@@ -53,22 +53,22 @@ def netns_pids(name: str) -> list[int]:
 
 def terminate(pids: Sequence[int], *, grace: float = 5.0) -> None:
     """SIGTERM the given PIDs, then SIGKILL whatever is still there after `grace`."""
-    alive = [p for p in pids if _alive(p)]
+    alive = [p for p in pids if is_alive(p)]
     for pid in alive:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while alive and time.monotonic() < deadline:
         time.sleep(0.05)
-        alive = [p for p in alive if _alive(p)]
+        alive = [p for p in alive if is_alive(p)]
     for pid in alive:
         _signal(pid, signal.SIGKILL)
     deadline = time.monotonic() + grace
     while alive and time.monotonic() < deadline:
         time.sleep(0.05)
-        alive = [p for p in alive if _alive(p)]
+        alive = [p for p in alive if is_alive(p)]
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -110,7 +110,7 @@ class Node:
         holder = subprocess.Popen(
             ["ip", "netns", "exec", spec.netns, "unshare", "--mount", "--uts",
              "--propagation", "private", "sh", "-c",
-             f"hostname {spec.name}; echo ready; sleep infinity & wait"],
+             f"hostname {spec.name}; trap 'kill $!; wait; exit 0' TERM; echo ready; sleep infinity & wait"],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True, text=True,
         )
         assert holder.stdout is not None

@@ -1,0 +1,103 @@
+"""The embedded lab itself, and the live suite end to end on it.
+
+These drive real namespaces, sshd, libvirtd, ganesha and QEMU.  They hold
+the lab's lock while they change the lab, and put it back as they found it
+(up or down), so they can run beside anyone else's session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from virtmig.lab import lifecycle
+from virtmig.lab.netns import is_alive, lab_netns_names, netns_pids
+from virtmig.lab.network import link_exists
+from virtmig.lab.topology import BRIDGE, LAB_LOCK, LAB_ROOT, NODES, SSH_CONFIG
+
+pytestmark = pytest.mark.lab
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def lab_lock() -> Iterator[bool]:
+    """Hold the lab; yield whether it was up, and leave it that way afterwards."""
+    with FileLock(str(LAB_LOCK), timeout=1800):
+        was_up = lifecycle.is_up()
+        try:
+            yield was_up
+        finally:
+            if was_up and not lifecycle.is_up():
+                lifecycle.up()
+            elif not was_up and lab_netns_names():
+                lifecycle.down()
+
+
+def _ssh(node: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ssh", "-F", str(SSH_CONFIG), node, *argv], capture_output=True, text=True, timeout=30)
+
+
+def test_down_removes_everything_and_is_idempotent(lab_lock: bool) -> None:
+    lifecycle.up()
+    holders = [pid for spec in NODES for pid in netns_pids(spec.netns)]
+    assert holders, "an up lab has processes in its namespaces"
+    lifecycle.down()
+    lifecycle.down()  # a second down finds nothing and says nothing
+    assert lab_netns_names() == []
+    assert not link_exists(BRIDGE)
+    assert not any(spec.veth_outer and link_exists(spec.veth_outer) for spec in NODES)
+    assert not LAB_ROOT.exists()
+    assert [pid for pid in holders if is_alive(pid)] == []
+
+
+def test_up_twice_gives_a_working_lab(lab_lock: bool) -> None:
+    lifecycle.up()
+    lifecycle.up()  # destroy before create: the second up replaces the first
+    assert lifecycle.is_up()
+    for spec in NODES:
+        result = _ssh(spec.name, "hostname")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == spec.name, "each node has its own UTS namespace"
+    routes = _ssh("h1", "ip", "route", "show", "default")
+    assert routes.stdout.strip() == "", "lab hosts must have no default route"
+
+
+def test_host_keys_are_checked(lab_lock: bool, tmp_path: Path) -> None:
+    lifecycle.up()
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    result = subprocess.run(
+        ["ssh", "-F", str(SSH_CONFIG), "-o", f"UserKnownHostsFile={empty}", "h1", "true"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode != 0
+    assert "Host key verification failed" in result.stderr
+
+
+def test_live_suite_migrates_and_measures_on_the_lab(tmp_path: Path) -> None:
+    """`pytest suites/live` on the lab: two hops, each with libvirt and probe figures."""
+    html = tmp_path / "run" / "report.html"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites/live", "-k", "round_trip", "-p", "no:cacheprovider",
+         f"--html={html}", "--self-contained-html"],
+        cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    results = json.loads((html.parent / "results.json").read_text())
+    hops = results["migrations"]
+    assert [(m["src"], m["dst"]) for m in hops] == [("h1", "h2"), ("h2", "h1")]
+    for hop in hops:
+        assert hop["ok"], hop["error"]
+        assert hop["stats"]["downtime_ms"] > 0
+        assert hop["stats"]["memory_processed_bytes"] > 0
+        assert hop["probe"]["received"] > 0
+        assert hop["probe"]["longest_gap_ms"] > 0
+    assert "<svg" in html.read_text()
