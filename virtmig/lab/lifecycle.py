@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from virtmig.lab import hostfs, network
+from virtmig.lab import exportfs_adapter, hostfs, network, nfs_fuse, nfsserver
 from virtmig.lab.netns import LabError, Node, lab_netns_names, netns_exists, netns_pids, sh, terminate
 from virtmig.lab.topology import HYPERVISORS, LAB_ROOT, NFS, NODES, SHARED_DIR, SSH_CONFIG, SSH_WRAPPER, LabNode
 from virtmig.waiters import wait_for
@@ -90,10 +90,14 @@ def _start_daemons(node: Node) -> dict[str, int]:
     daemons = {"sshd": node.spawn(["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"], logs / "sshd.log")}
     if node.spec.hypervisor:
         daemons["libvirtd"] = node.spawn(["/usr/sbin/libvirtd"], logs / "libvirtd.log")
+        # Lab adapter: `mount -t nfs` through the userspace client (no kernel NFS here).
+        nfs_fuse.setup_node(node, node.spec.state_dir)
     if node.spec is NFS:
-        from virtmig.lab import nfsserver  # noqa: PLC0415 - only the nfs node needs it
-
-        daemons.update(nfsserver.start(node, logs))
+        # A fresh NFS server: ganesha with no exports, an empty /etc/exports and
+        # the lab's `exportfs` adapter; the harness provisions the export.
+        daemons.update(nfsserver.start(node, logs, exports=""))
+        exportfs_adapter.setup_node(node, node.spec.state_dir)
+        node.run(["exportfs", "-ra"])
     return daemons
 
 
