@@ -1,0 +1,276 @@
+"""Host evidence for a diagnosis, gathered over the `Host` interface and parsed here.
+
+The same `Permission denied` comes from DAC and from SELinux; only the host
+can tell which: an AVC record in the audit log, a path component the qemu
+user cannot search, the image's owner and mode, the mount and export
+options.  Gathering is separate from `diagnose` (a pure function) so that
+diagnosis is unit-tested on recorded evidence and gathering on the lab.
+
+Commands are chosen to exist on Debian and RHEL alike: `setpriv` (util-linux)
+to test access as the qemu user with its supplementary groups, `stat`,
+`/proc/self/mountinfo`, and the SELinux tools only if installed (their
+absence is evidence too: no SELinux).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from virtmig.host import CommandResult
+
+#: File system types libvirt 9.0 treats as shared (virFileIsSharedFS), plus
+#: FUSE NFS clients (reported as fuse.nfs) so the lab's userspace NFS counts.
+SHARED_FS_TYPES = frozenset({"nfs", "nfs4", "gfs2", "ocfs2", "ceph", "cifs", "smb3", "gpfs", "fuse.glusterfs",
+                             "fuse.nfs", "fuse.quobyte", "beegfs"})
+
+
+class HostLike(Protocol):
+    """The part of `virtmig.host.Host` gathering uses (a recorded fake satisfies it)."""
+
+    name: str
+
+    def run(self, *argv: str, check: bool = True, timeout: float | None = None,
+            stdin: str | None = None) -> CommandResult: ...
+
+    def run_script(self, script: str, *, args: Sequence[str] = (), check: bool = True,
+                   timeout: float | None = None) -> CommandResult: ...
+
+
+@dataclass(frozen=True)
+class PathCheck:
+    """One component of a path as the qemu user sees it.
+
+    search/read/write are None where the test does not apply (search on a
+    file, anything on a missing component).
+    """
+
+    path: str
+    kind: str  # "directory", "regular file", "symbolic link", ..., or "missing"
+    mode: str  # octal, e.g. "750"
+    owner: str  # "uid:gid"
+    search: bool | None
+    read: bool | None
+    write: bool | None
+
+    @property
+    def missing(self) -> bool:
+        return self.kind == "missing"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One line of /proc/self/mountinfo, reduced to what a diagnosis needs."""
+
+    mountpoint: str
+    fstype: str
+    source: str
+    options: tuple[str, ...]
+
+    @property
+    def shared(self) -> bool:
+        return self.fstype in SHARED_FS_TYPES
+
+    @property
+    def read_only(self) -> bool:
+        return "ro" in self.options
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one host showed about a failure.  Every field may be unknown (None/empty)."""
+
+    host: str = ""
+    qemu_user: str | None = None
+    dynamic_ownership: bool | None = None
+    #: getenforce's word ("Enforcing", "Permissive", "Disabled"); None: no SELinux tools.
+    selinux_mode: str | None = None
+    virt_use_nfs: bool | None = None
+    #: raw AVC records (type=AVC ... avc:  denied ...), newest last
+    avc: tuple[str, ...] = ()
+    path: str | None = None
+    path_checks: tuple[PathCheck, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    #: the NFS export's options as the server's export table says (e.g. from /var/lib/nfs/etab)
+    export_options: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def selinux_enforcing(self) -> bool:
+        return (self.selinux_mode or "").lower() == "enforcing"
+
+    def mount_of(self, path: str) -> Mount | None:
+        """The mount *path* lives on (longest mount point prefix), if mounts are known."""
+        best: Mount | None = None
+        for m in self.mounts:
+            prefix = m.mountpoint.rstrip("/") + "/"
+            if (path == m.mountpoint or path.startswith(prefix) or m.mountpoint == "/") and (
+                    best is None or len(m.mountpoint) >= len(best.mountpoint)):
+                best = m
+        return best
+
+    def lines(self) -> list[str]:
+        """Human-readable evidence, one fact a line (for reports)."""
+        out = [f"host {self.host or '?'}: qemu user {self.qemu_user or '?'}, dynamic_ownership "
+               f"{'?' if self.dynamic_ownership is None else int(self.dynamic_ownership)}, SELinux "
+               f"{self.selinux_mode or 'absent'}"
+               + ("" if self.virt_use_nfs is None else f", virt_use_nfs {'on' if self.virt_use_nfs else 'off'}")]
+        out += [f"AVC: {a}" for a in self.avc[-3:]]
+        for c in self.path_checks:
+            acc = "".join(flag if ok else "-" for flag, ok in (("r", c.read), ("w", c.write), ("x", c.search))
+                          if ok is not None)
+            out.append(f"{c.path}: {c.kind} mode {c.mode} owner {c.owner}"
+                       + (f", as {self.qemu_user}: {acc or '-'}" if acc or not c.missing else ""))
+        if self.path is not None:
+            m = self.mount_of(self.path)
+            if m is not None:
+                out.append(f"{self.path} is on {m.mountpoint} ({m.fstype} from {m.source}, {','.join(m.options)})")
+        if self.export_options:
+            out.append(f"export options: {','.join(self.export_options)}")
+        return out + list(self.notes)
+
+
+# -- parsers (pure, tested on recorded output) ---------------------------------
+
+def parse_getenforce(result: CommandResult) -> str | None:
+    """getenforce's word, or None when the tool is missing (no SELinux userland)."""
+    word = result.stdout.strip()
+    return word if result.ok and word in ("Enforcing", "Permissive", "Disabled") else None
+
+
+def parse_getsebool(result: CommandResult) -> bool | None:
+    """`virt_use_nfs --> on` -> True; None when unknown (no tool, SELinux disabled)."""
+    found = re.search(r"-->\s*(on|off)\b", result.stdout)
+    return None if not (result.ok and found) else found.group(1) == "on"
+
+
+_AVC = re.compile(r"avc:\s+denied")
+
+
+def parse_avc(text: str) -> tuple[str, ...]:
+    """The AVC denial records in ausearch or audit.log output (other lines dropped)."""
+    return tuple(line.strip() for line in text.splitlines() if _AVC.search(line))
+
+
+def avc_field(record: str, name: str) -> str | None:
+    """A field of an AVC record: avc_field(r, 'tcontext') -> 'system_u:object_r:nfs_t:s0'."""
+    found = re.search(rf"\b{re.escape(name)}=(\"[^\"]*\"|\S+)", record)
+    return found.group(1).strip('"') if found else None
+
+
+def _unescape(field_text: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_text)
+
+
+def parse_mountinfo(text: str) -> tuple[Mount, ...]:
+    """/proc/self/mountinfo -> mounts (per-mount and super-block options merged)."""
+    mounts = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 6 or len(tail) < 2:
+            continue
+        options = fields[5].split(",") + (tail[2].split(",") if len(tail) > 2 else [])
+        mounts.append(Mount(_unescape(fields[4]), tail[0], _unescape(tail[1]), tuple(dict.fromkeys(options))))
+    return tuple(mounts)
+
+
+def parse_path_checks(text: str) -> tuple[PathCheck, ...]:
+    """Output of PATH_CHECK_SCRIPT: `path|kind|mode|uid:gid|x|r|w` per component."""
+    def flag(v: str) -> bool | None:
+        return {"1": True, "0": False}.get(v)
+
+    checks = []
+    for line in text.splitlines():
+        parts = line.split("|")
+        if len(parts) == 7:
+            checks.append(PathCheck(parts[0], parts[1], parts[2], parts[3],
+                                    flag(parts[4]), flag(parts[5]), flag(parts[6])))
+    return tuple(checks)
+
+
+def parse_qemu_conf(text: str) -> tuple[str | None, bool | None]:
+    """(user, dynamic_ownership) set in qemu.conf; None where left at the default."""
+    user: str | None = None
+    dyn: bool | None = None
+    for line in text.splitlines():
+        found = re.match(r'\s*user\s*=\s*"([^"]*)"', line)
+        if found:
+            user = found.group(1).lstrip("+")
+        found = re.match(r"\s*dynamic_ownership\s*=\s*(\d+)", line)
+        if found:
+            dyn = found.group(1) != "0"
+    return user, dyn
+
+
+def parse_export_options(etab: str, export: str) -> tuple[str, ...]:
+    """Options of *export* in an etab/`exportfs -v` style table (`/path\tclient(opts)`)."""
+    for line in etab.splitlines():
+        found = re.match(r"(\S+)\s+\S*?\(([^)]*)\)", line)
+        if found and found.group(1).rstrip("/") == export.rstrip("/"):
+            return tuple(found.group(2).split(","))
+    return ()
+
+
+# -- gathering ------------------------------------------------------------------
+
+#: Every component of $2 from / down, as user $1 (with its groups): kind, mode,
+#: owner, and access by the kernel's own rules (test -x/-r/-w under setpriv).
+PATH_CHECK_SCRIPT = r"""
+user=$1; path=$2
+as_user() { setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups -- "$@" 2>/dev/null; }
+t() { if as_user test "$@"; then echo 1; else echo 0; fi; }
+p=; set -f; IFS=/
+for part in $path; do
+  if [ -z "$p" ]; then p=/; elif [ -z "$part" ]; then continue; elif [ "$p" = / ]; then p=/$part; else p=$p/$part; fi
+  if [ ! -e "$p" ] && [ ! -L "$p" ]; then echo "$p|missing|-|-|||"; continue; fi
+  info=$(stat -c '%F|%a|%u:%g' -- "$p")
+  if [ -d "$p" ]; then echo "$p|$info|$(t -x "$p")|$(t -r "$p")|$(t -w "$p")"
+  else echo "$p|$info||$(t -r "$p")|$(t -w "$p")"; fi
+done
+"""
+
+#: AVC records of the last 10 minutes: ausearch if installed, else the log's tail.
+AVC_SCRIPT = r"""
+if command -v ausearch >/dev/null 2>&1; then ausearch -m avc -ts recent 2>/dev/null
+elif [ -r /var/log/audit/audit.log ]; then grep 'avc: *denied' /var/log/audit/audit.log | tail -n 50
+fi
+exit 0
+"""
+
+QEMU_CONF = "/etc/libvirt/qemu.conf"
+
+
+def qemu_user(host: HostLike) -> tuple[str, bool | None]:
+    """(the user QEMU runs as, dynamic_ownership) from qemu.conf, else the distribution's default."""
+    conf = host.run("cat", QEMU_CONF, check=False)
+    user, dyn = parse_qemu_conf(conf.stdout)
+    if user:
+        return user, dyn
+    for candidate in ("libvirt-qemu", "qemu"):  # Debian/Ubuntu, then RHEL/Fedora/SUSE
+        if host.run("getent", "passwd", candidate, check=False).ok:
+            return candidate, dyn
+    return "root", dyn
+
+
+def gather_evidence(host: HostLike, path: str | None = None, *, export_options: tuple[str, ...] = (),
+                    user: str | None = None) -> Evidence:
+    """Collect everything `diagnose` may weigh, from *host*, about *path* (if any).
+
+    export_options: the export's options, when the caller can read the NFS
+    server's table (see `parse_export_options`); a client cannot see them.
+    """
+    q_user, dyn = qemu_user(host)
+    q_user = user or q_user
+    mode = parse_getenforce(host.run("getenforce", check=False))
+    use_nfs = parse_getsebool(host.run("getsebool", "virt_use_nfs", check=False)) if mode else None
+    avc = parse_avc(host.run_script(AVC_SCRIPT, check=False).stdout) if mode else ()
+    checks: tuple[PathCheck, ...] = ()
+    if path:
+        checks = parse_path_checks(host.run_script(PATH_CHECK_SCRIPT, args=[q_user, path], check=False).stdout)
+    mounts = parse_mountinfo(host.run("cat", "/proc/self/mountinfo", check=False).stdout)
+    return Evidence(host=host.name, qemu_user=q_user, dynamic_ownership=dyn, selinux_mode=mode,
+                    virt_use_nfs=use_nfs, avc=avc, path=path, path_checks=checks, mounts=mounts,
+                    export_options=export_options)
