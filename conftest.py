@@ -5,5 +5,6 @@ pytest_plugins = [
     "fixtures.report",
     "fixtures.lab",
     "fixtures.hosts",
+    "fixtures.storage",
     "fixtures.guest",
 ]

@@ -170,6 +170,10 @@ def _prepare_libvirt(spec: LabNode, state: Path) -> None:
             # libvirt's per-domain /dev would try to move the lab's /dev/kvm
             # bind mount into it ("Unable to move ... mount to /dev/kvm").
             "namespaces = []\n"
+            # Remembering owners needs virtlockd's metadata locks, which the
+            # lab does not run; without it, the DAC driver's locking open of an
+            # image on the lab's FUSE NFS mount fails ("unable to open ...").
+            "remember_owner = 0\n"
             f'migration_address = "{spec.ip}"\nmigration_host = "{spec.ip}"\n'
         )
     (state / "no-kvm").write_text("")
