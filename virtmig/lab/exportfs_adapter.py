@@ -49,6 +49,12 @@ _OPPOSITES = {
     "no_all_squash": "all_squash", "subtree_check": "no_subtree_check", "no_subtree_check": "subtree_check",
 }
 _CLIENT = re.compile(r"^([^()]*)(?:\(([^()]*)\))?$")
+#: Option keys exportfs(8) knows; like the real tool, anything else is an error.
+_KNOWN_KEYS = set(_OPPOSITES) | {
+    "sec", "anonuid", "anongid", "fsid", "crossmnt", "no_acl", "acl", "mp", "mountpoint", "refer",
+    "replicas", "pnfs", "no_pnfs", "security_label", "insecure_locks", "secure_locks", "no_auth_nlm",
+    "auth_nlm",
+}
 
 
 class ExportsError(ValueError):
@@ -74,6 +80,8 @@ def merge_options(base: tuple[str, ...], words: str) -> tuple[str, ...]:
         if not word:
             continue
         key = word.split("=", 1)[0]
+        if key not in _KNOWN_KEYS:
+            raise ExportsError(f'unknown keyword "{word}"')
         result = [o for o in result if o != _OPPOSITES.get(word) and o != word
                   and not ("=" in word and o.split("=", 1)[0] == key)]
         result.append(word)

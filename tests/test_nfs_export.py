@@ -1,0 +1,84 @@
+"""The export's life cycle: our block in /etc/exports, and the file put back exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+
+import pytest
+
+from virtmig.host import Host
+from virtmig.lab.topology import H1, H2, SSH_CONFIG
+from virtmig.nfs_export import (
+    BEGIN,
+    END,
+    ExportError,
+    ExportSpec,
+    exported_to,
+    mount_nfs,
+    provision_export,
+    restore_exports,
+    strip_managed_block,
+    unmount,
+    with_managed_block,
+)
+
+ORIGINAL = "# operator's exports\n/srv/other 10.0.0.0/8(ro)\n\n/home  host1(rw)   \n"
+SPEC = ExportSpec(PurePosixPath("/srv/virtmig-export"), (H1.ip, H2.ip))
+
+
+def test_block_is_appended_and_stripped_back_to_the_original() -> None:
+    text = with_managed_block(ORIGINAL, SPEC)
+    assert text.startswith(ORIGINAL)
+    assert f"{BEGIN}\n/srv/virtmig-export {H1.ip}(rw,sync,root_squash,no_subtree_check)" in text
+    assert strip_managed_block(text) == ORIGINAL
+
+
+def test_an_aborted_runs_block_is_replaced_not_doubled() -> None:
+    twice = with_managed_block(with_managed_block(ORIGINAL, SPEC), SPEC)
+    assert twice.count(BEGIN) == 1 and twice.count(END) == 1
+
+
+def test_default_export_is_not_flagged_but_wildcard_and_no_root_squash_are() -> None:
+    assert SPEC.insecurities() == []
+    loose = ExportSpec(PurePosixPath("/x"), ("*",), "rw,no_root_squash")
+    assert len(loose.insecurities()) == 2
+
+
+@pytest.mark.parametrize("bad", ["rw,(evil)", "rw;reboot", "rw, sync"])
+def test_malformed_options_are_refused_before_any_host_is_touched(bad: str) -> None:
+    with pytest.raises(ValueError):
+        ExportSpec(PurePosixPath("/x"), ("h",), bad)
+
+
+@pytest.fixture
+def nfs_server(lab: bool) -> Iterator[Host]:
+    """The lab's NFS server over SSH; its /etc/exports as it was is put back afterwards."""
+    with Host("nfs", SSH_CONFIG) as host:
+        before = host.read_text("/etc/exports")
+        yield host
+        host.write_text("/etc/exports", before)
+        host.run("exportfs", "-ra")
+
+
+@pytest.mark.lab
+def test_exports_restored_byte_for_byte_after_use_and_after_failure(
+    nfs_server: Host, src_host: Host,
+) -> None:
+    nfs_server.write_text("/etc/exports", ORIGINAL.replace("/srv/other", "/srv"))
+    original = nfs_server.read_text("/etc/exports")
+
+    handle = provision_export(nfs_server, SPEC, (64055, 107), "virtmig-test")
+    assert "/srv/virtmig-export" in exported_to(src_host, "nfs")
+    mounted = mount_nfs(src_host, "nfs:/srv/virtmig-export", PurePosixPath("/mnt/virtmig-test"))
+    assert mounted is not None
+    unmount(src_host, mounted)
+    restore_exports(nfs_server, handle)
+    assert nfs_server.read_text("/etc/exports") == original
+
+    # exportfs refuses an unknown option: provisioning fails, and the file
+    # is put back before the error is raised.
+    broken = ExportSpec(PurePosixPath("/srv/virtmig-export"), (H1.ip,), "rw,sync,bogus_option")
+    with pytest.raises(ExportError):
+        provision_export(nfs_server, broken, (64055, 107), "virtmig-test")
+    assert nfs_server.read_text("/etc/exports") == original
