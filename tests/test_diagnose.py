@@ -1,0 +1,168 @@
+"""diagnose(): each known message to its cause, and the evidence deciding shared messages.
+
+Messages are quoted as libvirt 9.0 / QEMU 7.2 / OpenSSH print them; the
+permission and mount cases use hand-built Evidence, and the path walk runs
+for real on this machine as the qemu user (its rules are the kernel's).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from virtmig.diagnose import Cause, Evidence, Mount, PathCheck, diagnose, gather_evidence, paths_in, qemu_ids_in
+from virtmig.diagnose.evidence import parse_export_options, parse_mountinfo, parse_qemu_conf
+from virtmig.host import CommandResult
+
+IMG = "/srv/shared/g/disk.raw"
+QEMU_OPEN = ("internal error: qemu unexpectedly closed the monitor: 2025-01-01T00:00:00.000000Z "
+             "qemu-system-x86_64: -blockdev {\"driver\":\"file\",\"filename\":\"" + IMG + "\"}: "
+             f"Could not open '{IMG}': Permission denied")
+STORAGE = f"Cannot access storage file '{IMG}' (as uid:64055, gid:64055): Permission denied"
+NFS = Mount("/srv/shared", "nfs4", "nfs:/srv/export", ("rw", "relatime"))
+ROOT = Mount("/", "ext4", "/dev/vda", ("rw",))
+
+
+@pytest.mark.parametrize(("text", "cause"), [
+    ("Unsafe migration: Migration without shared storage is unsafe", Cause.STORAGE_NOT_SHARED),
+    ("internal error: Attempt to migrate guest to the same host 0e2c5e0c-ab1f-5c3c-9a1f-2b0c7b0e0e01",
+     Cause.SAME_HOST_UUID),
+    ("unsupported configuration: guest CPU doesn't match specification: missing features: avx512f",
+     Cause.CPU_INCOMPATIBLE),
+    ("the CPU is incompatible with host CPU: Host CPU does not provide required features: svm",
+     Cause.CPU_INCOMPATIBLE),
+    ("Cannot recv data: Host key verification failed.: Connection reset by peer", Cause.SSH_HOST_KEY),
+    ("Cannot recv data: root@h2: Permission denied (publickey).: Connection reset by peer", Cause.SSH_AUTH),
+    ("Cannot recv data: ssh: connect to host h2 port 22: Connection refused: Connection reset by peer",
+     Cause.SSH_REFUSED),
+    ("unable to connect to server at 'h2:49152': Connection refused", Cause.MIGRATION_PORT_BLOCKED),
+    ("Failed to connect socket to '/run/libvirt/virtlogd-sock': No such file or directory",
+     Cause.LIBVIRT_DAEMON_UNREACHABLE),
+    ("Unable to resolve address 'h2.example' service '49152': Name or service not known", Cause.NAME_RESOLUTION),
+    ("internal error: qemu unexpectedly closed the monitor: qemu-system-x86_64: -blockdev {}: "
+     "NFS: ACCESS denied. Required access rw-. Allowed access r--", Cause.NFS_ROOT_SQUASH),
+    (f"Could not open '{IMG}': Read-only file system", Cause.READ_ONLY_STORAGE),
+    ("something nobody has seen", Cause.UNKNOWN),
+])
+def test_message_table(text: str, cause: Cause) -> None:
+    found = diagnose(text)
+    assert found.cause is cause
+    assert found.fix and found.summary == cause.value
+
+
+def test_paths_and_ids_are_read_from_the_message() -> None:
+    assert paths_in(QEMU_OPEN) == [IMG]
+    assert paths_in(STORAGE) == [IMG]
+    assert qemu_ids_in(STORAGE) == (64055, 64055)
+
+
+def _walk(blocked: str | None = None, image_ok: bool = True) -> tuple[PathCheck, ...]:
+    dirs = ["/", "/srv", "/srv/shared", "/srv/shared/g"]
+    checks = [PathCheck(d, "directory", "700" if d == blocked else "755", "0:0", d != blocked, True, False)
+              for d in dirs]
+    return (*checks, PathCheck(IMG, "regular file", "644" if image_ok else "600",
+                               "64055:64055" if image_ok else "0:0", None, image_ok, image_ok))
+
+
+def _ev(**kw: object) -> Evidence:
+    base: dict[str, object] = dict(host="h2", qemu_user="libvirt-qemu", path=IMG, mounts=(ROOT, NFS))
+    base.update(kw)
+    return Evidence(**base)  # type: ignore[arg-type]
+
+
+def test_parent_without_search_bit_names_the_directory() -> None:
+    found = diagnose(QEMU_OPEN, _ev(path_checks=_walk(blocked="/srv/shared/g")))
+    assert found.cause is Cause.DAC_PARENT_NOT_SEARCHABLE
+    assert found.fix.startswith("chmod o+x /srv/shared/g (on h2)")
+
+
+def test_image_not_readable_by_qemu_user() -> None:
+    found = diagnose(STORAGE, _ev(path_checks=_walk(image_ok=False), dynamic_ownership=False))
+    assert found.cause is Cause.DAC_IMAGE_NOT_ACCESSIBLE
+    assert "chown libvirt-qemu" in found.fix
+
+
+def test_root_squash_is_told_by_the_export_options() -> None:
+    found = diagnose(QEMU_OPEN, _ev(path_checks=_walk(image_ok=False), export_options=("rw", "root_squash")))
+    assert found.cause is Cause.NFS_ROOT_SQUASH
+    assert "no_root_squash" in found.fix and "dynamic_ownership=0" in found.fix
+
+
+def test_missing_image_on_an_unmounted_destination() -> None:
+    found = diagnose(f"Cannot access storage file '{IMG}': No such file or directory", _ev(mounts=(ROOT,)))
+    assert found.cause is Cause.DESTINATION_NOT_MOUNTED
+
+
+def test_missing_image_when_the_export_is_mounted_elsewhere() -> None:
+    elsewhere = Mount("/mnt/other", "nfs4", "nfs:/srv/export", ("rw",))
+    found = diagnose(f"Could not open '{IMG}': No such file or directory", _ev(mounts=(ROOT, elsewhere)))
+    assert found.cause is Cause.MOUNT_PATH_DIFFERS and "/mnt/other" in found.fix
+
+
+def test_missing_image_on_the_mounted_share() -> None:
+    found = diagnose(f"Could not open '{IMG}': No such file or directory", _ev())
+    assert found.cause is Cause.IMAGE_MISSING
+
+
+def test_read_only_mount_is_named() -> None:
+    ro = Mount("/srv/shared", "nfs4", "nfs:/srv/export", ("ro", "relatime"))
+    found = diagnose(f"Could not open '{IMG}': Read-only file system", _ev(mounts=(ROOT, ro)))
+    assert found.cause is Cause.READ_ONLY_STORAGE
+    assert "/srv/shared is mounted ro" in found.evidence_lines
+
+
+def test_parsers() -> None:
+    mi = parse_mountinfo("36 35 98:0 /mnt1 /mnt\\040x rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n")
+    assert mi == (Mount("/mnt x", "ext3", "/dev/root", ("rw", "noatime", "errors=continue")),)
+    assert parse_qemu_conf('#user = "qemu"\nuser = "+64055"\ndynamic_ownership = 0\n') == ("64055", False)
+    assert parse_export_options("/srv/export\t*(rw,sync,root_squash)\n", "/srv/export/") == (
+        "rw", "sync", "root_squash")
+
+
+class _Local:
+    """Runs commands on this machine: the path walk is tested against the real kernel."""
+
+    name = "local"
+
+    def run(self, *argv: str, check: bool = True, timeout: float | None = None,
+            stdin: str | None = None) -> CommandResult:
+        try:
+            p = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+        except FileNotFoundError:
+            return CommandResult(127, "", f"{argv[0]}: not found", " ".join(argv), self.name)
+        return CommandResult(p.returncode, p.stdout, p.stderr, " ".join(argv), self.name)
+
+    def run_script(self, script: str, *, args: Sequence[str] = (), check: bool = True,
+                   timeout: float | None = None) -> CommandResult:
+        p = subprocess.run(["sh", "-s", "--", *args], input=script, capture_output=True, text=True, check=False)
+        return CommandResult(p.returncode, p.stdout, p.stderr, "sh -s", self.name)
+
+
+def test_path_walk_as_the_qemu_user_on_this_machine() -> None:
+    try:
+        pwd.getpwnam("libvirt-qemu")
+    except KeyError:
+        pytest.skip("no libvirt-qemu user on this machine")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch user")
+    base = Path("/var/tmp") / f"virtmig-walk-{os.getpid()}"
+    try:
+        (base / "locked" / "g").mkdir(parents=True)
+        base.chmod(0o755)
+        (base / "locked").chmod(0o700)
+        img = base / "locked" / "g" / "disk.raw"
+        img.write_bytes(b"")
+        evidence = gather_evidence(_Local(), str(img), user="libvirt-qemu")
+        by_path = {c.path: c for c in evidence.path_checks}
+        assert by_path[str(base)].search is True
+        assert by_path[str(base / "locked")].search is False
+        found = diagnose(f"Could not open '{img}': Permission denied", evidence)
+        assert found.cause is Cause.DAC_PARENT_NOT_SEARCHABLE
+        assert found.fix.startswith(f"chmod o+x {base / 'locked'} ")
+    finally:
+        subprocess.run(["rm", "-rf", str(base)], check=False)
