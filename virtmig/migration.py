@@ -15,67 +15,76 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import libvirt
 
 from virtmig.jobstats import JobProgress, JobStats
+# Re-exported: the modes used to live here and callers import them from here.
+from virtmig.modes import DIRECT, LIVE_BASE, P2P, TUNNELLED, MigrationMode
 
-#: Flags every live mode shares: the domain keeps running, is defined on the
-#: destination afterwards and no longer on the source.
-LIVE_BASE = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+__all__ = [
+    "DIRECT", "LIVE_BASE", "P2P", "TUNNELLED", "MigrationMode", "MigrationOutcome", "ProgressSampler",
+    "ProgressCallback", "migrate", "progress_line", "read_completed_stats",
+]
 
+#: Called from the sampler thread with each running-job sample.
+ProgressCallback = Callable[[JobProgress], None]
 
-@dataclass(frozen=True)
-class MigrationMode:
-    """A named set of migration flags and parameters (one column of the matrix).
-
-    postcopy_after_first_pass: switch to post-copy once the first pass is done.
-    """
-
-    name: str
-    flags: int
-    params: Mapping[str, int] = field(default_factory=dict)
-    postcopy_after_first_pass: bool = False
-
-    @property
-    def peer_to_peer(self) -> bool:
-        return bool(self.flags & libvirt.VIR_MIGRATE_PEER2PEER)
-
-    def with_flags(self, extra: int, suffix: str) -> MigrationMode:
-        return MigrationMode(f"{self.name}-{suffix}", self.flags | extra, self.params, self.postcopy_after_first_pass)
-
-
-P2P = MigrationMode("p2p", LIVE_BASE | libvirt.VIR_MIGRATE_PEER2PEER)
-DIRECT = MigrationMode("direct", LIVE_BASE)
-TUNNELLED = MigrationMode("p2p-tunnelled", LIVE_BASE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_TUNNELLED)
 
 
 @dataclass(frozen=True)
 class MigrationOutcome:
-    """What one call to `migrate` observed."""
+    """What one call to `migrate` observed.
+
+    notes: facts about how the job ran that the flags do not show (the
+    downtime limit libvirt reports back, when post-copy was switched on).
+    postcopy_switched: True/False for post-copy modes, None otherwise.
+    """
 
     mode: MigrationMode
     wall_s: float
     stats: JobStats | None
     progress: list[JobProgress]
     error: str | None
+    notes: tuple[str, ...] = ()
+    postcopy_switched: bool | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
-class ProgressSampler:
-    """Samples the source's running job until stopped (a daemon thread)."""
+def progress_line(sample: JobProgress) -> str:
+    """One terminal line for a running-job sample: remaining MiB, MiB/s, pass."""
+    def mib(value: int | None) -> str:
+        return "?" if value is None else f"{value / 2**20:.1f}"
 
-    def __init__(self, dom: libvirt.virDomain, interval_s: float = 0.1) -> None:
+    if not sample.memory_iteration:
+        # Before the first pass libvirt reports 0 remaining: not "almost done".
+        return f"migrating: setting up ({sample.time_elapsed_ms or 0} ms)"
+    return (f"migrating: {mib(sample.memory_remaining_bytes)} MiB left, "
+            f"{mib(sample.memory_bytes_per_s)} MiB/s, pass {sample.memory_iteration or '?'}")
+
+
+class ProgressSampler:
+    """Samples the source's running job until stopped (a daemon thread).
+
+    `on_sample`, if given, gets each sample as it is taken (on this thread):
+    the terminal progress line.  An exception from it is kept, not raised
+    here, so a broken display never aborts a migration.
+    """
+
+    def __init__(self, dom: libvirt.virDomain, interval_s: float = 0.1,
+                 on_sample: ProgressCallback | None = None) -> None:
         self._dom = dom
         self._interval = interval_s
+        self._on_sample = on_sample
         self._stop = threading.Event()
         self.samples: list[JobProgress] = []
+        self.callback_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="virtmig-progress", daemon=True)
 
     def __enter__(self) -> ProgressSampler:
@@ -94,7 +103,13 @@ class ProgressSampler:
                 return  # the domain left the source: migration is over
             if raw.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
                 continue
-            self.samples.append(JobProgress.from_libvirt(raw))
+            sample = JobProgress.from_libvirt(raw)
+            self.samples.append(sample)
+            if self._on_sample is not None and self.callback_error is None:
+                try:
+                    self._on_sample(sample)
+                except Exception as exc:  # display only; keep migrating
+                    self.callback_error = exc
 
 
 def migrate(
@@ -105,23 +120,32 @@ def migrate(
     mode: MigrationMode,
     *,
     unsafe: bool = False,
+    on_progress: ProgressCallback | None = None,
 ) -> MigrationOutcome:
     """Migrate domain `name` from `src` to `dst` in `mode`, and measure it.
 
     `dst_uri` is the destination as the *source* libvirtd must reach it in
     peer-to-peer modes (e.g. qemu+ssh://h2/system); direct modes use `dst`.
     `unsafe` adds VIR_MIGRATE_UNSAFE, for storage libvirt cannot recognise as
-    shared; the caller must say why in the record.
+    shared; the caller must say why in the record.  `on_progress` gets each
+    running-job sample (from a thread).
     A libvirt error is returned in the outcome, not raised, so the caller can
     diagnose it and still record what was measured.
     """
     flags = mode.flags | (libvirt.VIR_MIGRATE_UNSAFE if unsafe else 0)
     dom = src.lookupByName(name)
     params: dict[str, Any] = dict(mode.params)
+    notes: list[str] = []
+    if mode.max_downtime_ms is not None:
+        dom.migrateSetMaxDowntime(mode.max_downtime_ms, 0)
+        notes.append(f"max downtime set to {mode.max_downtime_ms} ms; libvirt reads back "
+                     f"{dom.migrateGetMaxDowntime(0)} ms")
     error: str | None = None
+    postcopy: _PostcopySwitch | None = None
     started = time.monotonic()
-    with ProgressSampler(dom) as sampler:
-        postcopy = _PostcopySwitch(dom) if mode.postcopy_after_first_pass else None
+    with ProgressSampler(dom, on_sample=on_progress) as sampler:
+        if mode.postcopy_after_first_pass:
+            postcopy = _PostcopySwitch(dom)
         try:
             if mode.peer_to_peer:
                 dom.migrateToURI3(dst_uri, params, flags)
@@ -133,25 +157,40 @@ def migrate(
             if postcopy:
                 postcopy.stop()
     wall = time.monotonic() - started
+    if postcopy is not None:
+        notes.append(postcopy.describe())
     stats = None if error else read_completed_stats(dst, name)
-    return MigrationOutcome(mode=mode, wall_s=wall, stats=stats, progress=sampler.samples, error=error)
+    return MigrationOutcome(
+        mode=mode, wall_s=wall, stats=stats, progress=sampler.samples, error=error, notes=tuple(notes),
+        postcopy_switched=None if postcopy is None else postcopy.switched_at is not None,
+    )
 
 
 def read_completed_stats(conn: libvirt.virConnect, name: str) -> JobStats | None:
     """The completed-job statistics of `name` on `conn`, read without consuming them."""
     flags = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED
-    raw = conn.lookupByName(name).jobStats(flags)
+    try:
+        raw = conn.lookupByName(name).jobStats(flags)
+    except libvirt.libvirtError:
+        return None  # e.g. an inactive domain after save: there is no job to read
     if not raw or raw.get("type") == libvirt.VIR_DOMAIN_JOB_NONE:
         return None
     return JobStats.from_libvirt(raw)
 
 
 class _PostcopySwitch:
-    """Switches a running migration to post-copy after its first pass."""
+    """Switches a running migration to post-copy after its first pass.
+
+    QEMU's pass counter (libvirt's memory_iteration, QEMU's dirty-sync-count)
+    is 1 during the first pass (the first bitmap sync happens at setup) and
+    becomes 2 when the first pass is over; that is the moment to switch.
+    """
 
     def __init__(self, dom: libvirt.virDomain) -> None:
         self._dom = dom
         self._stop = threading.Event()
+        self.switched_at: int | None = None
+        self.error: str | None = None
         self._thread = threading.Thread(target=self._run, name="virtmig-postcopy", daemon=True)
         self._thread.start()
 
@@ -159,12 +198,20 @@ class _PostcopySwitch:
         self._stop.set()
         self._thread.join(timeout=5)
 
+    def describe(self) -> str:
+        if self.switched_at is not None:
+            return f"switched to post-copy at pass {self.switched_at}"
+        return f"never switched to post-copy ({self.error or 'the job ended before its second pass'})"
+
     def _run(self) -> None:
-        while not self._stop.wait(0.05):
+        while not self._stop.wait(0.02):
             try:
                 raw = self._dom.jobStats(0)
-                if int(raw.get("memory_iteration", 0)) >= 1:
+                iteration = int(raw.get("memory_iteration", 0))
+                if iteration >= 2:
                     self._dom.migrateStartPostCopy(0)
+                    self.switched_at = iteration
                     return
-            except libvirt.libvirtError:
+            except libvirt.libvirtError as exc:
+                self.error = str(exc)
                 return
