@@ -170,6 +170,9 @@ class ProbeLog:
         self._recv_ns: list[int | None] = []
         self.duplicates = 0
         self.stray = 0
+        #: Send time of the newest datagram that got a reply (0: none yet);
+        #: read by other threads to see that the guest answers again.
+        self.last_answered_send_ns = 0
 
     def sent(self, send_ns: int) -> int:
         """Record a send; returns the seq to put in the datagram."""
@@ -185,6 +188,7 @@ class ProbeLog:
             self.duplicates += 1
         else:
             self._recv_ns[seq] = recv_ns
+            self.last_answered_send_ns = max(self.last_answered_send_ns, echoed_send_ns)
 
     def samples(self) -> list[Sample]:
         return list(zip(self._send_ns, self._recv_ns))
@@ -249,6 +253,14 @@ class UdpEchoProbe:
         if self._result is None:
             raise RuntimeError("probe not stopped yet")
         return self._result
+
+    def answered_since(self, t_ns: int) -> bool:
+        """True once a datagram sent at or after monotonic `t_ns` got its reply.
+
+        Safe while running: lets a caller keep the probe going until the
+        guest is back, so the outage is not cut off by stopping too early.
+        """
+        return self._log.last_answered_send_ns >= t_ns
 
     def samples(self) -> list[Sample]:
         """Raw (send_ns, recv_ns) per seq; complete only after stop()."""

@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 import libvirt
 
-from virtmig.probe import AgentError, agent_command
+from virtmig.probe import AgentError, UdpEchoProbe, agent_command
 
 T = TypeVar("T")
 
@@ -141,3 +141,20 @@ def wait_for_agent(ip: str, port: int, timeout: float, interval: float = 0.5) ->
         interval=interval,
         describe=lambda: last_error,
     )
+
+
+def wait_for_probe_answer(probe: UdpEchoProbe, after_ns: int, timeout: float, interval: float = 0.005) -> bool:
+    """Wait until the running probe gets a reply to a datagram sent at/after `after_ns`.
+
+    Called when a migration (or a restore, or a boot) returns: the guest may
+    not answer yet, and stopping the probe then would cut the outage short.
+    Returns False instead of raising on timeout, because the probe's result
+    is still worth recording; the caller reports the truncated gap.
+    """
+    try:
+        wait_for(lambda: True if probe.answered_since(after_ns) else None,
+                 target=f"probe {probe.target[0]}:{probe.target[1]}", state="answered after the operation",
+                 timeout=timeout, interval=interval)
+    except WaitTimeout:
+        return False
+    return True

@@ -1,0 +1,143 @@
+"""Every downtime and statistics check, fed a case where it must fail.
+
+A check that has never been seen failing proves nothing: each test below
+gives the check a good case (it passes) and a bad one (it reports it).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from virtmig import checks
+from virtmig.jobstats import JobStats
+from virtmig.probe import ProbeResult, summarize
+from virtmig.records import MigrationRecord
+
+MS = 1_000_000
+
+GOOD_STATS = JobStats(
+    success=True, time_elapsed_ms=1355, downtime_ms=205, memory_processed_bytes=72 * 2**20,
+    memory_total_bytes=128 * 2**20, memory_remaining_bytes=0, memory_iteration=3,
+)
+
+
+def probe_result(gap_ms: int, *, interval_ms: int = 5, replies: bool = True) -> ProbeResult:
+    """A steady 5 ms stream with one outage of about `gap_ms`."""
+    n = 400
+    lost = range(100, 100 + gap_ms // interval_ms)
+    samples = [(i * interval_ms * MS, (i * interval_ms + 1) * MS if replies and i not in lost else None)
+               for i in range(n)]
+    return summarize(samples, interval_s=interval_ms / 1e3)
+
+
+# --- the downtime agreement -------------------------------------------------
+
+
+@pytest.mark.parametrize(("libvirt_ms", "probe_ms"), [(203, 258), (207, 252), (63, 99), (156, 219), (100, 92)])
+def test_agreement_on_the_figures_the_lab_measured(libvirt_ms: float, probe_ms: float) -> None:
+    agreement = checks.compare_downtime(libvirt_ms, probe_ms)
+    assert agreement.agrees is True
+    assert agreement.note is None
+
+
+@pytest.mark.parametrize(("libvirt_ms", "probe_ms"), [
+    (200, 400),   # the guest was unreachable 200 ms longer than libvirt says
+    (300, 100),   # the probe saw less outage than the pause itself: it missed it
+    (200, 0),     # no outage seen at all
+])
+def test_disagreement_is_flagged_with_both_figures(libvirt_ms: float, probe_ms: float) -> None:
+    agreement = checks.compare_downtime(libvirt_ms, probe_ms)
+    assert agreement.agrees is False
+    assert agreement.note is not None
+    assert "DISAGREEMENT" in agreement.note
+    assert f"{probe_ms:.0f} ms" in agreement.note and f"{libvirt_ms:.0f} ms" in agreement.note
+
+
+def test_tolerance_edges_are_inclusive_and_stated() -> None:
+    tol = checks.DowntimeTolerance(below_ms=10, above_ms=100)
+    assert checks.compare_downtime(100, 200, tol).agrees is True
+    assert checks.compare_downtime(100, 200.5, tol).agrees is False
+    assert checks.compare_downtime(100, 90, tol).agrees is True
+    assert checks.compare_downtime(100, 89.5, tol).agrees is False
+    assert "-10/+100 ms" in checks.compare_downtime(1, 2, tol).tolerance
+
+
+def test_missing_side_is_unknown_not_agreement() -> None:
+    assert checks.compare_downtime(None, 250).agrees is None
+    assert checks.compare_downtime(200, None).agrees is None
+    assert checks.compare_downtime(None, 250).note is None
+
+
+def test_agreement_from_record_dicts() -> None:
+    assert checks.agreement_from_record_figures({"downtime_ms": 200}, {"longest_gap_ms": 600}).agrees is False
+    assert checks.agreement_from_record_figures({"downtime_ms": True}, {"longest_gap_ms": 600}).agrees is None
+
+
+def test_old_records_without_the_new_fields_still_load() -> None:
+    old = ('{"test_id": "t", "kind": "live", "mode": "p2p", "src": "h1", "dst": "h2", "domain": "d", '
+           '"started_at": "x", "wall_s": 1.0, "ok": true, "storage": "s"}')
+    record = MigrationRecord.from_json(old)
+    assert record.dirty_rate_asked_mib_s is None and record.downtime_agreement is None
+
+
+# --- libvirt's statistics ---------------------------------------------------
+
+
+def test_good_statistics_pass() -> None:
+    assert checks.stats_problems(GOOD_STATS) == []
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"downtime_ms": None}, "no downtime"),
+    ({"time_elapsed_ms": None}, "no total time"),
+    ({"downtime_ms": 2000}, "exceeds total time"),
+    ({"memory_processed_bytes": 0}, "no memory was transferred"),
+    ({"memory_iteration": 0}, "no pass over memory"),
+    ({"memory_remaining_bytes": 4096}, "remained after completion"),
+    ({"success": False, "errmsg": "boom"}, "boom"),
+])
+def test_bad_statistics_are_reported(change: dict[str, object], expected: str) -> None:
+    stats = JobStats(**{**{k: getattr(GOOD_STATS, k) for k in (
+        "success", "time_elapsed_ms", "downtime_ms", "memory_processed_bytes", "memory_total_bytes",
+        "memory_remaining_bytes", "memory_iteration")}, **change})
+    problems = checks.stats_problems(stats)
+    assert any(expected in p for p in problems), problems
+
+
+def test_no_statistics_at_all_is_a_problem() -> None:
+    assert checks.stats_problems(None) == ["libvirt kept no completed-job statistics"]
+
+
+def test_offline_statistics_need_no_downtime() -> None:
+    assert checks.stats_problems(JobStats(time_elapsed_ms=10), live=False) == []
+
+
+# --- the probe --------------------------------------------------------------
+
+
+def test_a_probe_that_saw_the_guest_come_back_passes() -> None:
+    result = probe_result(250)
+    assert result.longest_gap_ms == pytest.approx(255, abs=6)
+    assert checks.probe_problems(result, answered_after=True) == []
+
+
+def test_a_truncated_gap_fails() -> None:
+    problems = checks.probe_problems(probe_result(250), answered_after=False)
+    assert any("truncated" in p for p in problems)
+
+
+def test_a_probe_with_no_reply_fails() -> None:
+    problems = checks.probe_problems(probe_result(0, replies=False), answered_after=True)
+    assert any("no reply at all" in p for p in problems)
+
+
+def test_a_coarse_probe_fails() -> None:
+    problems = checks.probe_problems(probe_result(250, interval_ms=10), answered_after=True)
+    assert any("coarser" in p for p in problems)
+
+
+def test_a_stalled_probe_thread_is_noted() -> None:
+    samples = [(0, 1 * MS), (5 * MS, 6 * MS), (400 * MS, 401 * MS)]
+    result = summarize(samples, interval_s=0.005)
+    assert checks.probe_caveats(result) and "stalled" in checks.probe_caveats(result)[0]
+    assert checks.probe_caveats(probe_result(250)) == []
