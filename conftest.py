@@ -7,4 +7,6 @@ pytest_plugins = [
     "fixtures.hosts",
     "fixtures.storage",
     "fixtures.guest",
+    "fixtures.verdict",
+    "fixtures.progress",
 ]

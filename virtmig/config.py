@@ -35,7 +35,9 @@ class RunConfig:
 
     nfs_server/export are None when the hosts already share storage at
     mount_point.  ssh_config is the file given with --ssh-config (None: ssh's
-    defaults).  lab is True for the embedded lab.
+    defaults).  lab is True for the embedded lab.  round_trips is how many
+    times each migration test goes there and back (--round-trips); the
+    guest dirties memory at dirty_rate_mib_s (--dirty-rate) while it moves.
     """
 
     src: str
@@ -45,6 +47,8 @@ class RunConfig:
     mount_point: PurePosixPath
     ssh_config: Path | None
     lab: bool
+    round_trips: int = 1
+    dirty_rate_mib_s: int = 0
 
 
 def check_host_name(value: str, what: str = "host name") -> str:
@@ -54,6 +58,26 @@ def check_host_name(value: str, what: str = "host name") -> str:
             f"{what} {value!r} is not a valid host name or ssh alias "
             "(letters, digits, '.', '_', '-'; not starting with '-')"
         )
+    return value
+
+
+#: Upper bound of --dirty-rate: the guest agent's own limit (DIRTY_MAX_RATE).
+MAX_DIRTY_RATE_MIB_S = 100_000
+#: Upper bound of --round-trips: beyond this a run is a soak test, not a certification.
+MAX_ROUND_TRIPS = 1000
+
+
+def check_round_trips(value: int) -> int:
+    """*value* if 1..MAX_ROUND_TRIPS, else ConfigError."""
+    if not 1 <= value <= MAX_ROUND_TRIPS:
+        raise ConfigError(f"--round-trips {value}: must be between 1 and {MAX_ROUND_TRIPS}")
+    return value
+
+
+def check_dirty_rate(value: int) -> int:
+    """*value* (MiB/s) if 0..MAX_DIRTY_RATE_MIB_S, else ConfigError."""
+    if not 0 <= value <= MAX_DIRTY_RATE_MIB_S:
+        raise ConfigError(f"--dirty-rate {value}: must be between 0 and {MAX_DIRTY_RATE_MIB_S} MiB/s")
     return value
 
 
@@ -75,6 +99,9 @@ def build_run_config(
     mount_point: str | PurePosixPath,
     ssh_config: Path | None,
     lab_ssh_config: Path,
+    *,
+    round_trips: int = 1,
+    dirty_rate_mib_s: int = 0,
 ) -> RunConfig:
     """Check the options together and return the RunConfig, or raise ConfigError.
 
@@ -82,6 +109,7 @@ def build_run_config(
     from the lab's server); nothing lab-related is checked, since the lab may
     not be up yet when options are parsed.
     """
+    trips, dirty = check_round_trips(round_trips), check_dirty_rate(dirty_rate_mib_s)
     mount = check_remote_path(mount_point, "--mount-point")
     if mount == PurePosixPath("/"):
         raise ConfigError("--mount-point must not be '/'")
@@ -91,7 +119,8 @@ def build_run_config(
         if given:
             raise ConfigError(f"{', '.join(given)} only apply with --src/--dst (without them the embedded lab is used)")
         return RunConfig(src=H1.name, dst=H2.name, nfs_server=NFS.name, export=str(EXPORT_DIR),
-                         mount_point=mount, ssh_config=lab_ssh_config, lab=True)
+                         mount_point=mount, ssh_config=lab_ssh_config, lab=True,
+                         round_trips=trips, dirty_rate_mib_s=dirty)
     if src is None or dst is None:
         missing = "--src" if src is None else "--dst"
         raise ConfigError(f"{missing} is missing: give both --src and --dst, or neither to use the embedded lab")
@@ -118,7 +147,8 @@ def build_run_config(
         raise ConfigError(f"--src {src!r} and --dst {dst!r} are the same machine ({src_at[0]} port {src_at[1]}); "
                           "migration needs two hosts")
     return RunConfig(src=src, dst=dst, nfs_server=nfs_server, export=export_path,
-                     mount_point=mount, ssh_config=ssh_config, lab=False)
+                     mount_point=mount, ssh_config=ssh_config, lab=False,
+                     round_trips=trips, dirty_rate_mib_s=dirty)
 
 
 def _default_ssh_config() -> Path | None:

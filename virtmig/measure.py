@@ -1,21 +1,42 @@
-"""One migration, measured two independent ways, turned into a record.
+"""One migration, measured two independent ways, checked, and turned into a record.
 
 libvirt's completed-job statistics say what the hypervisors think happened;
 the UDP echo probe says what a client of the guest saw.  They are taken by
 different parties on different clocks, so agreement between them is
-evidence and disagreement is a finding.
+evidence and disagreement is a finding (`virtmig.checks.compare_downtime`).
+Around the move, the guest writes a fresh RAM and disk pattern and verifies
+both afterwards (`virtmig.integrity`), and each host's clock offset is taken
+(`virtmig.clocks`) so host-side times can be compared with ours.
+
+The probe is kept running after the migration call returns until the guest
+answers a datagram sent after that moment (bounded): stopping it at once
+would cut an outage that outlasts libvirt's call short.
+
+`Measurement` is the shared part: the offline, cold and save/restore
+procedures (`virtmig.offline`) use it around their own operations.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
 
 import libvirt
 
-from virtmig.migration import MigrationMode, MigrationOutcome, migrate
+from virtmig import checks, integrity
+from virtmig.clocks import measure_offsets
+from virtmig.integrity import Agent, AreaCheck
+from virtmig.migration import MigrationMode, MigrationOutcome, ProgressCallback, migrate
 from virtmig.probe import ProbeResult, UdpEchoProbe
 from virtmig.records import MigrationRecord
+from virtmig.waiters import wait_for_probe_answer
+
+#: How long the probe keeps going after an operation for the guest to answer.
+ANSWER_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -30,26 +51,134 @@ class Leg:
 
 
 @dataclass(frozen=True)
+class GuestAccess:
+    """How the measurement reaches the guest: its address and agent, its workload.
+
+    dirty_rate_mib_s: set with `!dirty N` before every operation (None: leave
+        the guest's rate alone and record none).
+    """
+
+    ip: str
+    agent_port: int
+    dirty_rate_mib_s: int | None = None
+    probe_interval_s: float = 0.005
+    answer_timeout_s: float = ANSWER_TIMEOUT_S
+
+    def agent(self) -> Agent:
+        return integrity.lab_agent(self.ip, self.agent_port)
+
+
+@dataclass
+class Measurement:
+    """Everything measured around one operation, filled in as it goes.
+
+    Use as a context manager around the operation: entering sets the dirty
+    rate, writes the patterns, takes the clock offsets and starts the probe;
+    `finish()` waits for the guest to answer, stops the probe and verifies.
+    """
+
+    guest: GuestAccess
+    seed: str
+    areas: Sequence[str]
+    clock_hosts: Sequence[Any] = ()
+    agent: Agent | None = None
+    started_at: str = ""
+    clock_offsets: dict[str, dict[str, object]] | None = None
+    probe: ProbeResult | None = None
+    answered_after: bool = False
+    integrity_checks: list[AreaCheck] = field(default_factory=list)
+    _probe: UdpEchoProbe | None = None
+
+    def __enter__(self) -> Measurement:
+        send = self.agent or self.guest.agent()
+        self.agent = send
+        if self.guest.dirty_rate_mib_s is not None:
+            send(f"dirty {self.guest.dirty_rate_mib_s}")
+        if self.areas:
+            integrity.write_patterns(send, self.seed, self.areas)
+        if self.clock_hosts:
+            self.clock_offsets = measure_offsets(*self.clock_hosts)
+        self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        self._probe = UdpEchoProbe(self.guest.ip, self.guest.agent_port, interval_s=self.guest.probe_interval_s)
+        self._probe.start()
+        return self
+
+    def finish(self, *, verify: bool = True) -> None:
+        """Wait (bounded) for an answer sent after now, stop the probe, verify the patterns."""
+        assert self._probe is not None, "finish() outside the with block"
+        if self.probe is None:
+            self.answered_after = wait_for_probe_answer(
+                self._probe, time.monotonic_ns(), timeout=self.guest.answer_timeout_s)
+            self.probe = self._probe.stop()
+        if verify and self.areas and self.agent is not None and not self.integrity_checks:
+            self.integrity_checks = integrity.verify_patterns(self.agent, self.seed, self.areas)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._probe is not None and self.probe is None:
+            # An exception: stop the probe thread but verify nothing.
+            self.probe = self._probe.stop()
+
+    def problems(self) -> list[str]:
+        """Probe and integrity problems (statistics are judged by the caller)."""
+        found = [] if self.probe is None else checks.probe_problems(self.probe, answered_after=self.answered_after)
+        found += [f"{c.area} pattern not intact after the move: {c.reply}" for c in self.integrity_checks if not c.ok]
+        return found
+
+    def notes(self) -> list[str]:
+        return [] if self.probe is None else checks.probe_caveats(self.probe)
+
+
+@dataclass(frozen=True)
 class MeasuredMigration:
+    """The outcome, the probe's view, the record, and every problem found.
+
+    problems: failed checks (statistics, probe, integrity); a suite fails
+    the test when there is any.  The downtime disagreement is not among
+    them: it is in record.notes and record.downtime_agreement.
+    """
+
     outcome: MigrationOutcome
     probe: ProbeResult
     record: MigrationRecord
+    problems: list[str]
+    agreement: checks.DowntimeAgreement
 
 
 def measured_live_migration(
-    leg: Leg, domain: str, mode: MigrationMode, *, guest_ip: str, agent_port: int,
-    test_id: str, storage: str, unsafe_reason: str | None = None, probe_interval_s: float = 0.005,
+    leg: Leg, domain: str, mode: MigrationMode, *, guest: GuestAccess, test_id: str, storage: str,
+    unsafe_reason: str | None = None, clock_hosts: Sequence[Any] = (),
+    on_progress: ProgressCallback | None = None, agent: Agent | None = None,
+    tolerance: checks.DowntimeTolerance = checks.DEFAULT_TOLERANCE,
 ) -> MeasuredMigration:
-    """Migrate `domain` along `leg` with the probe running, and record both views."""
-    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-    with UdpEchoProbe(guest_ip, agent_port, interval_s=probe_interval_s) as probe:
-        outcome = migrate(leg.src, leg.dst, leg.dst_uri, domain, mode, unsafe=unsafe_reason is not None)
-    result = probe.stop()
+    """Migrate `domain` along `leg` with the probe running and the patterns in place; record and judge."""
+    meas = Measurement(guest, integrity.new_seed(mode.name), integrity.AREAS, clock_hosts, agent)
+    with meas:
+        outcome = migrate(leg.src, leg.dst, leg.dst_uri, domain, mode,
+                          unsafe=unsafe_reason is not None, on_progress=on_progress)
+        meas.finish(verify=outcome.ok)
+    assert meas.probe is not None
+    problems = [] if not outcome.ok else checks.stats_problems(outcome.stats) + meas.problems()
+    if mode.postcopy_after_first_pass and outcome.postcopy_switched is False and outcome.ok:
+        problems.append("the post-copy mode never switched to post-copy")
+    stats = outcome.stats.to_dict() if outcome.stats else None
+    agreement = checks.compare_downtime(
+        None if outcome.stats is None or outcome.stats.downtime_ms is None else float(outcome.stats.downtime_ms),
+        meas.probe.longest_gap_ms if meas.answered_after else None, tolerance)
     notes = [f"--unsafe: {unsafe_reason}"] if unsafe_reason else []
+    if mode.describe():
+        notes.append(f"mode: {mode.describe()}")
+    notes += list(outcome.notes) + meas.notes()
+    if agreement.note:
+        notes.append(agreement.note)
+    notes += [f"PROBLEM: {p}" for p in problems]
     record = MigrationRecord(
         test_id=test_id, kind="live", mode=mode.name, src=leg.src_name, dst=leg.dst_name, domain=domain,
-        started_at=started_at, wall_s=round(outcome.wall_s, 3), ok=outcome.ok, storage=storage,
-        error=outcome.error, stats=outcome.stats.to_dict() if outcome.stats else None,
-        probe=result.to_dict(), progress=[p.to_dict() for p in outcome.progress], notes=notes,
+        started_at=meas.started_at, wall_s=round(outcome.wall_s, 3), ok=outcome.ok and not problems,
+        storage=storage, error=outcome.error, stats=stats, probe=meas.probe.to_dict(),
+        progress=[p.to_dict() for p in outcome.progress], notes=notes,
+        dirty_rate_asked_mib_s=guest.dirty_rate_mib_s, clock_offsets=meas.clock_offsets,
+        integrity=integrity.summary(meas.integrity_checks) if meas.integrity_checks else None,
+        downtime_agreement=agreement.to_dict(),
     )
-    return MeasuredMigration(outcome, result, record)
+    return MeasuredMigration(outcome, meas.probe, record, problems, agreement)

@@ -31,6 +31,13 @@ class MigrationRecord:
     probe: the external probe's result (ProbeResult.to_dict()), or None.
     progress: job samples taken while the migration ran (JobProgress.to_dict()).
     storage: how the disk was shared, e.g. "nfs-mount", "lab-shared-dir".
+    dirty_rate_asked_mib_s: the guest workload's dirtying rate the harness
+        asked for (`--dirty-rate`), to read beside libvirt's measured rate.
+    clock_offsets: {host: virtmig.clocks.ClockOffset.to_dict()}, each host's
+        clock against the controller's when the migration was measured.
+    integrity: {"ram"/"disk": "ok" or the agent's failing reply}.
+    downtime_agreement: virtmig.checks.DowntimeAgreement.to_dict(): libvirt's
+        downtime against the probe's gap, and whether they agree.
     """
 
     test_id: str
@@ -48,6 +55,10 @@ class MigrationRecord:
     probe: dict[str, Any] | None = None
     progress: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    dirty_rate_asked_mib_s: int | None = None
+    clock_offsets: dict[str, Any] | None = None
+    integrity: dict[str, Any] | None = None
+    downtime_agreement: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

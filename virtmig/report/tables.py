@@ -30,7 +30,8 @@ from virtmig.report import (
 
 COLUMNS: Final = (
     "#", "test", "kind", "mode", "src → dst", "ok", "libvirt downtime (ms)", "probe longest gap (ms)",
-    "total time (ms)", "data moved (MiB)", "passes", "throughput (MiB/s)", "dirty rate (MiB/s)",
+    "total time (ms)", "data moved (MiB)", "passes", "throughput (MiB/s)",
+    "dirty rate (MiB/s), measured (asked)",
     "storage", "notes",
 )
 
@@ -68,7 +69,17 @@ def _gap_text(record: MigrationRecord) -> str:
     gap, lost = probe_gap_ms(record), probe_lost(record)
     if gap is None:
         return DASH
-    return fmt(gap) if not lost else f"{fmt(gap)} (+{fmt(lost)} lost)"
+    text = fmt(gap) if not lost else f"{fmt(gap)} (+{fmt(lost)} lost)"
+    agreement = record.downtime_agreement or {}
+    # The detail (both figures, the tolerance) is in the notes.
+    return f"{text} (disagrees)" if agreement.get("agrees") is False else text
+
+
+def _dirty_text(record: MigrationRecord) -> str:
+    """libvirt's measured dirty rate, with the rate the harness asked for beside it."""
+    measured = fmt(_mib(dirty_rate_bytes_per_s(record)), 1)
+    asked = record.dirty_rate_asked_mib_s
+    return measured if asked is None else f"{measured} ({fmt(asked)})"
 
 
 def _notes_text(record: MigrationRecord) -> str:
@@ -98,7 +109,7 @@ def migration_row(index: int, record: MigrationRecord, *, budget_ms: float | Non
         _num(_mib(data_moved_bytes(record)), 1),
         _num(passes(record)),
         _num(_mib(throughput_bytes_per_s(record)), 1),
-        _num(_mib(dirty_rate_bytes_per_s(record)), 1),
+        _cell(_dirty_text(record), "num"),
         _cell(record.storage),
         _cell(_notes_text(record), "notes"),
     ]

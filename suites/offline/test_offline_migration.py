@@ -1,0 +1,46 @@
+"""Moving a guest that stops: offline migration, cold move, save/restore (virtmig.offline).
+
+Each test moves the running guest from the source to the destination once.
+The downtime is the probe's: the guest's last answer on the source to its
+first answer on the destination.  The disk pattern must survive every kind,
+the RAM pattern the save/restore (the only kind that carries RAM over).
+"""
+
+from __future__ import annotations
+
+import libvirt
+import pytest
+
+from fixtures.guest import LabGuest
+from fixtures.report import MigrationLog
+from virtmig import domains
+from virtmig.config import RunConfig
+from virtmig.host import Host
+from virtmig.measure import GuestAccess, Leg
+from virtmig.offline import KINDS, measured_move
+
+pytestmark = [pytest.mark.offline, pytest.mark.lab]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_move(
+    request: pytest.FixtureRequest,
+    kind: str,
+    run_config: RunConfig,
+    test_domain: LabGuest,
+    src_host: Host, dst_host: Host,
+    src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
+    migration_log: MigrationLog,
+) -> None:
+    leg = Leg(src_host.name, dst_host.name, src_conn, dst_conn, f"qemu+ssh://{dst_host.name}/system")
+    storage = test_domain.storage
+    guest = GuestAccess(test_domain.ip, test_domain.agent_port, dirty_rate_mib_s=run_config.dirty_rate_mib_s)
+    save_path = str(storage.path / test_domain.name / "saved-state.img")
+    measured = measured_move(kind, leg, test_domain.name, guest=guest, test_id=request.node.nodeid,
+                             storage=storage.kind, save_path=save_path, clock_hosts=(src_host, dst_host))
+    migration_log.add(measured.record)
+    assert measured.outcome.ok, f"{kind} failed: {measured.outcome.error}"
+    assert domains.state_name(dst_conn, test_domain.name) == "running"
+    assert domains.state_name(src_conn, test_domain.name) == "absent"
+    assert dst_conn.lookupByName(test_domain.name).isPersistent(), "not persistent on the destination"
+    assert not measured.problems, "; ".join(measured.problems)

@@ -1,0 +1,187 @@
+"""Pure parts of the live/offline measurement: modes, progress line, clock offsets, options, table cells."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from virtmig import clocks, modes
+from virtmig.config import ConfigError, build_run_config, check_dirty_rate, check_round_trips
+from virtmig.jobstats import JobProgress
+from virtmig.migration import progress_line
+from virtmig.probe import UdpEchoProbe
+from virtmig.records import MigrationRecord
+from virtmig.report import tables
+from virtmig.waiters import wait_for_probe_answer
+
+# --- modes ------------------------------------------------------------------
+
+
+def test_matrix_ids_are_unique_and_readable() -> None:
+    names = [m.name for m in modes.LIVE_MATRIX]
+    assert names == ["p2p", "direct", "p2p-tunnelled", "postcopy", "auto-converge", "bandwidth-limit",
+                     "max-downtime"]
+    assert all(m.flags & libvirt.VIR_MIGRATE_LIVE for m in modes.LIVE_MATRIX)
+    assert not any(m.flags & libvirt.VIR_MIGRATE_UNSAFE for m in modes.LIVE_MATRIX), "unsafe comes from storage"
+
+
+def test_modes_carry_what_they_are_named_for() -> None:
+    assert modes.POSTCOPY.flags & libvirt.VIR_MIGRATE_POSTCOPY and modes.POSTCOPY.postcopy_after_first_pass
+    assert modes.AUTO_CONVERGE.flags & libvirt.VIR_MIGRATE_AUTO_CONVERGE
+    assert modes.BANDWIDTH_LIMIT.params == {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: modes.BANDWIDTH_LIMIT_MIB_S}
+    assert modes.MAX_DOWNTIME.max_downtime_ms == modes.MAX_DOWNTIME_MS
+    assert not modes.DIRECT.peer_to_peer and modes.TUNNELLED.peer_to_peer
+    assert "max_downtime=50ms" in modes.MAX_DOWNTIME.describe()
+    assert modes.P2P.with_flags(libvirt.VIR_MIGRATE_COMPRESSED, "zip").name == "p2p-zip"
+
+
+def test_progress_line() -> None:
+    line = progress_line(JobProgress(job_type=1, memory_remaining_bytes=3 * 2**20, memory_bytes_per_s=60 * 2**20,
+                                     memory_iteration=2))
+    assert line == "migrating: 3.0 MiB left, 60.0 MiB/s, pass 2"
+    assert "setting up" in progress_line(JobProgress(job_type=1, time_elapsed_ms=100, memory_remaining_bytes=0,
+                                                     memory_iteration=0))
+
+
+# --- clock offsets ----------------------------------------------------------
+
+
+def test_offset_from_one_exchange() -> None:
+    off = clocks.offset_from_exchange("h1", 100.0, 100.5, 100.2)
+    assert off.offset_ms == pytest.approx(400)
+    assert off.uncertainty_ms == pytest.approx(100) and off.rtt_ms == pytest.approx(200)
+    with pytest.raises(ValueError):
+        clocks.offset_from_exchange("h1", 100.2, 100.0, 100.0)
+
+
+class FakeHost:
+    name = "fake"
+
+    def __init__(self, skew_s: float, outputs: list[str] | None = None) -> None:
+        self.skew, self.outputs = skew_s, outputs
+
+    def run(self, *argv: str, check: bool = True, timeout: float | None = None, stdin: str | None = None) -> object:
+        assert argv == ("date", "+%s.%N")
+
+        class R:
+            stdout = self.outputs.pop(0) if self.outputs else f"{time.time() + self.skew:.9f}\n"
+        return R()
+
+
+def test_measure_offset_finds_a_skew_within_its_uncertainty() -> None:
+    off = clocks.measure_offset(FakeHost(2.5))
+    assert abs(off.offset_ms - 2500) <= off.uncertainty_ms + 1
+
+
+def test_measure_offset_refuses_garbage() -> None:
+    with pytest.raises(ValueError, match="printed"):
+        clocks.measure_offset(FakeHost(0, ["date: invalid\n"]), samples=1)
+
+
+def test_best_of_takes_the_shortest_round_trip() -> None:
+    a, b = clocks.offset_from_exchange("h", 0, 5, 10), clocks.offset_from_exchange("h", 0, 0.05, 0.1)
+    assert clocks.best_of([a, b]) is b
+
+
+# --- options ----------------------------------------------------------------
+
+
+def test_round_trips_and_dirty_rate_are_validated() -> None:
+    assert check_round_trips(3) == 3 and check_dirty_rate(0) == 0
+    for bad in (0, -1, 10_000):
+        with pytest.raises(ConfigError, match="--round-trips"):
+            check_round_trips(bad)
+    with pytest.raises(ConfigError, match="--dirty-rate"):
+        check_dirty_rate(-1)
+    rc = build_run_config(None, None, None, None, "/mnt/nfs", None, clocks_path(), round_trips=2, dirty_rate_mib_s=16)
+    assert (rc.round_trips, rc.dirty_rate_mib_s) == (2, 16)
+
+
+def clocks_path() -> Path:
+    return Path("/nonexistent/ssh_config")  # lab mode never reads it
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_bad_round_trips_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("-p", "fixtures.options", "--round-trips", "0")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*--round-trips*between 1 and*"])
+    result = pytester.runpytest("-p", "fixtures.options", "--dirty-rate", "fast")
+    result.stderr.fnmatch_lines(["*--dirty-rate*not a whole number*"])
+
+
+# --- report cells -----------------------------------------------------------
+
+
+def record(**kw: object) -> MigrationRecord:
+    base: dict[str, object] = dict(test_id="t", kind="live", mode="p2p", src="h1", dst="h2", domain="d",
+                                   started_at="x", wall_s=1.0, ok=True, storage="s",
+                                   stats={"downtime_ms": 200, "dirty_rate_bytes_per_s": 9 * 2**20},
+                                   probe={"longest_gap_ms": 500, "lost": 0})
+    base.update(kw)
+    return MigrationRecord(**base)  # type: ignore[arg-type]
+
+
+def test_table_shows_asked_rate_beside_measured_and_flags_disagreement() -> None:
+    row = tables.migration_row(1, record(dirty_rate_asked_mib_s=8, downtime_agreement={"agrees": False}))
+    assert '<td class="num">9.0 (8)</td>' in row
+    assert "500 (disagrees)" in row
+    plain = tables.migration_row(1, record())
+    assert '<td class="num">9.0</td>' in plain and "disagrees" not in plain
+
+
+# --- waiting for the guest to answer after the move -------------------------
+
+
+@pytest.fixture
+def echo_server() -> Iterator[tuple[int, threading.Event]]:
+    """A UDP echo on loopback that stays silent while `paused` is set."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.05)
+    paused, stop = threading.Event(), threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(64)
+            except TimeoutError:
+                continue
+            if not paused.is_set():
+                sock.sendto(data, peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1], paused
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+def test_probe_is_kept_running_until_the_guest_answers_again(echo_server: tuple[int, threading.Event]) -> None:
+    port, paused = echo_server
+    with UdpEchoProbe("127.0.0.1", port, interval_s=0.005, drain_s=0.05) as probe:
+        time.sleep(0.1)
+        paused.set()
+        time.sleep(0.05)
+        returned = time.monotonic_ns()  # "migrate() returned" while the guest is still silent
+        threading.Timer(0.3, paused.clear).start()
+        assert wait_for_probe_answer(probe, returned, timeout=5)
+        result = probe.stop()
+    # Without the wait the gap would have been cut at ~50 ms; it is ~350 ms.
+    assert result.longest_gap_ms >= 300
+
+
+def test_waiting_for_an_answer_that_never_comes_gives_up(echo_server: tuple[int, threading.Event]) -> None:
+    port, paused = echo_server
+    paused.set()
+    with UdpEchoProbe("127.0.0.1", port, interval_s=0.005, drain_s=0.01) as probe:
+        assert not wait_for_probe_answer(probe, time.monotonic_ns(), timeout=0.2)
