@@ -14,7 +14,7 @@ import pytest
 from virtmig import clocks, modes
 from virtmig.config import ConfigError, build_run_config, check_dirty_rate, check_round_trips
 from virtmig.jobstats import JobProgress
-from virtmig.migration import progress_line
+from virtmig.migration import postcopy_blocker, progress_line
 from virtmig.probe import UdpEchoProbe
 from virtmig.records import MigrationRecord
 from virtmig.report import tables
@@ -185,3 +185,12 @@ def test_waiting_for_an_answer_that_never_comes_gives_up(echo_server: tuple[int,
     paused.set()
     with UdpEchoProbe("127.0.0.1", port, interval_s=0.005, drain_s=0.01) as probe:
         assert not wait_for_probe_answer(probe, time.monotonic_ns(), timeout=0.2)
+
+
+def test_postcopy_blocker() -> None:
+    files = {"/proc/sys/vm/unprivileged_userfaultfd": "0\n", "/etc/libvirt/qemu.conf": '#user = "x"\nuser = "libvirt-qemu"\n'}
+    assert "libvirt-qemu" in (postcopy_blocker(files.__getitem__) or "")
+    files["/proc/sys/vm/unprivileged_userfaultfd"] = "1\n"
+    assert postcopy_blocker(files.__getitem__) is None
+    files.update({"/proc/sys/vm/unprivileged_userfaultfd": "0", "/etc/libvirt/qemu.conf": 'user = "root"\n'})
+    assert postcopy_blocker(files.__getitem__) is None

@@ -215,3 +215,27 @@ class _PostcopySwitch:
             except libvirt.libvirtError as exc:
                 self.error = str(exc)
                 return
+
+
+def postcopy_blocker(read_file: Callable[[str], str]) -> str | None:
+    """Why post-copy cannot work on a destination host, or None if nothing is known to stop it.
+
+    Post-copy needs userfaultfd(2) in the destination QEMU.  Kernels refuse it
+    to unprivileged processes unless vm.unprivileged_userfaultfd is 1 (QEMU
+    7.2 does not use /dev/userfaultfd), and libvirt runs QEMU as qemu.conf's
+    `user`.  `read_file` reads a file on the host (e.g. Host.read_text).
+    """
+    try:
+        sysctl = read_file("/proc/sys/vm/unprivileged_userfaultfd").strip()
+        conf = read_file("/etc/libvirt/qemu.conf")
+    except OSError:
+        return None
+    user = "root"
+    for line in conf.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "user" and not line.lstrip().startswith("#"):
+            user = value.strip().strip('"')
+    if sysctl == "0" and user not in ("root", "0", "+0"):
+        return (f"QEMU runs as {user!r} and vm.unprivileged_userfaultfd=0: the kernel refuses it the "
+                "userfaultfd post-copy needs on the destination")
+    return None
