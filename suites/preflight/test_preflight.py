@@ -1,0 +1,30 @@
+"""Preflight: the host pair can migrate at all (ssh, versions, UUIDs, names, port, CPU, clocks, storage).
+
+One test per check, so the report lists each; every result is filed for the
+verdict with its evidence, passed or not.
+"""
+
+from __future__ import annotations
+
+import libvirt
+import pytest
+
+from fixtures.storage import SharedStorage
+from fixtures.verdict import CheckLog
+from virtmig import preflight
+from virtmig.host import Host
+
+pytestmark = [pytest.mark.preflight, pytest.mark.lab]
+
+
+@pytest.fixture(scope="module")
+def pair(src_host: Host, dst_host: Host, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
+         shared_storage: SharedStorage) -> preflight.Pair:
+    return preflight.Pair(src_host, dst_host, src_conn, dst_conn, storage_path=str(shared_storage.path))
+
+
+@pytest.mark.parametrize("name", list(preflight.CHECKS))
+def test_preflight(name: str, pair: preflight.Pair, check_log: CheckLog) -> None:
+    result = preflight.run_check(name, pair)
+    check_log.add(result)
+    assert result.ok, f"{name}: " + "; ".join(result.evidence) + (f"\nfix: {result.fix}" if result.fix else "")

@@ -1,0 +1,298 @@
+"""Checks of a host pair before any migration: each says what it saw and the fix.
+
+A migration that fails half-way over a blocked port or a CPU the destination
+lacks costs a paused guest and an hour of reading logs; each of these checks
+costs a second.  Every check returns a `CheckResult` (never raises for a
+failed condition), so the verdict can list every reason at once, with its
+evidence, rather than the first.
+
+The shared-storage check belongs to `virtmig.storage_check` (issue 3); when
+that module is importable its `gather`/`sentinel_roundtrip`/`compare` run
+here, else a sentinel file written on the source is read on the destination.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import secrets
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import libvirt
+
+from virtmig.host import CommandError, CommandTimeout, Host, HostConnectionError
+
+#: libvirt's default migration port range (qemu.conf migration_port_min/max).
+MIGRATION_PORTS = (49152, 49215)
+CLOCK_TOLERANCE_MS = 500.0
+CHECK_TIMEOUT_S = 30.0
+#: The lab's guest CPU; real pairs pass their guest's <cpu> element.
+DEFAULT_GUEST_CPU = "<cpu mode='custom' match='exact'><model fallback='forbid'>qemu64</model></cpu>"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One preflight check: passed or not, what showed it, and the fix if not."""
+
+    name: str
+    ok: bool
+    evidence: tuple[str, ...]
+    fix: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CheckResult:
+        return cls(str(raw["name"]), bool(raw["ok"]), tuple(str(e) for e in raw.get("evidence", ())),
+                   None if raw.get("fix") is None else str(raw["fix"]))
+
+
+@dataclass
+class Pair:
+    """What the checks may use: both hosts, both libvirt connections, the shared path."""
+
+    src: Host
+    dst: Host
+    src_conn: libvirt.virConnect
+    dst_conn: libvirt.virConnect
+    storage_path: str | None = None
+    guest_cpu_xml: str = DEFAULT_GUEST_CPU
+    domain_type: str = "qemu"
+    notes: list[str] = field(default_factory=list)
+
+
+def check_ssh(pair: Pair) -> CheckResult:
+    """Both hosts answer over ssh, and the source reaches the destination (libvirtd does, in p2p)."""
+    ev: list[str] = []
+    try:
+        for host in (pair.src, pair.dst):
+            ev.append(f"{host.name}: {host.run('uname', '-nr', timeout=CHECK_TIMEOUT_S).stdout.strip()}")
+        peer = pair.src.run("ssh", "-o", "BatchMode=yes", pair.dst.name, "true", check=False,
+                            timeout=CHECK_TIMEOUT_S)
+    except (HostConnectionError, CommandError, CommandTimeout) as exc:
+        return CheckResult("ssh", False, (*ev, str(exc)), "make both hosts reachable over ssh with key authentication")
+    ev.append(f"{pair.src.name} -> {pair.dst.name}: ssh rc={peer.rc} {peer.stderr.strip()[-200:]}".rstrip())
+    fix = None if peer.ok else (f"let root on {pair.src.name} ssh to {pair.dst.name} without a prompt "
+                                "(key in authorized_keys, host key in known_hosts)")
+    return CheckResult("ssh", peer.ok, tuple(ev), fix)
+
+
+def _version(v: int) -> str:
+    return f"{v // 1000000}.{v // 1000 % 1000}.{v % 1000}"
+
+
+def check_versions(pair: Pair) -> CheckResult:
+    """libvirt and QEMU on both hosts; the destination must not be older than the source."""
+    got = {}
+    for label, conn in (("src", pair.src_conn), ("dst", pair.dst_conn)):
+        got[label] = (conn.getLibVersion(), conn.getVersion())
+    ev = tuple(f"{h.name}: libvirt {_version(got[k][0])}, QEMU {_version(got[k][1])}"
+               for k, h in (("src", pair.src), ("dst", pair.dst)))
+    ok = got["dst"][0] >= got["src"][0] and got["dst"][1] >= got["src"][1]
+    return CheckResult("versions", ok, ev, None if ok else
+                       "upgrade the destination: migration to an older libvirt/QEMU is not supported")
+
+
+def host_uuid(conn: libvirt.virConnect) -> str:
+    """The host UUID libvirt puts in migration cookies (capabilities /host/uuid)."""
+    return ET.fromstring(conn.getCapabilities()).findtext("host/uuid", default="").strip()
+
+
+def check_host_uuids(pair: Pair) -> CheckResult:
+    """Distinct host UUIDs, else libvirt refuses: `Attempt to migrate guest to the same host`."""
+    a, b = host_uuid(pair.src_conn), host_uuid(pair.dst_conn)
+    ok = bool(a) and a != b
+    return CheckResult("host-uuids", ok, (f"{pair.src.name}: {a}", f"{pair.dst.name}: {b}"), None if ok else
+                       "set a distinct host_uuid in /etc/libvirt/libvirtd.conf on one host (uuidgen), restart libvirtd")
+
+
+def _resolves(host: Host, name: str) -> tuple[bool, str]:
+    res = host.run("getent", "hosts", name, check=False, timeout=CHECK_TIMEOUT_S)
+    addrs = [line.split()[0] for line in res.stdout.splitlines() if line.split()]
+    if not addrs:
+        return False, f"on {host.name}: {name} does not resolve (getent rc={res.rc})"
+    loop = [a for a in addrs if ipaddress.ip_address(a).is_loopback]
+    return not loop, f"on {host.name}: {name} -> {', '.join(addrs)}" + (" (loopback!)" if loop else "")
+
+
+def check_name_resolution(pair: Pair) -> CheckResult:
+    """Each host's name resolves on the other to a non-loopback address (migration URIs use names)."""
+    a_ok, a = _resolves(pair.src, pair.dst.name)
+    b_ok, b = _resolves(pair.dst, pair.src.name)
+    ok = a_ok and b_ok
+    return CheckResult("name-resolution", ok, (a, b), None if ok else
+                       "give each host's name its non-loopback address on the other (DNS or /etc/hosts)")
+
+
+#: On the destination: listen on the first free port of the range, say which,
+#: then wait (detached, stdout closed so ssh returns) for one connection.
+_LISTEN = r"""
+import os, socket, sys
+lo, hi = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket()
+for port in range(lo, hi + 1):
+    try:
+        s.bind(("", port)); break
+    except OSError:
+        continue
+else:
+    print("none"); sys.exit(0)
+s.listen(1); print(port, flush=True)
+if os.fork():
+    sys.stdin.read()  # exit only after ssh sent its (empty) stdin: an early exit races the sender
+    os._exit(0)
+os.setsid(); fd = os.open(os.devnull, os.O_RDWR)
+for i in (0, 1, 2):
+    os.dup2(fd, i)
+s.settimeout(15)
+try:
+    s.accept()[0].close()
+except OSError:
+    pass
+"""
+
+#: On the source: TCP connect to $1:$2 (bash's /dev/tcp if there is bash, else python3).
+_CONNECT = r"""
+if command -v bash >/dev/null 2>&1; then
+  exec timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2"
+fi
+exec timeout 5 python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 5)' "$1" "$2"
+"""
+
+
+def check_migration_port(pair: Pair) -> CheckResult:
+    """A TCP connection from the source reaches the destination's migration port range."""
+    lo, hi = MIGRATION_PORTS
+    listen = pair.dst.run("python3", "-c", _LISTEN, str(lo), str(hi), check=False, timeout=CHECK_TIMEOUT_S)
+    port = listen.stdout.strip()
+    if not listen.ok or not port.isdigit():
+        return CheckResult("migration-port", False,
+                           (f"{pair.dst.name}: could not listen in {lo}-{hi}: rc={listen.rc} {port} "
+                            f"{listen.stderr.strip()[-200:]}",),
+                           f"free a port in {lo}-{hi} on {pair.dst.name} (or install python3 for this check)")
+    conn = pair.src.run_script(_CONNECT, args=[pair.dst.name, port], check=False, timeout=CHECK_TIMEOUT_S)
+    ev = (f"{pair.dst.name}: listening on {port}",
+          f"{pair.src.name} -> {pair.dst.name}:{port}: rc={conn.rc} {conn.stderr.strip()[-200:]}".rstrip())
+    return CheckResult("migration-port", conn.ok, ev, None if conn.ok else
+                       f"open TCP {lo}-{hi} from {pair.src.name} to {pair.dst.name} "
+                       "(firewall-cmd --add-port=49152-49215/tcp)")
+
+
+def check_cpu(pair: Pair) -> CheckResult:
+    """The guest's CPU definition is runnable on the destination's hypervisor."""
+    arch = ET.fromstring(pair.src_conn.getCapabilities()).findtext("host/cpu/arch", default="x86_64")
+    verdicts = {libvirt.VIR_CPU_COMPARE_INCOMPATIBLE: "incompatible", libvirt.VIR_CPU_COMPARE_IDENTICAL: "identical",
+                libvirt.VIR_CPU_COMPARE_SUPERSET: "superset"}
+    ev = [f"guest CPU: {pair.guest_cpu_xml}"]
+    ok = True
+    for host, conn in ((pair.src, pair.src_conn), (pair.dst, pair.dst_conn)):
+        try:
+            got = conn.compareHypervisorCPU(None, arch, None, pair.domain_type, pair.guest_cpu_xml, 0)
+            ev.append(f"{host.name} ({pair.domain_type}, {arch}): {verdicts.get(got, got)}")
+            ok = ok and got != libvirt.VIR_CPU_COMPARE_INCOMPATIBLE
+        except libvirt.libvirtError as exc:
+            ev.append(f"{host.name}: {exc}")
+            ok = False
+    return CheckResult("cpu", ok, tuple(ev), None if ok else
+                       "use a guest CPU model both hosts provide (virsh hypervisor-cpu-baseline)")
+
+
+def _offset_ms(host: Host, now: Callable[[], float] = time.time) -> tuple[float, float]:
+    """(host clock - controller clock, half the round trip), best of three, ms."""
+    best: tuple[float, float] | None = None
+    for _ in range(3):
+        t0 = now()
+        out = host.run("date", "+%s.%N", timeout=CHECK_TIMEOUT_S).stdout.strip()
+        t1 = now()
+        sample = ((float(out) - (t0 + t1) / 2) * 1e3, (t1 - t0) / 2 * 1e3)
+        if best is None or sample[1] < best[1]:
+            best = sample
+    assert best is not None
+    return best
+
+
+def check_clocks(pair: Pair, tolerance_ms: float = CLOCK_TOLERANCE_MS) -> CheckResult:
+    """The two hosts' clocks agree within tolerance (libvirt's timings and logs compare them)."""
+    (a, ua), (b, ub) = _offset_ms(pair.src), _offset_ms(pair.dst)
+    ok = abs(a - b) <= tolerance_ms + ua + ub
+    ev = (f"{pair.src.name}: {a:+.1f} ms +-{ua:.1f} vs controller", f"{pair.dst.name}: {b:+.1f} ms +-{ub:.1f}",
+          f"difference {abs(a - b):.1f} ms, tolerance {tolerance_ms:g} ms")
+    return CheckResult("clocks", ok, ev, None if ok else "run NTP (chronyd) on both hosts against the same servers")
+
+
+def check_shared_storage(pair: Pair) -> CheckResult:
+    """Both hosts see one file system at the storage path (issue 3's check when available)."""
+    if pair.storage_path is None:
+        return CheckResult("shared-storage", False, ("no shared storage path given",),
+                           "mount the shared storage at the same path on both hosts")
+    try:
+        storage_check: Any = importlib.import_module("virtmig.storage_check")
+    except ImportError:
+        storage_check = None
+    if storage_check is not None and hasattr(storage_check, "compare"):
+        return _storage_check_hook(pair, storage_check)
+    token = secrets.token_hex(8)
+    path = f"{pair.storage_path.rstrip('/')}/.virtmig-preflight-{token}"
+    # As the qemu user: on a root_squash export root may not write where QEMU can.
+    user = _qemu_user(pair.src)
+    as_user = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"]
+    try:
+        pair.src.run(*as_user, "sh", "-c", 'echo "$1" > "$2"', "_", token, path, timeout=CHECK_TIMEOUT_S)
+        seen = pair.dst.run("cat", path, check=False, timeout=CHECK_TIMEOUT_S)
+    finally:
+        pair.src.run(*as_user, "rm", "-f", path, check=False)
+    ok = seen.ok and seen.stdout.strip() == token
+    return CheckResult("shared-storage", ok,
+                       (f"wrote {path} on {pair.src.name}", f"read on {pair.dst.name}: rc={seen.rc} "
+                        f"{seen.stdout.strip() or seen.stderr.strip()}"),
+                       None if ok else "mount the same export at the same path on both hosts")
+
+
+def _qemu_user(host: Host) -> str:
+    return "libvirt-qemu" if host.run("id", "-u", "libvirt-qemu", check=False).ok else "qemu"
+
+
+def _storage_check_hook(pair: Pair, mod: Any) -> CheckResult:
+    """Run virtmig.storage_check (issue 3) and turn its report into a CheckResult."""
+    from pathlib import PurePosixPath  # noqa: PLC0415 - only this path needs it
+
+    mount = PurePosixPath(pair.storage_path or "/")
+    user = _qemu_user(pair.src)
+    src = mod.gather(pair.src, mount, None, user)
+    dst = mod.gather(pair.dst, mount, None, user)
+    report = mod.compare(src, dst, mod.sentinel_roundtrip(pair.src, pair.dst, mount, as_user=user))
+    ok = bool(report.ok)
+    return CheckResult("shared-storage", ok, tuple(str(report.table()).splitlines()), None if ok else
+                       "see the rows marked " + str(getattr(mod, "FAIL_MARK", "!!")) + ": mount the same export, "
+                       "same options, same path on both hosts")
+
+
+#: Every check, in the order the report lists them.
+CHECKS: dict[str, Callable[[Pair], CheckResult]] = {
+    "ssh": check_ssh,
+    "versions": check_versions,
+    "host-uuids": check_host_uuids,
+    "name-resolution": check_name_resolution,
+    "migration-port": check_migration_port,
+    "cpu": check_cpu,
+    "clocks": check_clocks,
+    "shared-storage": check_shared_storage,
+}
+
+
+def run_check(name: str, pair: Pair) -> CheckResult:
+    """One check, isolated: one that crashes is a failed check (with the exception as evidence)."""
+    try:
+        return CHECKS[name](pair)
+    except Exception as exc:  # noqa: BLE001 - reported as the check's evidence
+        return CheckResult(name, False, (f"check crashed: {type(exc).__name__}: {exc}",), None)
+
+
+def run_all(pair: Pair) -> list[CheckResult]:
+    """Every check, in order."""
+    return [run_check(name, pair) for name in CHECKS]

@@ -1,0 +1,89 @@
+"""The host pair's verdict: CERTIFIED or NOT CERTIFIED, with every reason and its evidence.
+
+An operator reads the first lines of a report and nothing else, so the
+verdict comes first and carries its own reasons: each failed preflight check
+with what it saw and the fix, each failed test in suites/ with its diagnosis.
+Pure: built from what the pytest plugin collected (fixtures/verdict.py).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+from virtmig.preflight import CheckResult
+
+#: user_properties keys (they travel from xdist workers with each report).
+CHECK_PROPERTY = "virtmig_check"
+DIAGNOSIS_PROPERTY = "virtmig_diagnosis"
+
+
+@dataclass(frozen=True)
+class FailedTest:
+    """A failed test of the certification suites, with its diagnosis if one was made."""
+
+    nodeid: str
+    message: str
+    diagnosis: str | None = None
+
+
+@dataclass
+class Verdict:
+    """Collected over a run; `certified` once nothing failed and something ran."""
+
+    checks: list[CheckResult] = field(default_factory=list)
+    failures: list[FailedTest] = field(default_factory=list)
+    passed_tests: int = 0
+
+    @property
+    def certified(self) -> bool:
+        return not self.failures and all(c.ok for c in self.checks) and (self.passed_tests > 0 or bool(self.checks))
+
+    @property
+    def word(self) -> str:
+        return "CERTIFIED" if self.certified else "NOT CERTIFIED"
+
+    def reasons(self) -> list[str]:
+        """One line per reason the pair is not certified."""
+        out = [f"preflight {c.name}: {'; '.join(c.evidence)}" + (f" -- fix: {c.fix}" if c.fix else "")
+               for c in self.checks if not c.ok]
+        out += [f"{f.nodeid}: {f.diagnosis or f.message}" for f in self.failures]
+        if not self.checks and not self.passed_tests and not self.failures:
+            out.append("nothing was checked")
+        return out
+
+    def text(self, pair: str) -> str:
+        lines = [f"virtmig verdict for {pair}: {self.word}"]
+        return "\n".join(lines + [f"  - {r}" for r in self.reasons()])
+
+
+STYLE = """<style>
+.virtmig-verdict{border:3px solid;padding:.5em 1em;margin:1em 0}
+.virtmig-verdict.ok{border-color:#2a7d2a}.virtmig-verdict.bad{border-color:#b22}
+.virtmig-verdict h2{margin:.2em 0}.virtmig-verdict.ok h2{color:#2a7d2a}.virtmig-verdict.bad h2{color:#b22}
+.virtmig-verdict pre{white-space:pre-wrap;margin:.2em 0 .6em 1em}
+</style>"""
+
+
+def render_html(verdict: Verdict, pair: str) -> str:
+    """The verdict block that opens the HTML report."""
+    e = html.escape
+    cls = "ok" if verdict.certified else "bad"
+    parts = [STYLE, f'<div class="virtmig-verdict {cls}"><h2>{e(pair)}: {verdict.word}</h2>']
+    if verdict.checks:
+        parts.append("<h3>Preflight</h3><ul>")
+        for c in verdict.checks:
+            mark = "pass" if c.ok else "FAIL"
+            fix = f"<br><b>fix:</b> {e(c.fix)}" if c.fix and not c.ok else ""
+            parts.append(f"<li><b>{mark}</b> {e(c.name)}{fix}<pre>{e(chr(10).join(c.evidence))}</pre></li>")
+        parts.append("</ul>")
+    if verdict.failures:
+        parts.append("<h3>Failed tests</h3><ul>")
+        for f in verdict.failures:
+            detail = f.diagnosis or f.message
+            parts.append(f"<li><b>{e(f.nodeid)}</b><pre>{e(detail)}</pre></li>")
+        parts.append("</ul>")
+    if not verdict.certified and not verdict.failures and not any(not c.ok for c in verdict.checks):
+        parts.append("<p>Nothing was checked.</p>")
+    parts.append(f"<p>{verdict.passed_tests} certification tests passed.</p></div>")
+    return "".join(parts)
