@@ -30,8 +30,8 @@ certify: deps
 	mkdir -p $(REPORT_DIR)
 	$(PY) -m pytest suites -p no:cacheprovider $(ARGS) \
 	    --html=$(REPORT_DIR)/report.html --self-contained-html \
-	    --junitxml=$(REPORT_DIR)/junit.xml
-	@echo "report: $(REPORT_DIR)/report.html (also reports/latest/report.html)"
+	    --junitxml=$(REPORT_DIR)/junit.xml; \
+	rc=$$?; echo "report: $(REPORT_DIR)/report.html (also reports/latest/report.html)"; exit $$rc
 
 lint: deps
 	$(VENV)/bin/mypy
