@@ -79,7 +79,7 @@ def test_overhead_and_probe_agreement(
         for leg in (there, back):
             t0 = time.monotonic()
             m = measured_live_migration(
-                leg, test_domain.name, P2P, guest=guest, test_id=f"bench#{trip}", storage=test_domain.storage.kind,
+                leg, test_domain.name, P2P, guest=guest, test_id=f"bench#{trip}", storage=test_domain.storage.label,
                 unsafe_reason=test_domain.storage.why if unsafe else None, clock_hosts=(src_host, dst_host))
             harness.append(time.monotonic() - t0)
             measured.append(m)

@@ -82,3 +82,13 @@ def test_exports_restored_byte_for_byte_after_use_and_after_failure(
     with pytest.raises(ExportError):
         provision_export(nfs_server, broken, (64055, 107), "virtmig-test")
     assert nfs_server.read_text("/etc/exports") == original
+
+
+def test_an_insecure_export_is_flagged_in_the_storage_label() -> None:
+    from fixtures.storage import SharedStorage
+
+    loose = ExportSpec(PurePosixPath("/x"), ("*",), "rw,no_root_squash")
+    storage = SharedStorage(PurePosixPath("/mnt/nfs/virtmig"), "nfs-mount", False,
+                            insecure=tuple(loose.insecurities()))
+    assert storage.label.count("[INSECURE:") == 2
+    assert SharedStorage(PurePosixPath("/m"), "nfs-mount", False).label == "nfs-mount"

@@ -50,7 +50,7 @@ def test_round_trip(
             where = f"trip {trip} hop {hop} {leg.src_name}->{leg.dst_name}"
             measured = measured_live_migration(
                 leg, test_domain.name, mode, guest=guest, test_id=f"{request.node.nodeid}#trip{trip}-hop{hop}",
-                storage=storage.kind, unsafe_reason=storage.why if storage.unsafe else None,
+                storage=storage.label, unsafe_reason=storage.why if storage.unsafe else None,
                 clock_hosts=(src_host, dst_host), on_progress=migration_progress,
             )
             migration_log.add(measured.record)

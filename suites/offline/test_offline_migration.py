@@ -37,7 +37,7 @@ def test_move(
     guest = GuestAccess(test_domain.ip, test_domain.agent_port, dirty_rate_mib_s=run_config.dirty_rate_mib_s)
     save_path = str(storage.path / test_domain.name / "saved-state.img")
     measured = measured_move(kind, leg, test_domain.name, guest=guest, test_id=request.node.nodeid,
-                             storage=storage.kind, save_path=save_path, clock_hosts=(src_host, dst_host))
+                             storage=storage.label, save_path=save_path, clock_hosts=(src_host, dst_host))
     migration_log.add(measured.record)
     assert measured.outcome.ok, f"{kind} failed: {measured.outcome.error}"
     assert domains.state_name(dst_conn, test_domain.name) == "running"
