@@ -53,19 +53,19 @@ def netns_pids(name: str) -> list[int]:
 
 def terminate(pids: Sequence[int], *, grace: float = 5.0) -> None:
     """SIGTERM the given PIDs, then SIGKILL whatever is still there after `grace`."""
-    alive = [p for p in pids if is_alive(p)]
-    for pid in alive:
-        _signal(pid, signal.SIGTERM)
+    alive = _signal_and_wait([p for p in pids if is_alive(p)], signal.SIGTERM, grace)
+    _signal_and_wait(alive, signal.SIGKILL, grace)
+
+
+def _signal_and_wait(pids: list[int], sig: int, grace: float) -> list[int]:
+    """Send `sig` to each PID; return those still alive after up to `grace` seconds."""
+    for pid in pids:
+        _signal(pid, sig)
     deadline = time.monotonic() + grace
-    while alive and time.monotonic() < deadline:
+    while pids and time.monotonic() < deadline:
         time.sleep(0.05)
-        alive = [p for p in alive if is_alive(p)]
-    for pid in alive:
-        _signal(pid, signal.SIGKILL)
-    deadline = time.monotonic() + grace
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = [p for p in alive if is_alive(p)]
+        pids = [p for p in pids if is_alive(p)]
+    return pids
 
 
 def is_alive(pid: int) -> bool:
