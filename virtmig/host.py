@@ -21,6 +21,7 @@ import shlex
 import shutil
 import stat
 import tempfile
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -200,12 +201,17 @@ class Host:
     def _exec(self, line: str, shown: str, *, check: bool, timeout: float | None,
               stdin: str | None) -> CommandResult:
         conn = self._connection()
+        started = time.monotonic()
         try:
             res = conn.run(line, hide=True, warn=True, pty=False, timeout=timeout,
                            in_stream=io.StringIO(stdin or ""), encoding="utf-8")
         except invoke.exceptions.CommandTimedOut as exc:
             raise CommandTimeout(self.name, shown, float(timeout or 0),
                                  exc.result.stdout, exc.result.stderr) from exc
+        if res.return_code == -1 and timeout is not None and time.monotonic() - started >= timeout:
+            # invoke's timer closed the channel before its own check ran: the
+            # command got no exit status.  It is the same timeout; say so.
+            raise CommandTimeout(self.name, shown, float(timeout), res.stdout, res.stderr)
         result = CommandResult(rc=res.return_code, stdout=res.stdout, stderr=res.stderr,
                                command=shown, host=self.name)
         return result.check() if check else result
