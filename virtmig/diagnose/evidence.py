@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from virtmig import storage_check
 from virtmig.host import CommandResult
 
 #: File system types libvirt 9.0 treats as shared (virFileIsSharedFS), plus
@@ -160,20 +161,21 @@ def avc_field(record: str, name: str) -> str | None:
     return found.group(1).strip('"') if found else None
 
 
-def _unescape(field_text: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_text)
-
-
 def parse_mountinfo(text: str) -> tuple[Mount, ...]:
-    """/proc/self/mountinfo -> mounts (per-mount and super-block options merged)."""
+    """/proc/self/mountinfo -> mounts (per-mount and super-block options merged).
+
+    Each line is read by the storage check's strict parser; a line it cannot
+    read is skipped here, since a diagnosis should use what evidence there is.
+    """
     mounts = []
     for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if not sep or len(fields) < 6 or len(tail) < 2:
+        try:
+            entries = storage_check.parse_mountinfo(line)
+        except ValueError:
             continue
-        options = fields[5].split(",") + (tail[2].split(",") if len(tail) > 2 else [])
-        mounts.append(Mount(_unescape(fields[4]), tail[0], _unescape(tail[1]), tuple(dict.fromkeys(options))))
+        for e in entries:
+            options = tuple(dict.fromkeys((*e.mount_options, *e.super_options)))
+            mounts.append(Mount(str(e.mount_point), e.fstype, e.source, options))
     return tuple(mounts)
 
 
