@@ -102,14 +102,7 @@ def _start_daemons(node: Node) -> dict[str, int]:
 
 
 def _wait_ssh(spec: LabNode, timeout: float) -> None:
-    def banner() -> bool | None:
-        try:
-            with socket.create_connection((spec.ip, 22), timeout=1) as s:
-                return s.recv(64).startswith(b"SSH-") or None
-        except OSError:
-            return None
-
-    wait_for(banner, target=f"sshd on lab node {spec.name} ({spec.ip}:22)", state="answering", timeout=timeout)
+    wait_for(lambda: _ssh_answers(spec) or None, target=f"sshd on lab node {spec.name} ({spec.ip}:22)", state="answering", timeout=timeout)
 
 
 def _wait_libvirt(spec: LabNode, timeout: float) -> None:

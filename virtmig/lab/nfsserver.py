@@ -18,6 +18,7 @@ from pathlib import Path
 
 from virtmig.lab.netns import Node
 from virtmig.lab.topology import EXPORT_DIR, H1, H2, NFS
+from virtmig.waiters import wait_for
 
 GANESHA_DIR = "/etc/ganesha"
 GANESHA_CONF = f"{GANESHA_DIR}/ganesha.conf"
@@ -142,7 +143,9 @@ def start(node: Node, logs: Path, *, state_dir: Path | None = None, bind_addr: s
     node.bind(state / "var-lib-nfs", "/var/lib/nfs")
     node.run(["mkdir", "-p", "/var/lib/nfs/ganesha"])
     pids = {"rpcbind": node.spawn(["rpcbind", "-f", "-w"], logs / "rpcbind.log")}
-    node.run(["sh", "-c", "for i in $(seq 50); do [ -S /run/rpcbind.sock ] && exit 0; sleep 0.1; done; exit 1"])
+    wait_for(lambda: node.run(["test", "-S", "/run/rpcbind.sock"], check=False).returncode == 0 or None,
+             target=f"rpcbind on lab node {node.spec.name}", state="listening on /run/rpcbind.sock",
+             timeout=5.0, interval=0.1)
     pids["ganesha"] = node.spawn(
         ["ganesha.nfsd", "-F", "-L", "/dev/stderr", "-f", GANESHA_CONF, "-p", GANESHA_PIDFILE],
         logs / "ganesha.log",
