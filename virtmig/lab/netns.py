@@ -111,7 +111,10 @@ class Node:
             ["ip", "netns", "exec", spec.netns, "unshare", "--mount", "--uts",
              "--propagation", "private", "sh", "-c",
              f"hostname {spec.name}; trap 'kill $!; wait; exit 0' TERM; echo ready; sleep infinity & wait"],
-            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True, text=True,
+            # stderr to /dev/null: the holder outlives us, and an inherited
+            # pipe would keep a caller's `| tail` (or CI's log reader) waiting.
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, text=True,
         )
         assert holder.stdout is not None
         if holder.stdout.readline().strip() != "ready":
