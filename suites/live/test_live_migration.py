@@ -18,6 +18,7 @@ from fixtures.guest import LabGuest
 from fixtures.report import MigrationLog
 from virtmig import domains
 from virtmig.config import RunConfig
+from virtmig.console import silent_guest_evidence
 from virtmig.host import Host
 from virtmig.measure import GuestAccess, Leg, measured_live_migration
 from virtmig.migration import ProgressCallback, postcopy_blocker
@@ -44,6 +45,7 @@ def test_round_trip(
     there = Leg(src_host.name, dst_host.name, src_conn, dst_conn, f"qemu+ssh://{dst_host.name}/system")
     back = Leg(dst_host.name, src_host.name, dst_conn, src_conn, f"qemu+ssh://{src_host.name}/system")
     storage = test_domain.storage
+    hosts = {src_host.name: src_host, dst_host.name: dst_host}
     guest = GuestAccess(test_domain.ip, test_domain.agent_port, dirty_rate_mib_s=run_config.dirty_rate_mib_s)
     for trip in range(1, run_config.round_trips + 1):
         for hop, leg in enumerate((there, back), start=1):
@@ -53,8 +55,13 @@ def test_round_trip(
                 storage=storage.label, unsafe_reason=storage.why if storage.unsafe else None,
                 clock_hosts=(src_host, dst_host), on_progress=migration_progress,
             )
+            evidence: list[str] = []
+            if measured.problems:  # what the guest and the bridges say, while it is still there to see
+                evidence = silent_guest_evidence((src_host, dst_host), hosts[leg.dst_name],
+                                                 test_domain.name, test_domain.mac)
+                measured.record.notes.extend(f"evidence: {line}" for line in evidence)
             migration_log.add(measured.record)
             assert measured.outcome.ok, f"{where} failed: {measured.outcome.error}"
             assert domains.state_name(leg.dst, test_domain.name) == "running", where
             assert domains.state_name(leg.src, test_domain.name) == "absent", where
-            assert not measured.problems, f"{where}: " + "; ".join(measured.problems)
+            assert not measured.problems, f"{where}: " + "; ".join(measured.problems) + "\n" + "\n".join(evidence)

@@ -77,6 +77,19 @@ if [ -e /sys/block/vda ]; then
 fi
 
 /sbin/virtmig-agent "$dirty" &
+
+# Heartbeat on the console, once a second: uptime and eth0's packet counters.
+# When the guest goes silent after a migration, the console log tells a hung
+# guest (no ticks) from a network that no longer reaches it (ticks, rx flat)
+# from an agent that stopped answering (rx rising, tx flat).
+if [ -e /sys/class/net/eth0 ]; then
+    stats=/sys/class/net/eth0/statistics
+    while :; do
+        read -r up _ < /proc/uptime
+        echo "virtmig-tick up=$up rx=$(cat $stats/rx_packets) tx=$(cat $stats/tx_packets)"
+        sleep 1
+    done &
+fi
 log "up ip=${ip:-none} dirty=$dirty"
 
 # Keep a shell on the console; pause between respawns so a console without

@@ -1,0 +1,51 @@
+"""The guest's serial console, kept in a file on each host, read back when the guest goes silent.
+
+A guest that stops answering after a migration is either hung, cut off by
+the network (a bridge still forwarding its MAC to the old host), or alive
+with a stuck agent.  libvirt's statistics cannot tell these apart; the
+guest's own console can (the lab guest prints a heartbeat with its packet
+counters every second), and so can each host's bridge forwarding table.
+`silent_guest_evidence` gathers both over the hosts' ordinary SSH access.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import PurePosixPath
+
+from virtmig.host import Host
+
+#: libvirt's per-domain log directory on Debian, Fedora and RHEL alike; the
+#: qemu user may write there, and each host keeps its own copy.
+CONSOLE_DIR = PurePosixPath("/var/log/libvirt/qemu")
+
+#: Console lines kept in evidence: enough for several heartbeats and a panic.
+TAIL_LINES = 15
+
+
+def console_log_path(domain: str) -> str:
+    """Where the domain's serial console is written, on whichever host runs it."""
+    return str(CONSOLE_DIR / f"{domain}-console.log")
+
+
+def console_tail(host: Host, domain: str, lines: int = TAIL_LINES) -> list[str]:
+    """The last lines of the console file on `host` (empty if there is none)."""
+    result = host.run("tail", "-n", str(lines), console_log_path(domain), check=False, timeout=20)
+    return [line.rstrip("\r") for line in result.stdout.splitlines()] if result.ok else []
+
+
+def fdb_entries(host: Host, mac: str) -> list[str]:
+    """The host's bridge forwarding entries for `mac` (where the host sends the guest's frames)."""
+    script = "bridge fdb show 2>/dev/null | grep -i -- \"$1\" || echo '(no entry)'"
+    result = host.run_script(script, args=(mac,), check=False, timeout=20)
+    return result.stdout.strip().splitlines() or ["(bridge fdb unavailable)"]
+
+
+def silent_guest_evidence(hosts: Sequence[Host], running_on: Host, domain: str, mac: str) -> list[str]:
+    """Console tail from the host the guest runs on, and every host's forwarding entries for its MAC."""
+    evidence = [f"{running_on.name} console: {line}" for line in console_tail(running_on, domain)]
+    if not evidence:
+        evidence.append(f"{running_on.name} console: (no console file at {console_log_path(domain)})")
+    for host in hosts:
+        evidence += [f"{host.name} fdb: {entry}" for entry in fdb_entries(host, mac)]
+    return evidence
