@@ -16,13 +16,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from virtmig.lab import exportfs_adapter, hostfs, network, nfs_fuse, nfsserver
+from virtmig.lab import exportfs_adapter, hostfs, network, nfs_fuse, nfsserver, sysctls
 from virtmig.lab.netns import LabError, Node, lab_netns_names, netns_exists, netns_pids, sh, terminate
 from virtmig.lab.topology import HYPERVISORS, LAB_ROOT, NFS, NODES, SHARED_DIR, SSH_CONFIG, SSH_WRAPPER, LabNode
 from virtmig.waiters import wait_for
 
 STATE_FILE = LAB_ROOT / "state.json"
 LOG_DIR = LAB_ROOT / "logs"
+SYSCTLS_BEFORE = LAB_ROOT / "sysctls-before.json"
 
 
 @dataclass
@@ -57,6 +58,7 @@ def up(*, timeout: float = 90.0) -> LabState:
     down()
     LAB_ROOT.mkdir(parents=True, exist_ok=True)
     LAB_ROOT.chmod(0o755)
+    sysctls.apply(SYSCTLS_BEFORE)
     SHARED_DIR.mkdir(parents=True, exist_ok=True)
     hostfs.make_lab_key()
     for spec in NODES:
@@ -127,6 +129,7 @@ def down() -> None:
     leftover = [n for n in names if netns_exists(n)]
     if leftover:
         raise LabError(f"namespaces still present after down: {leftover}")
+    sysctls.restore(SYSCTLS_BEFORE)
     if LAB_ROOT.exists():
         shutil.rmtree(LAB_ROOT)
 
