@@ -16,6 +16,8 @@ The layout is described in docs/results-schema.md; in short::
         ...                             # whatever else the writer passed in run_meta
       },
       "summary": {"total", "ok", "failed", "no_stats", "no_probe", "over_budget": int},
+      "environment": {...} | null,      # both hosts' kernel, libvirt, QEMU, CPU (virtmig.environment)
+      "trends": {...} | null,           # against earlier runs of the pair (virtmig.report.trends)
       "migrations": [MigrationRecord fields, in the order recorded]
     }
 
@@ -57,8 +59,20 @@ def _single(values: Sequence[str]) -> str | None:
     return distinct[0] if len(distinct) == 1 else None
 
 
-def build_document(records: Sequence[MigrationRecord], *, run_meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The results.json object; run_meta wins over values derived from records."""
+#: Top-level sections a writer may add beside the fixed ones (null when not known).
+SECTIONS: Final = ("environment", "trends")
+
+
+def build_document(records: Sequence[MigrationRecord], *, run_meta: Mapping[str, Any],
+                   sections: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The results.json object; run_meta wins over values derived from records.
+
+    `sections` fills the optional top-level `SECTIONS` (each null if absent);
+    other keys are refused so the documented layout stays the whole layout.
+    """
+    unknown = set(sections or {}) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown results.json sections: {sorted(unknown)}")
     run: dict[str, Any] = {
         "run_id": None,
         "started_at": None,
@@ -74,16 +88,19 @@ def build_document(records: Sequence[MigrationRecord], *, run_meta: Mapping[str,
         "record_schema_version": RECORD_SCHEMA_VERSION,
         "run": run,
         "summary": summary_counts(records, budget_ms=budget_ms),
+        **{name: (sections or {}).get(name) for name in SECTIONS},
         "migrations": [asdict(r) for r in records],
     }
 
 
-def write_run(records: Sequence[MigrationRecord], out_dir: Path, *, run_meta: Mapping[str, Any]) -> Path:
-    """Write `out_dir/results.json` atomically and return its path."""
+def write_run(records: Sequence[MigrationRecord], out_dir: Path, *, run_meta: Mapping[str, Any],
+              sections: Mapping[str, Any] | None = None) -> Path:
+    """Write `out_dir/results.json` atomically and return its path (see `build_document`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / RESULTS_NAME
     tmp = out_dir / f".{RESULTS_NAME}.{os.getpid()}.tmp"
-    text = json.dumps(build_document(records, run_meta=run_meta), indent=2, sort_keys=True, default=str)
+    doc = build_document(records, run_meta=run_meta, sections=sections)
+    text = json.dumps(doc, indent=2, sort_keys=True, default=str)
     tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, target)
     return target
