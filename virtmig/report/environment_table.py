@@ -14,6 +14,9 @@ from typing import Final
 from virtmig.environment import COMPARED, HostFacts, PairEnvironment
 from virtmig.report import DASH
 
+#: Not "Environment": pytest-html's own section of that name (pytest-metadata) describes the controller.
+TITLE: Final = "Hosts under test"
+
 #: Rows of the table: HostFacts attribute and its label, in reading order.
 ROWS: Final = (
     ("hostname", "host name"),
@@ -29,7 +32,8 @@ ROWS: Final = (
 
 STYLE: Final = """<style>
 .virtmig-environment { border-collapse: collapse; margin: 8px 0 16px; font-size: 12px; }
-.virtmig-environment th, .virtmig-environment td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; }
+.virtmig-environment th, .virtmig-environment td { border: 1px solid #ccc; padding: 3px 6px; text-align: left;
+  color: #222; }
 .virtmig-environment th { background: #f2f2f2; }
 .virtmig-environment tr.differs td { background: #fff4e5; }
 .virtmig-environment td.unknown { color: #666; }
@@ -51,7 +55,7 @@ def _value(facts: HostFacts, attr: str) -> str:
 
 def render_html(env: PairEnvironment | None, *, problem: str | None = None) -> str:
     """The whole section; `problem` explains an environment that was not gathered at all."""
-    parts = [STYLE, "<h2>Environment</h2>"]
+    parts = [STYLE, f"<h2>{TITLE}</h2>"]
     if env is None:
         why = problem or "no test of this run used the host pair"
         parts.append(f'<p class="virtmig-environment-missing">Not gathered: {_e(why)}.</p>')

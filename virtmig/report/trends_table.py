@@ -20,7 +20,7 @@ COLUMNS: Final = ("group", "metric", "n", "p50 (ms)", "p95 (ms)", "history runs"
 
 STYLE: Final = """<style>
 .virtmig-trends { border-collapse: collapse; margin: 8px 0 16px; font-size: 12px; }
-.virtmig-trends th, .virtmig-trends td { border: 1px solid #ccc; padding: 3px 6px; vertical-align: top; }
+.virtmig-trends th, .virtmig-trends td { border: 1px solid #ccc; padding: 3px 6px; vertical-align: top; color: #222; }
 .virtmig-trends th { background: #f2f2f2; text-align: left; }
 .virtmig-trends td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .virtmig-trends tr.regression td { background: #fdecea; }
