@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,3 +222,25 @@ def test_x(migration_log):
     result = pytester.runpytest("-p", "fixtures.report", "-p", "no:cacheprovider", f"--html={html}")
     result.assert_outcomes(passed=1)
     assert json.loads((html.parent / "results.json").read_text())["environment"] is None
+
+
+def test_junit_xml_carries_the_tests_and_the_environment(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    junit = pytester.path / "reports" / RUN_ID / "junit.xml"
+    run = synthetic_run(pytester, monkeypatch, f"--junitxml={junit}")
+    run.result.assert_outcomes(passed=5)
+    root = ET.parse(junit).getroot()
+    cases = root.findall(".//testcase")
+    assert len(cases) == 5 and not root.findall(".//failure")
+    props = [p for p in root.iter("property") if p.get("name") == "virtmig_environment"]
+    assert len(props) == 1, "filed once, with the first test that used the hosts"
+    assert json.loads(props[0].get("value", ""))["dst"]["kernel"] == "6.1.0-21-amd64"
+
+
+def test_make_certify_writes_report_results_and_junit_in_one_run_dir() -> None:
+    # -n prints the commands without running them; RUN fixes the run directory's name.
+    out = subprocess.run(["make", "-n", "certify", "RUN=20240501T000000Z"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert "--html=reports/20240501T000000Z/report.html --self-contained-html" in out
+    assert "--junitxml=reports/20240501T000000Z/junit.xml" in out
