@@ -57,7 +57,7 @@ def render_html(env: PairEnvironment | None, *, problem: str | None = None) -> s
     """The whole section; `problem` explains an environment that was not gathered at all."""
     parts = [STYLE, f"<h2>{TITLE}</h2>"]
     if env is None:
-        why = problem or "no test of this run used the host pair"
+        why = problem or "no test of this run reached the host pair"
         parts.append(f'<p class="virtmig-environment-missing">Not gathered: {_e(why)}.</p>')
         return "".join(parts)
     differs = set(env.differences())
