@@ -30,6 +30,8 @@ ROOT = Mount("/", "ext4", "/dev/vda", ("rw",))
 
 @pytest.mark.parametrize(("text", "cause"), [
     ("Unsafe migration: Migration without shared storage is unsafe", Cause.STORAGE_NOT_SHARED),
+    ("Failed to create file '/mnt/nfs/virtmig/g/saved-state.img': couldn't determine fs type: Permission denied",
+     Cause.FS_TYPE_NOT_RECOGNISED),
     ("internal error: Attempt to migrate guest to the same host 0e2c5e0c-ab1f-5c3c-9a1f-2b0c7b0e0e01",
      Cause.SAME_HOST_UUID),
     ("unsupported configuration: guest CPU doesn't match specification: missing features: avx512f",

@@ -101,3 +101,24 @@ def test_live_suite_migrates_and_measures_on_the_lab(tmp_path: Path) -> None:
         assert hop["probe"]["received"] > 0
         assert hop["probe"]["longest_gap_ms"] > 0
     assert "<svg" in html.read_text()
+
+
+def test_save_restore_on_the_lab_mount_without_root_squash(tmp_path: Path) -> None:
+    """The paused path (save on h1's NFS mount, restore on h2) through real libvirt.
+
+    With root_squash the lab's FUSE mount cannot take libvirt's save (see
+    fixtures/storage.py LAB_SAVE_WHY), so this run asks for no_root_squash,
+    and the report must flag the export as insecure.
+    """
+    html = tmp_path / "run" / "report.html"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites/offline", "-k", "save-restore", "-p", "no:cacheprovider",
+         "--export-options", "rw,sync,no_root_squash,no_subtree_check", f"--html={html}", "--self-contained-html"],
+        cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    (move,) = json.loads((html.parent / "results.json").read_text())["migrations"]
+    assert move["kind"] == "save-restore" and move["ok"], move
+    assert "INSECURE" in move["storage"] and "no_root_squash" in move["storage"]
+    assert move["integrity"], "RAM and disk patterns were not checked"

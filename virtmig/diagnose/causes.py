@@ -30,6 +30,8 @@ class Cause(enum.Enum):
     MOUNT_PATH_DIFFERS = "the shared storage is mounted at a different path on the host"
     IMAGE_MISSING = "the image does not exist at the path in the domain XML"
     STORAGE_NOT_SHARED = "libvirt does not consider the disk's storage shared"
+    FS_TYPE_NOT_RECOGNISED = ("root could not create the file and libvirt, not recognising the storage as NFS, "
+                              "did not retry as the qemu user")
     SAME_HOST_UUID = "both hosts report the same host UUID"
     CPU_INCOMPATIBLE = "the guest CPU is not available on the destination"
     LIBVIRT_DAEMON_UNREACHABLE = "a libvirt daemon socket is not there (daemon not running)"
@@ -79,6 +81,9 @@ PATH_PATTERNS: tuple[re.Pattern[str], ...] = (
 RULES: tuple[Rule, ...] = (
     # libvirt 9.0 qemu_migration.c qemuMigrationSrcIsSafe (VIR_ERR_MIGRATE_UNSAFE: "Unsafe migration: %s")
     _rule("unsafe-migration", r"Migration without shared storage is unsafe", Cause.STORAGE_NOT_SHARED),
+    # libvirt 9.0 virfile.c virQEMUFileOpenAs, when virFileIsSharedFS fails after root got EACCES/EPERM:
+    # "Failed to create file '%s': couldn't determine fs type" (also "Failed to open file ...")
+    _rule("fs-type-unknown", r"couldn't determine fs type", Cause.FS_TYPE_NOT_RECOGNISED),
     # qemu_migration_cookie.c: "Attempt to migrate guest to the same host %1$s"
     _rule("same-host", r"Attempt to migrate guest to the same host", Cause.SAME_HOST_UUID),
     # cpu/cpu_x86.c: "guest CPU doesn't match specification: missing features: %s";

@@ -54,6 +54,9 @@ FIXES: dict[Cause, str] = {
     Cause.STORAGE_NOT_SHARED: "put the disks on storage libvirt knows is shared (NFS, GFS2, OCFS2, CephFS) at the "
                               "same path on both hosts; or copy them (--copy-storage-all); --unsafe only if it "
                               "really is shared",
+    Cause.FS_TYPE_NOT_RECOGNISED: "libvirt retries as the qemu user only on a kernel NFS (or other known shared) "
+                                  "mount: use a kernel NFS mount for saved state, or let root write there "
+                                  "(an export without root_squash, flagged insecure)",
     Cause.SAME_HOST_UUID: "give each host its own host_uuid in /etc/libvirt/libvirtd.conf (uuidgen) and restart "
                           "libvirtd: the hosts report the same SMBIOS UUID",
     Cause.CPU_INCOMPATIBLE: "use a guest CPU model both hosts provide (virsh hypervisor-cpu-baseline over both "
