@@ -5,6 +5,9 @@ atomically, applied with `exportfs -ra`.  The original file is kept as text
 and written back byte for byte at teardown (or removed, if there was none).
 A block left by an aborted run (same markers) is replaced, never doubled.
 
+An nfs-ganesha server gets the same export as an EXPORT block instead
+(virtmig.ganesha_export); the directories and the host side are shared.
+
 Host side: `mount -t nfs SERVER:EXPORT MOUNTPOINT`; at teardown only what
 was mounted (and the mount point directory, if it was created) is removed.
 
@@ -26,6 +29,7 @@ BEGIN = "# BEGIN virtmig managed export"
 END = "# END virtmig managed export"
 DEFAULT_OPTIONS = "rw,sync,root_squash,no_subtree_check"
 _OPTION_RE = re.compile(r"^[a-z_]+(=[A-Za-z0-9_:./-]+)?$")
+_TAG_RE = re.compile(r"^[a-z0-9-]+$")
 
 
 class ExportError(RuntimeError):
@@ -63,22 +67,34 @@ class ExportSpec:
         return f"{self.path} {clients}"
 
 
-def with_managed_block(original: str, spec: ExportSpec) -> str:
-    """`original` /etc/exports text with our block replaced or appended."""
-    kept = strip_managed_block(original)
+def markers(tag: str | None = None) -> tuple[str, str]:
+    """BEGIN/END lines of a managed block; a tagged block (a test case's extra export) has its own,
+    so that adding, changing or stripping it never touches the run's main block, and vice versa."""
+    if tag is None:
+        return BEGIN, END
+    if not _TAG_RE.match(tag):
+        raise ValueError(f"export block tag {tag!r} is not [a-z0-9-]+")
+    return f"{BEGIN}: {tag}", f"{END}: {tag}"
+
+
+def with_managed_block(original: str, spec: ExportSpec, tag: str | None = None) -> str:
+    """`original` /etc/exports text with our block (the one named *tag*) replaced or appended."""
+    begin, end = markers(tag)
+    kept = strip_managed_block(original, tag)
     if kept and not kept.endswith("\n"):
         kept += "\n"
-    return f"{kept}{BEGIN}\n{spec.line()}\n{END}\n"
+    return f"{kept}{begin}\n{spec.line()}\n{end}\n"
 
 
-def strip_managed_block(text: str) -> str:
-    """`text` without any managed block (an aborted run's leftovers)."""
+def strip_managed_block(text: str, tag: str | None = None) -> str:
+    """`text` without any managed block named *tag* (an aborted run's leftovers)."""
+    begin, end = markers(tag)
     out: list[str] = []
     inside = False
     for line in text.splitlines(keepends=True):
-        if line.rstrip("\n") == BEGIN:
+        if line.rstrip("\n") == begin:
             inside = True
-        elif line.rstrip("\n") == END and inside:
+        elif line.rstrip("\n") == end and inside:
             inside = False
         elif not inside:
             out.append(line)
@@ -100,16 +116,34 @@ class ProvisionedExport:
     workdir: PurePosixPath
 
 
-def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], workdir: str) -> ProvisionedExport:
-    """Create the export directory if needed and our work dir in it, add our block, apply it."""
-    exists = server.run("test", "-e", EXPORTS, check=False).ok
-    original = server.read_text(EXPORTS) if exists else None
+def prepare_directories(server: Host, spec: ExportSpec, owner: tuple[int, int],
+                        workdir: str) -> tuple[bool, PurePosixPath]:
+    """Create the export directory if needed and our work dir in it: (created export dir, work dir).
+
+    Shared by every kind of server: the directories are the same whatever
+    serves them.
+    """
     created = not server.run("test", "-d", str(spec.path), check=False).ok
     if created:
         server.run("install", "-d", "-m", "0755", str(spec.path))
     work = spec.path / workdir
     server.run("rm", "-rf", "--one-file-system", str(work))  # an aborted run's leftovers
     server.run("install", "-d", "-o", str(owner[0]), "-g", str(owner[1]), "-m", "0755", str(work))
+    return created, work
+
+
+def remove_directories(server: Host, spec: ExportSpec, created_dir: bool, workdir: PurePosixPath) -> None:
+    """Remove our work dir, and the export directory if we created it."""
+    server.run("rm", "-rf", "--one-file-system", str(workdir))
+    if created_dir:
+        server.run("rm", "-rf", "--one-file-system", str(spec.path))
+
+
+def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], workdir: str) -> ProvisionedExport:
+    """Create the export directory if needed and our work dir in it, add our block, apply it."""
+    exists = server.run("test", "-e", EXPORTS, check=False).ok
+    original = server.read_text(EXPORTS) if exists else None
+    created, work = prepare_directories(server, spec, owner, workdir)
     server.write_text(EXPORTS, with_managed_block(strip_managed_block(original or ""), spec), mode=0o644)
     applied = server.run("exportfs", "-ra", check=False)
     handle = ProvisionedExport(server.name, spec, original, created, work)
@@ -126,9 +160,51 @@ def restore_exports(server: Host, handle: ProvisionedExport) -> None:
     else:
         server.write_text(EXPORTS, handle.original, mode=0o644)
     server.run("exportfs", "-ra")
-    server.run("rm", "-rf", "--one-file-system", str(handle.workdir))
-    if handle.created_dir:
-        server.run("rm", "-rf", "--one-file-system", str(handle.spec.path))
+    remove_directories(server, handle.spec, handle.created_dir, handle.workdir)
+
+
+@dataclass(frozen=True)
+class ExtraExport:
+    """A further export in its own tagged block; `original` is /etc/exports before it (None: absent)."""
+
+    server: str
+    tag: str
+    original: str | None
+
+
+def add_export(server: Host, spec: ExportSpec, tag: str) -> ExtraExport:
+    """Export an existing directory once more, in a block named *tag*, and apply it.
+
+    For cases that need a second export beside the run's (a read-only one,
+    a sub-directory mounted elsewhere).  The directory is not created: it is
+    the caller's.  On failure the file is put back before raising.
+    """
+    exists = server.run("test", "-e", EXPORTS, check=False).ok
+    handle = ExtraExport(server.name, tag, server.read_text(EXPORTS) if exists else None)
+    try:
+        set_export(server, spec, tag)
+    except ExportError:
+        remove_export(server, handle)
+        raise
+    return handle
+
+
+def set_export(server: Host, spec: ExportSpec, tag: str) -> None:
+    """Replace the block named *tag* in the current /etc/exports with *spec* and apply it (exportfs -ra)."""
+    current = server.read_text(EXPORTS) if server.run("test", "-e", EXPORTS, check=False).ok else ""
+    server.write_text(EXPORTS, with_managed_block(current, spec, tag), mode=0o644)
+    applied = server.run("exportfs", "-ra", check=False)
+    if not applied.ok:
+        raise ExportError(f"exportfs -ra on {server.name} failed: {applied.stderr.strip()}")
+
+
+def remove_export(server: Host, handle: ExtraExport) -> None:
+    """Put /etc/exports back byte for byte as before `add_export` and re-apply."""
+    if handle.original is None:
+        server.run("rm", "-f", EXPORTS)
+    else:
+        server.write_text(EXPORTS, handle.original, mode=0o644)
+    server.run("exportfs", "-ra")
 
 
 def exported_to(host: Host, server: str) -> list[str]:
