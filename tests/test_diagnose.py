@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from virtmig.diagnose import Cause, Evidence, Mount, PathCheck, diagnose, gather_evidence, paths_in, qemu_ids_in
-from virtmig.diagnose.evidence import parse_export_options, parse_mountinfo, parse_qemu_conf
+from virtmig.diagnose.evidence import (
+    export_of,
+    parse_export_options,
+    parse_image_facts,
+    parse_mountinfo,
+    parse_qemu_conf,
+    relocations,
+)
 from virtmig.host import CommandResult
 
 IMG = "/srv/shared/g/disk.raw"
@@ -92,7 +99,116 @@ def test_image_not_readable_by_qemu_user() -> None:
 def test_root_squash_is_told_by_the_export_options() -> None:
     found = diagnose(QEMU_OPEN, _ev(path_checks=_walk(image_ok=False), export_options=("rw", "root_squash")))
     assert found.cause is Cause.NFS_ROOT_SQUASH
-    assert "no_root_squash" in found.fix and "dynamic_ownership=0" in found.fix
+    assert "no_root_squash" in found.fix and "chown libvirt-qemu nfs:/srv/export/g/disk.raw" in found.fix
+
+
+# -- root_squash against plain DAC: what root itself may do on the image --------
+
+GATE = "/var/lib/libvirt/gate/disk.raw"
+SQUASHED = "/srv/shared/g/root-owned.raw"
+GATE_OPEN = f"internal error: process exited while connecting to monitor: Could not open '{GATE}': Permission denied"
+QEMU_IDS = (64055, 64055)
+LOCAL = Mount("/var/lib/libvirt", "ext4", "/dev/vdb", ("rw",))
+
+
+def _gate_walk(target: str, *, read: bool, write: bool, mode: str = "600", owner: str = "0:0") -> tuple[PathCheck, ...]:
+    link = PathCheck(GATE, "symbolic link", "777", "0:0", None, read, write)
+    return (*(PathCheck(d, "directory", "755", "0:0", True, True, False)
+              for d in ("/", "/var", "/var/lib", "/var/lib/libvirt", "/var/lib/libvirt/gate")), link,
+            *(PathCheck(d, "directory", "755", "64055:64055", True, True, True) for d in ("/srv/shared/g",)),
+            PathCheck(target, "regular file", mode, owner, None, read, write))
+
+
+def _gate_ev(target: str, **kw: object) -> Evidence:
+    base: dict[str, object] = dict(path=GATE, resolved=target, qemu_ids=QEMU_IDS, mounts=(ROOT, LOCAL, NFS),
+                                   path_checks=_gate_walk(target, read=False, write=False))
+    base.update(kw)
+    return _ev(**base)
+
+
+def test_root_refused_on_nfs_is_root_squash_and_the_fix_is_the_servers_chown() -> None:
+    found = diagnose(GATE_OPEN, _gate_ev(SQUASHED, root_read=False))
+    assert found.cause is Cause.NFS_ROOT_SQUASH, found.text()
+    assert "chown 64055:64055 nfs:/srv/export/g/root-owned.raw" in found.fix
+    assert f"{GATE} resolves to {SQUASHED}" in found.evidence_lines
+    assert f"root on h2 cannot open {SQUASHED} for reading" in found.evidence_lines
+
+
+def test_root_reading_the_file_rules_root_squash_out() -> None:
+    # no_root_squash (or a file root may read anyway): root opens it, so it is the file's own owner/mode
+    found = diagnose(GATE_OPEN, _gate_ev(SQUASHED, root_read=True, export_options=("rw", "root_squash")))
+    assert found.cause is Cause.DAC_IMAGE_NOT_ACCESSIBLE, found.text()
+
+
+def test_root_refused_on_a_local_file_system_is_not_root_squash() -> None:
+    local = "/var/lib/libvirt/images/disk.raw"
+    found = diagnose(GATE_OPEN, _gate_ev(local, root_read=False))
+    assert found.cause is not Cause.NFS_ROOT_SQUASH, found.text()
+
+
+# -- read-only export: EACCES from a client that asks for access first ----------
+
+def test_read_only_export_is_named_from_the_export_table() -> None:
+    walk = _gate_walk("/srv/shared/g/disk.raw", read=True, write=False, mode="644", owner="64055:64055")
+    found = diagnose(GATE_OPEN, _gate_ev("/srv/shared/g/disk.raw", path_checks=walk, root_read=True,
+                                         export_options=("ro", "sync", "root_squash")))
+    assert found.cause is Cause.READ_ONLY_STORAGE, found.text()
+    assert "the export is ro" in found.evidence_lines and "rw in /etc/exports" in found.fix
+
+
+def test_read_only_export_is_named_when_the_owner_may_write_but_the_server_refuses() -> None:
+    walk = _gate_walk("/srv/shared/g/disk.raw", read=True, write=False, mode="644", owner="64055:64055")
+    found = diagnose(GATE_OPEN, _gate_ev("/srv/shared/g/disk.raw", path_checks=walk, root_read=True))
+    assert found.cause is Cause.READ_ONLY_STORAGE, found.text()
+
+
+def test_an_image_of_another_owner_is_not_taken_for_read_only() -> None:
+    walk = _gate_walk("/srv/shared/g/disk.raw", read=True, write=False, mode="644", owner="1000:1000")
+    found = diagnose(GATE_OPEN, _gate_ev("/srv/shared/g/disk.raw", path_checks=walk, root_read=True))
+    assert found.cause is Cause.DAC_IMAGE_NOT_ACCESSIBLE, found.text()
+
+
+# -- missing image: mounted elsewhere or not mounted, by where the image is found ---
+
+CASE = "/var/lib/libvirt/gate/mnt/disk.raw"
+CASE_MISSING = f"Cannot access storage file '{CASE}': No such file or directory"
+SESSION = Mount("/mnt/nfs", "fuse.nfs", "nfs:/srv/export", ("rw",))
+
+
+def _missing_walk(*dirs: str) -> tuple[PathCheck, ...]:
+    return (*(PathCheck(d, "directory", "755", "0:0", True, True, False) for d in dirs),
+            PathCheck(CASE, "missing", "-", "-", None, None, None))
+
+
+def test_image_found_under_another_mount_point_names_both_paths() -> None:
+    elsewhere = Mount("/var/lib/libvirt/gate/elsewhere", "fuse.nfs", "nfs:/srv/export/g", ("rw",))
+    found = diagnose(CASE_MISSING, _ev(path=CASE, mounts=(ROOT, LOCAL, SESSION, elsewhere), found_at=(
+        "/var/lib/libvirt/gate/elsewhere/disk.raw",), path_checks=_missing_walk("/", "/var/lib/libvirt/gate")))
+    assert found.cause is Cause.MOUNT_PATH_DIFFERS, found.text()
+    assert "it is at /var/lib/libvirt/gate/elsewhere," in found.fix
+    assert "mount it at /var/lib/libvirt/gate/mnt " in found.fix
+
+
+def test_image_found_nowhere_is_not_mounted_even_beside_other_shared_mounts() -> None:
+    walk = _missing_walk("/", "/var/lib/libvirt", "/var/lib/libvirt/gate", "/var/lib/libvirt/gate/mnt")
+    found = diagnose(CASE_MISSING, _ev(path=CASE, mounts=(ROOT, LOCAL, SESSION), found_at=(), path_checks=walk))
+    assert found.cause is Cause.DESTINATION_NOT_MOUNTED, found.text()
+    assert found.fix.startswith("mount the shared storage on h2 at /var/lib/libvirt/gate/mnt,")
+
+
+def test_a_file_of_that_name_on_local_storage_does_not_count_as_mounted_elsewhere() -> None:
+    found = diagnose(CASE_MISSING, _ev(path=CASE, mounts=(ROOT, LOCAL), found_at=("/var/lib/libvirt/disk.raw",),
+                                       path_checks=_missing_walk("/")))
+    assert found.cause is Cause.DESTINATION_NOT_MOUNTED, found.text()
+
+
+def test_evidence_parsers_for_image_facts_relocations_and_exports() -> None:
+    assert parse_image_facts("ids|64055:64055\nresolved|/srv/x\nroot_read|0\n") == ((64055, 64055), "/srv/x", False)
+    assert parse_image_facts("ids|:\n") == (None, None, None)
+    assert relocations("/a/b/disk.raw", (ROOT, SESSION)) == ["/mnt/nfs/b/disk.raw", "/mnt/nfs/disk.raw"]
+    assert export_of(SESSION) == "/srv/export" and export_of(ROOT) is None
+    etab = "/srv/export\t198.18.0.11(rw,root_squash)\n/srv/export/g\t198.18.0.12(ro,root_squash)\n"
+    assert parse_export_options(etab, "/srv/export/g") == ("ro", "root_squash")
 
 
 def test_missing_image_on_an_unmounted_destination() -> None:
@@ -166,5 +282,16 @@ def test_path_walk_as_the_qemu_user_on_this_machine() -> None:
         found = diagnose(f"Could not open '{img}': Permission denied", evidence)
         assert found.cause is Cause.DAC_PARENT_NOT_SEARCHABLE
         assert found.fix.startswith(f"chmod o+x {base / 'locked'} ")
+        # a link to a root 0600 file on local storage: root reads it, so it is DAC, not root_squash
+        (base / "locked").chmod(0o755)
+        img.chmod(0o600)
+        link = base / "link.raw"
+        link.symlink_to(img)
+        evidence = gather_evidence(_Local(), str(link), user="libvirt-qemu")
+        assert evidence.resolved == str(img) and evidence.root_read is True and evidence.found_at is None
+        found = diagnose(f"Could not open '{link}': Permission denied", evidence)
+        assert found.cause is Cause.DAC_IMAGE_NOT_ACCESSIBLE, found.text()
+        missing = gather_evidence(_Local(), str(base / "gone" / "disk.raw"), user="libvirt-qemu")
+        assert missing.resolved is None and missing.found_at is not None
     finally:
         subprocess.run(["rm", "-rf", str(base)], check=False)

@@ -5,7 +5,12 @@ The message picks a rule from `causes.RULES`; where the message is shared by
 several causes (EACCES, ENOENT, EROFS) the evidence decides, in the order an
 operator would check: SELinux denials first (they look exactly like DAC
 ones), then the path walk as the qemu user (a parent without search
-permission hides everything below it), then NFS squashing, then the image.
+permission hides everything below it), then read-only storage (a ro export
+refuses writes with EACCES, not EROFS, when the client checks access
+first), then NFS squashing (root itself refused a file it owns or any mode
+would let it read), then the image's own owner and mode.  A missing image
+is weighed the same way: found under another shared mount point (the mount
+path differs) or under none (not mounted).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import posixpath
 from dataclasses import dataclass
 
 from virtmig.diagnose.causes import Cause, Family, match, paths_in, qemu_ids_in
-from virtmig.diagnose.evidence import Evidence, avc_field
+from virtmig.diagnose.evidence import Evidence, PathCheck, avc_field
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,8 @@ class Diagnosis:
         return "\n".join(lines)
 
 
-#: The fix for each cause; {host}, {path}, {dir}, {user}, {ids}, {mountpoint} are filled in.
+#: The fix for each cause; {host}, {path}, {dir}, {user}, {ids}, {mountpoint}, {expected},
+#: {server_path} are filled in.
 FIXES: dict[Cause, str] = {
     Cause.SELINUX_VIRT_USE_NFS: "setsebool -P virt_use_nfs 1 (on {host})",
     Cause.SELINUX_LABEL: "relabel the image for QEMU: restorecon -Rv {dir}, or chcon -t svirt_image_t {path}; "
@@ -42,14 +48,16 @@ FIXES: dict[Cause, str] = {
                                      "searchable by the qemu user ({user})",
     Cause.DAC_IMAGE_NOT_ACCESSIBLE: "chown {user} {path} (mode 0600 or 0660), or let libvirt do it: "
                                     "dynamic_ownership = 1 in qemu.conf and no <seclabel relabel='no'/> on the disk",
-    Cause.NFS_ROOT_SQUASH: "export with no_root_squash, or set dynamic_ownership=0 in qemu.conf and chown the "
-                           "image to the qemu user ({ids}) on the NFS server",
+    Cause.NFS_ROOT_SQUASH: "on the NFS server: chown {ids} {server_path} (numeric ids, the qemu user's on {host}; "
+                           "mode 0600 or 0660): root_squash makes the server refuse libvirt's own chown from the "
+                           "host; or export with no_root_squash (insecure: root on the hosts is root on the export)",
     Cause.READ_ONLY_STORAGE: "export and mount the storage read-write (rw in /etc/exports, no ro mount option), "
                              "or mark the disk <readonly/> if it is meant to be read-only",
     Cause.DESTINATION_NOT_MOUNTED: "mount the shared storage on {host} at {mountpoint}, the same path as on the "
                                    "source (and add it to /etc/fstab)",
     Cause.MOUNT_PATH_DIFFERS: "mount the export at the same path on both hosts: on {host} it is at {mountpoint}, "
-                              "but the domain's disk is {path}",
+                              "but the domain's disk is {path}: mount it at {expected} on {host} (and in "
+                              "/etc/fstab), or give the guest a path valid on both hosts",
     Cause.IMAGE_MISSING: "the image is not at {path} on {host}: correct the domain XML or restore the file",
     Cause.STORAGE_NOT_SHARED: "put the disks on storage libvirt knows is shared (NFS, GFS2, OCFS2, CephFS) at the "
                               "same path on both hosts; or copy them (--copy-storage-all); --unsafe only if it "
@@ -94,7 +102,7 @@ def diagnose(error_text: str, evidence: Evidence | None = None) -> Diagnosis:
         elif target is Family.NO_SUCH_FILE:
             cause, why = _missing(ev, path)
         elif target is Family.READ_ONLY:
-            cause, why = Cause.READ_ONLY_STORAGE, _read_only_why(ev, path)
+            cause, why = Cause.READ_ONLY_STORAGE, _read_only_why(ev, ev.target if ev.path == path else path)
         else:
             assert isinstance(target, Cause)
             cause, why = target, ""
@@ -126,11 +134,27 @@ def _permission(ev: Evidence, path: str | None, text: str) -> tuple[Cause, str]:
     if blocked is not None:
         return Cause.DAC_PARENT_NOT_SEARCHABLE, (
             f"{blocked.path} (mode {blocked.mode}, owner {blocked.owner}) is not searchable by {ev.qemu_user}")
-    image = next((c for c in ev.path_checks if c.path == path), None)
-    mount = ev.mount_of(path) if path else None
-    squashed = "root_squash" in ev.export_options or "all_squash" in ev.export_options
+    own = ev.path == path  # the evidence is about the path the message names
+    image = ev.image_check if own else next((c for c in ev.path_checks if c.path == path), None)
+    target = ev.target if own else path
+    mount = ev.mount_of(target) if target else None
+    shared = mount is not None and mount.shared
     unreadable = image is not None and not image.missing and (image.read is False or image.write is False)
-    if "NFS: ACCESS denied" in text or (mount is not None and mount.shared and squashed and unreadable):
+    read_only = _read_only_why(ev, target) if image is not None and image.write is False else ""
+    if not read_only and shared and image is not None and image.write is False and _owner_may_write(ev, image):
+        read_only = (f"{image.path} is mode {image.mode} owner {image.owner} (the qemu user), yet the server "
+                     f"refuses {ev.qemu_user} write access: the export is read-only")
+    if read_only:
+        return Cause.READ_ONLY_STORAGE, read_only
+    squashed = "root_squash" in ev.export_options or "all_squash" in ev.export_options
+    root_refused = shared and ev.root_read is False
+    squash_suspected = root_refused or (shared and squashed and ev.root_read is None)
+    if "NFS: ACCESS denied" in text or (unreadable and squash_suspected):
+        if root_refused and mount is not None:
+            return Cause.NFS_ROOT_SQUASH, (
+                f"{target} is on {mount.mountpoint} ({mount.fstype} from {mount.source}) and root on {ev.host} "
+                "cannot open it either, although root passes any file mode: the server maps root to nobody "
+                "(root_squash), so it also refused libvirt's chown to the qemu user")
         return Cause.NFS_ROOT_SQUASH, (
             f"{path} is on {mount.fstype if mount else 'NFS'} exported with "
             f"{','.join(o for o in ev.export_options if 'squash' in o) or 'root_squash'}")
@@ -140,12 +164,27 @@ def _permission(ev: Evidence, path: str | None, text: str) -> tuple[Cause, str]:
     return Cause.PERMISSION_DENIED_UNEXPLAINED, ""
 
 
+def _owner_may_write(ev: Evidence, image: PathCheck) -> bool:
+    """The qemu user owns *image* and its mode lets the owner write: only the server can be refusing."""
+    if ev.qemu_ids is None or not image.mode.isdigit():
+        return False
+    return image.owner.split(":")[0] == str(ev.qemu_ids[0]) and bool(int(image.mode, 8) & 0o200)
+
+
 def _missing(ev: Evidence, path: str | None) -> tuple[Cause, str]:
     if not path or not ev.mounts:
         return Cause.IMAGE_MISSING, ""
     mount = ev.mount_of(path)
     if mount is not None and mount.shared:
         return Cause.IMAGE_MISSING, f"{path} is under the shared mount {mount.mountpoint}, but absent"
+    if ev.found_at is not None and ev.path == path:  # searched: the evidence decides
+        moved = _relocated(ev, path)
+        if moved is not None:
+            found, where, _ = moved
+            return Cause.MOUNT_PATH_DIFFERS, f"{path} is missing, but {found} exists on the shared mount {where}"
+        return Cause.DESTINATION_NOT_MOUNTED, (
+            f"{path} is missing: {_deepest_dir(ev, path)} is on {mount.mountpoint if mount else '?'} "
+            f"({mount.fstype if mount else '?'}), not on shared storage, and no shared mount holds the image")
     shared = [m for m in ev.mounts if m.shared]
     if shared:
         where = ", ".join(f"{m.mountpoint} ({m.source})" for m in shared)
@@ -153,6 +192,27 @@ def _missing(ev: Evidence, path: str | None) -> tuple[Cause, str]:
     return Cause.DESTINATION_NOT_MOUNTED, (
         f"{path} is on {mount.mountpoint if mount else '?'} ({mount.fstype if mount else '?'}); "
         "no shared file system is mounted")
+
+
+def _relocated(ev: Evidence, path: str) -> tuple[str, str, str] | None:
+    """(where the image is, the shared mount point holding it, where that mount should be) for a
+    missing image found under another mount point; the longest matching tail wins."""
+    best: tuple[int, tuple[str, str, str]] | None = None
+    for found in ev.found_at or ():
+        m = ev.mount_of(found)
+        if m is None or not m.shared:
+            continue
+        tail = found[len(m.mountpoint.rstrip("/")):]
+        if path.endswith(tail) and (best is None or len(tail) > best[0]):
+            best = (len(tail), (found, m.mountpoint, path[: len(path) - len(tail)] or "/"))
+    return best[1] if best else None
+
+
+def _deepest_dir(ev: Evidence, path: str) -> str:
+    """The deepest directory of *path* that exists on the host (where the mount is missing)."""
+    dirs = [c.path for c in ev.path_checks if c.kind == "directory" and (path + "/").startswith(c.path.rstrip("/")
+                                                                                            + "/")]
+    return max(dirs, key=len) if dirs else posixpath.dirname(path)
 
 
 def _read_only_why(ev: Evidence, path: str | None) -> str:
@@ -170,15 +230,29 @@ def _onoff(value: bool | None) -> str:
 
 def _fix(cause: Cause, ev: Evidence, path: str | None, text: str) -> str:
     blocked = next((c.path for c in ev.path_checks if c.kind == "directory" and c.search is False), None)
-    ids = qemu_ids_in(text)
-    mountpoint = "the source's mount point"
-    if cause is Cause.MOUNT_PATH_DIFFERS:
+    ids = qemu_ids_in(text) or ev.qemu_ids
+    mountpoint, expected = "the source's mount point", "the source's mount point"
+    moved = _relocated(ev, path) if path and ev.found_at and ev.path == path else None
+    if cause is Cause.MOUNT_PATH_DIFFERS and moved is not None:
+        mountpoint, expected = moved[1], moved[2]
+    elif cause is Cause.MOUNT_PATH_DIFFERS:
         mountpoint = ", ".join(m.mountpoint for m in ev.mounts if m.shared) or mountpoint
     elif cause is Cause.DESTINATION_NOT_MOUNTED and path:
-        mountpoint = f"the directory holding {path} (as on the source)"
+        mountpoint = (_deepest_dir(ev, path) if ev.found_at is not None and ev.path == path
+                      else f"the directory holding {path} (as on the source)")
     return FIXES[cause].format(
         host=ev.host or "the failing host", path=path or "the image",
         dir=blocked or (posixpath.dirname(path) if path else "the image's directory"),
-        user=ev.qemu_user or "the qemu user", ids=f"uid:{ids[0]}, gid:{ids[1]}" if ids else ev.qemu_user or "qemu",
-        mountpoint=mountpoint,
+        user=ev.qemu_user or "the qemu user", ids=f"{ids[0]}:{ids[1]}" if ids else ev.qemu_user or "qemu",
+        mountpoint=mountpoint, expected=expected, server_path=_server_path(ev, path),
     )
+
+
+def _server_path(ev: Evidence, path: str | None) -> str:
+    """The image as the NFS server names it (`server:/export/rel`), from the mount it is on."""
+    target = ev.target if path is not None and ev.path == path else path
+    mount = ev.mount_of(target) if target else None
+    if target is None or mount is None or not mount.shared:
+        return target or "the image"
+    rel = target[len(mount.mountpoint.rstrip("/")):]
+    return mount.source.rstrip("/") + rel

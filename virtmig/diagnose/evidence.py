@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from virtmig import storage_check
@@ -97,6 +97,30 @@ class Evidence:
     #: the NFS export's options as the server's export table says (e.g. from /var/lib/nfs/etab)
     export_options: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    #: uid, gid of the qemu user on this host (numeric: what the NFS server sees)
+    qemu_ids: tuple[int, int] | None = None
+    #: `path` with symbolic links resolved, when it exists (the file QEMU really opens)
+    resolved: str | None = None
+    #: whether root on this host could open the image for reading.  Root passes any
+    #: file mode, so False on an NFS mount means the server treats root as nobody.
+    root_read: bool | None = None
+    #: for a missing image: where its trailing path components do exist under this
+    #: host's shared mounts (None: not searched)
+    found_at: tuple[str, ...] | None = None
+
+    @property
+    def target(self) -> str | None:
+        """The file behind `path` (links resolved), else `path`."""
+        return self.resolved or self.path
+
+    @property
+    def image_check(self) -> PathCheck | None:
+        """The path walk's entry for the image itself (the resolved file's, if walked)."""
+        for want in (self.resolved, self.path):
+            found = next((c for c in self.path_checks if want and c.path == want), None)
+            if found is not None:
+                return found
+        return None
 
     @property
     def selinux_enforcing(self) -> bool:
@@ -124,10 +148,18 @@ class Evidence:
                           if ok is not None)
             out.append(f"{c.path}: {c.kind} mode {c.mode} owner {c.owner}"
                        + (f", as {self.qemu_user}: {acc or '-'}" if acc or not c.missing else ""))
-        if self.path is not None:
-            m = self.mount_of(self.path)
+        if self.resolved and self.resolved != self.path:
+            out.append(f"{self.path} resolves to {self.resolved}")
+        if self.target is not None:
+            m = self.mount_of(self.target)
             if m is not None:
-                out.append(f"{self.path} is on {m.mountpoint} ({m.fstype} from {m.source}, {','.join(m.options)})")
+                out.append(f"{self.target} is on {m.mountpoint} ({m.fstype} from {m.source}, {','.join(m.options)})")
+        if self.root_read is not None:
+            out.append(f"root on {self.host or '?'} {'can' if self.root_read else 'cannot'} open {self.target} "
+                       "for reading")
+        if self.found_at is not None:
+            out.append(f"{self.path} is missing; under the shared mounts: "
+                       + (", ".join(self.found_at) or "no file of that name"))
         if self.export_options:
             out.append(f"export options: {','.join(self.export_options)}")
         return out + list(self.notes)
@@ -207,6 +239,38 @@ def parse_qemu_conf(text: str) -> tuple[str | None, bool | None]:
     return user, dyn
 
 
+def parse_image_facts(text: str) -> tuple[tuple[int, int] | None, str | None, bool | None]:
+    """Output of IMAGE_SCRIPT -> (qemu uid/gid, resolved path, root could open it)."""
+    facts = dict(line.split("|", 1) for line in text.splitlines() if "|" in line)
+    ids = None
+    uid, _, gid = facts.get("ids", "").partition(":")
+    if uid.isdigit() and gid.isdigit():
+        ids = (int(uid), int(gid))
+    root = facts.get("root_read")
+    return ids, facts.get("resolved") or None, None if root is None else root == "1"
+
+
+def relocations(path: str, mounts: Sequence[Mount]) -> list[str]:
+    """Where a missing *path* would be if its storage were mounted elsewhere: each shared
+    mount point joined with each trailing part of *path* (`/a/b/disk.raw` -> `M/b/disk.raw`, `M/disk.raw`)."""
+    parts = [p for p in path.split("/") if p]
+    tails = ["/".join(parts[i:]) for i in range(1, len(parts))]
+    out = []
+    for m in mounts:
+        if m.shared:
+            for tail in tails:
+                candidate = m.mountpoint.rstrip("/") + "/" + tail
+                if candidate != path and candidate not in out:
+                    out.append(candidate)
+    return out
+
+
+def export_of(mount: Mount) -> str | None:
+    """The server-side export path of an NFS mount (`server:/srv/x` -> `/srv/x`)."""
+    server, sep, export = mount.source.rpartition(":")
+    return export if sep and server and export.startswith("/") else None
+
+
 def parse_export_options(etab: str, export: str) -> tuple[str, ...]:
     """Options of *export* in an etab/`exportfs -v` style table (`/path\tclient(opts)`)."""
     for line in etab.splitlines():
@@ -242,6 +306,29 @@ fi
 exit 0
 """
 
+#: The qemu user's ids; for an existing image the file behind it, and whether
+#: root can open it (dd count=0 opens without reading).
+IMAGE_SCRIPT = r"""
+user=$1; path=$2
+echo "ids|$(id -u "$user" 2>/dev/null):$(id -g "$user" 2>/dev/null)"
+if [ -e "$path" ]; then
+  echo "resolved|$(readlink -f -- "$path")"
+  if [ -f "$path" ]; then
+    if dd if="$path" of=/dev/null bs=512 count=0 status=none 2>/dev/null; then echo "root_read|1"
+    else echo "root_read|0"; fi
+  fi
+fi
+exit 0
+"""
+
+#: Which of the arguments exist (for a missing image: candidates under the shared mounts).
+EXISTING_SCRIPT = r"""
+for p in "$@"; do if [ -e "$p" ]; then echo "$p"; fi; done
+exit 0
+"""
+
+#: The export table of a Linux NFS server (kept by exportfs; also by the lab's adapter).
+ETAB = "/var/lib/nfs/etab"
 QEMU_CONF = "/etc/libvirt/qemu.conf"
 
 
@@ -258,21 +345,37 @@ def qemu_user(host: HostLike) -> tuple[str, bool | None]:
 
 
 def gather_evidence(host: HostLike, path: str | None = None, *, export_options: tuple[str, ...] = (),
-                    user: str | None = None) -> Evidence:
+                    user: str | None = None, server: HostLike | None = None) -> Evidence:
     """Collect everything `diagnose` may weigh, from *host*, about *path* (if any).
 
     export_options: the export's options, when the caller can read the NFS
     server's table (see `parse_export_options`); a client cannot see them.
+    server: the NFS server, to read them from its etab (the export holding the image).
     """
     q_user, dyn = qemu_user(host)
     q_user = user or q_user
     mode = parse_getenforce(host.run("getenforce", check=False))
     use_nfs = parse_getsebool(host.run("getsebool", "virt_use_nfs", check=False)) if mode else None
     avc = parse_avc(host.run_script(AVC_SCRIPT, check=False).stdout) if mode else ()
-    checks: tuple[PathCheck, ...] = ()
-    if path:
-        checks = parse_path_checks(host.run_script(PATH_CHECK_SCRIPT, args=[q_user, path], check=False).stdout)
     mounts = parse_mountinfo(host.run("cat", "/proc/self/mountinfo", check=False).stdout)
-    return Evidence(host=host.name, qemu_user=q_user, dynamic_ownership=dyn, selinux_mode=mode,
-                    virt_use_nfs=use_nfs, avc=avc, path=path, path_checks=checks, mounts=mounts,
-                    export_options=export_options)
+    ev = Evidence(host=host.name, qemu_user=q_user, dynamic_ownership=dyn, selinux_mode=mode,
+                  virt_use_nfs=use_nfs, avc=avc, path=path, mounts=mounts, export_options=export_options)
+    if not path:
+        return ev
+    checks = parse_path_checks(host.run_script(PATH_CHECK_SCRIPT, args=[q_user, path], check=False).stdout)
+    ids, resolved, root_read = parse_image_facts(host.run_script(IMAGE_SCRIPT, args=[q_user, path],
+                                                                 check=False).stdout)
+    if resolved and resolved != path:  # walk the real file's path too: its directories count as well
+        checks += parse_path_checks(host.run_script(PATH_CHECK_SCRIPT, args=[q_user, resolved],
+                                                    check=False).stdout)
+    found_at = None
+    if resolved is None:
+        candidates = relocations(path, mounts)
+        listed = host.run_script(EXISTING_SCRIPT, args=candidates, check=False).stdout if candidates else ""
+        found_at = tuple(line for line in listed.splitlines() if line)
+    mount = ev.mount_of(resolved or path)
+    export = export_of(mount) if mount is not None and mount.shared else None
+    if server is not None and export and not export_options:
+        export_options = parse_export_options(server.run("cat", ETAB, check=False).stdout, export)
+    return replace(ev, path_checks=checks, qemu_ids=ids, resolved=resolved, root_read=root_read,
+                   found_at=found_at, export_options=export_options)
