@@ -62,8 +62,13 @@ def test_run_script_takes_values_as_arguments(host: Host) -> None:
     script = 'printf "[%s]" "$@" | tr a-z A-Z\necho\necho "$#"\n'
     result = host.run_script(script, args=AWKWARD)
     assert result.stdout == "".join(f"[{a.upper()}]" for a in AWKWARD) + f"\n{len(AWKWARD)}\n"
-    with pytest.raises(CommandError, match="sh -s -- x <<'SCRIPT'\nexit 4\nSCRIPT"):
+    with pytest.raises(CommandError, match="sh -c <<'SCRIPT' x\nexit 4\nSCRIPT"):
         host.run_script("exit 4\n", args=["x"])
+
+
+def test_run_script_has_an_empty_stdin(host: Host) -> None:
+    """The script travels as an argument: a command in it that reads stdin sees EOF at once."""
+    assert host.run_script("cat; echo done", timeout=10).stdout == "done\n"
 
 
 def test_timeout(host: Host) -> None:

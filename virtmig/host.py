@@ -188,15 +188,16 @@ class Host:
 
     def run_script(self, script: str, *, args: Sequence[str] = (), check: bool = True,
                    timeout: float | None = None) -> CommandResult:
-        """Run a literal sh script, fed on stdin to ``sh -s -- ARGS...``.
+        """Run a literal sh script as ``sh -c SCRIPT sh ARGS...``, with an empty stdin.
 
         The script is never formatted: values reach it as "$1", "$2", ... and
-        are quoted by `run`'s rules.  Because the script itself is stdin,
-        commands in it must not read stdin (use ``</dev/null`` where unsure).
+        are quoted by `run`'s rules.  It travels as an argument, not on stdin:
+        a command that ends before the stdin writer has sent anything closes
+        the channel under it (paramiko's "Socket is closed").
         """
-        line = shlex.join(["sh", "-s", "--", *args])
-        shown = f"{line} <<'SCRIPT'\n{script.rstrip()}\nSCRIPT"
-        return self._exec(line, shown, check=check, timeout=timeout, stdin=script)
+        line = shlex.join(["sh", "-c", script, "sh", *args])
+        shown = f"sh -c <<'SCRIPT' {shlex.join(args)}\n{script.rstrip()}\nSCRIPT"
+        return self._exec(line, shown, check=check, timeout=timeout, stdin=None)
 
     def _exec(self, line: str, shown: str, *, check: bool, timeout: float | None,
               stdin: str | None) -> CommandResult:
