@@ -19,8 +19,8 @@ from virtmig.host import Host
 #: qemu user may write there, and each host keeps its own copy.
 CONSOLE_DIR = PurePosixPath("/var/log/libvirt/qemu")
 
-#: Console lines kept in evidence: enough for several heartbeats and a panic.
-TAIL_LINES = 15
+#: Console lines kept in evidence: enough for several heartbeats and a whole kernel oops.
+TAIL_LINES = 80
 
 
 def console_log_path(domain: str) -> str:
