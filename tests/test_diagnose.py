@@ -209,6 +209,10 @@ def test_evidence_parsers_for_image_facts_relocations_and_exports() -> None:
     assert export_of(SESSION) == "/srv/export" and export_of(ROOT) is None
     etab = "/srv/export\t198.18.0.11(rw,root_squash)\n/srv/export/g\t198.18.0.12(ro,root_squash)\n"
     assert parse_export_options(etab, "/srv/export/g") == ("ro", "root_squash")
+    split = "/srv/case\t198.18.0.11(rw,root_squash)\n/srv/case\t198.18.0.12(ro,root_squash)\n"
+    assert parse_export_options(split, "/srv/case", ("h2", "198.18.0.12")) == ("ro", "root_squash")
+    assert parse_export_options(split, "/srv/case", ("h1", "198.18.0.11")) == ("rw", "root_squash")
+    assert parse_export_options(split, "/srv/other", ("h1",)) == ()
 
 
 def test_missing_image_on_an_unmounted_destination() -> None:

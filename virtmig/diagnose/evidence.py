@@ -271,13 +271,20 @@ def export_of(mount: Mount) -> str | None:
     return export if sep and server and export.startswith("/") else None
 
 
-def parse_export_options(etab: str, export: str) -> tuple[str, ...]:
-    """Options of *export* in an etab/`exportfs -v` style table (`/path\tclient(opts)`)."""
+def parse_export_options(etab: str, export: str, clients: Sequence[str] = ()) -> tuple[str, ...]:
+    """Options of *export* in an etab/`exportfs -v` style table (`/path\tclient(opts)`).
+
+    An export may give each client its own options (rw to one host, ro to
+    another): the entry naming one of *clients* (the failing host's names
+    and addresses) wins, else the first entry of the path.
+    """
+    entries = []
     for line in etab.splitlines():
-        found = re.match(r"(\S+)\s+\S*?\(([^)]*)\)", line)
+        found = re.match(r"(\S+)\s+(\S*?)\(([^)]*)\)", line)
         if found and found.group(1).rstrip("/") == export.rstrip("/"):
-            return tuple(found.group(2).split(","))
-    return ()
+            entries.append((found.group(2), tuple(found.group(3).split(","))))
+    mine = [opts for client, opts in entries if client in clients]
+    return (mine or [opts for _, opts in entries] or [()])[0]
 
 
 # -- gathering ------------------------------------------------------------------
@@ -376,6 +383,7 @@ def gather_evidence(host: HostLike, path: str | None = None, *, export_options: 
     mount = ev.mount_of(resolved or path)
     export = export_of(mount) if mount is not None and mount.shared else None
     if server is not None and export and not export_options:
-        export_options = parse_export_options(server.run("cat", ETAB, check=False).stdout, export)
+        names = (host.name, *host.run("hostname", "-I", check=False).stdout.split())
+        export_options = parse_export_options(server.run("cat", ETAB, check=False).stdout, export, names)
     return replace(ev, path_checks=checks, qemu_ids=ids, resolved=resolved, root_read=root_read,
                    found_at=found_at, export_options=export_options)
