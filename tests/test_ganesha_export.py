@@ -16,6 +16,7 @@ from typing import cast
 import pytest
 
 from virtmig import ganesha_export as g
+from virtmig.ganesha_conf import configured_exports, includes
 from virtmig.host import CommandError, CommandResult, Host
 from virtmig.nfs_export import BEGIN, END, ExportError, ExportSpec, strip_managed_block
 
@@ -99,11 +100,11 @@ def test_block_is_appended_and_stripped_back_to_the_original() -> None:
 
 
 def test_existing_exports_are_found_with_their_ids() -> None:
-    found = g.configured_exports(ORIGINAL, "main") + g.configured_exports(EXTRA, "extra")
+    found = configured_exports(ORIGINAL, "main") + configured_exports(EXTRA, "extra")
     assert [(e.export_id, e.path, e.pseudo) for e in found] == [(60000, "/srv/other", "/other"),
                                                                 (7, "/srv/extra", "/extra")]
-    assert g.includes(ORIGINAL) == ["exports.d/extra.conf"]
-    assert g.includes("# %include nope\n") == []
+    assert includes(ORIGINAL) == ["exports.d/extra.conf"]
+    assert includes("# %include nope\n") == []
     assert g.choose_export_id({7, 60000}) == 60001
     assert g.choose_export_id(set()) == g.ID_BASE
     with pytest.raises(ExportError, match="Export_Id"):
@@ -149,7 +150,7 @@ class FakeServer:
                 rc = 1
         elif argv[:2] == ("kill", "-HUP"):
             if not self.refuse_reload:
-                self.exported = {e.path for e in g.configured_exports(self.files[str(CONF)], "") if e.path}
+                self.exported = {e.path for e in configured_exports(self.files[str(CONF)], "") if e.path}
         result = CommandResult(rc=rc, stdout=out, stderr="", command=" ".join(argv), host=self.name)
         if check and rc:
             raise CommandError(result)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from virtmig import nfs_export
+from virtmig.ganesha_conf import ConfiguredExport, configured_exports, includes
 from virtmig.host import Host
 from virtmig.nfs_export import BEGIN, END, ExportError, ExportSpec, strip_managed_block
 from virtmig.waiters import WaitTimeout, wait_for
@@ -193,74 +194,7 @@ def with_block(original: str, block: str) -> str:
     return f"{kept}{BEGIN}\n{block}{END}\n"
 
 
-# -- what the server's config exports already ------------------------------------
-
-@dataclass(frozen=True)
-class ConfiguredExport:
-    """An EXPORT block found in the config (or a file it includes)."""
-
-    source: str
-    export_id: int | None
-    path: str | None
-    pseudo: str | None
-
-
-_INCLUDE = re.compile(r'^[ \t]*%include[ \t]+"?([^"\s]+)"?[ \t]*$', re.MULTILINE | re.IGNORECASE)
-_TOKEN = re.compile(r'"[^"]*"|[{}=;,]|[^\s{}=;,"]+')
-_PUNCT = frozenset("{}=;,")
-
-
-def _without_comments(text: str) -> str:
-    """`text` without '#' comments ('#' inside double quotes is kept)."""
-    out: list[str] = []
-    for line in text.splitlines():
-        quoted = False
-        for i, ch in enumerate(line):
-            if ch == '"':
-                quoted = not quoted
-            elif ch == "#" and not quoted:
-                line = line[:i]
-                break
-        out.append(line)
-    return "\n".join(out)
-
-
-def includes(text: str) -> list[str]:
-    """The files a ganesha config text pulls in with %include."""
-    return _INCLUDE.findall(_without_comments(text))
-
-
-def configured_exports(text: str, source: str) -> list[ConfiguredExport]:
-    """Top-level EXPORT blocks of a ganesha config text (keywords are case-insensitive)."""
-    tokens = _TOKEN.findall(_INCLUDE.sub("", _without_comments(text)))
-    found: list[ConfiguredExport] = []
-    stack: list[str] = []
-    fields: dict[str, str] = {}
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-        if nxt == "{" and tok not in _PUNCT:
-            stack.append(tok.upper())
-            fields = {} if stack == ["EXPORT"] else fields
-            i += 2
-        elif tok == "}":
-            if stack == ["EXPORT"]:
-                raw_id = fields.get("export_id", "")
-                found.append(ConfiguredExport(source, int(raw_id) if raw_id.isdigit() else None,
-                                              fields.get("path"), fields.get("pseudo")))
-            stack = stack[:-1]
-            i += 1
-        elif nxt == "=" and stack == ["EXPORT"]:
-            end = i + 2  # a value ends at ';' (or, leniently, at a brace)
-            while end < len(tokens) and tokens[end] not in (";", "{", "}"):
-                end += 1
-            fields[tok.lower()] = " ".join(t.strip('"') for t in tokens[i + 2:end])
-            i = end + 1 if end < len(tokens) and tokens[end] == ";" else end
-        else:
-            i += 1
-    return found
-
+# -- what the server's config exports already (parsing: virtmig.ganesha_conf) --------
 
 def read_configured_exports(server: Host, config: PurePosixPath) -> list[ConfiguredExport]:
     """Every EXPORT block ganesha would load besides ours: the config and its %includes."""
