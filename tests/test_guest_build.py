@@ -43,7 +43,7 @@ CLONE_NEWNET = 0x40000000
 
 
 def test_cmdline_carries_address_and_dirty_rate() -> None:
-    assert guest_cmdline("198.18.0.100", 24) == "console=ttyS0 quiet virtmig.ip=198.18.0.100/24 virtmig.dirty=0"
+    assert guest_cmdline("198.18.0.100", 24) == "console=ttyS0 quiet pti=on virtmig.ip=198.18.0.100/24 virtmig.dirty=0"
     image = GuestImage(Path("/k"), Path("/i"), "6.1.0-1-amd64")
     assert image.cmdline("198.18.3.100", 24, 50).endswith("virtmig.ip=198.18.3.100/24 virtmig.dirty=50")
 

@@ -49,3 +49,34 @@ def silent_guest_evidence(hosts: Sequence[Host], running_on: Host, domain: str, 
     for host in hosts:
         evidence += [f"{host.name} fdb: {entry}" for entry in fdb_entries(host, mac)]
     return evidence
+
+
+#: Lines a Linux guest prints when it dies or finds its own memory corrupt.
+_CRASH_MARKERS = ("Kernel panic - not syncing", "list_add corruption", "list_del corruption",
+                  "kernel BUG at", "general protection fault", "BUG: unable to handle")
+
+#: First QEMU release whose TCG migration keeps every dirty page (libvirt's version number: 9.0.0).
+TCG_DIRTY_FIX_VERSION = 9_000_000
+
+
+def crash_lines(lines: Sequence[str]) -> list[str]:
+    """The console lines that say the guest kernel crashed (empty: no sign of a crash)."""
+    return [line for line in lines if any(marker in line for marker in _CRASH_MARKERS)]
+
+
+def crash_diagnosis(lines: Sequence[str], host: str, domain_type: str, qemu_version: int) -> str | None:
+    """What a guest crash right after a move means, or None if the console shows none.
+
+    qemu_version is libvirt's encoding (major * 1_000_000 + minor * 1_000 + micro),
+    as virConnect.getVersion() returns it.
+    """
+    found = crash_lines(lines)
+    if not found:
+        return None
+    text = f"the guest kernel crashed on {host} after the move: {found[0].split('] ', 1)[-1].strip()}"
+    if domain_type == "qemu" and qemu_version < TCG_DIRTY_FIX_VERSION:
+        major, minor = qemu_version // 1_000_000, qemu_version // 1_000 % 1_000
+        text += (f"; QEMU {major}.{minor} with TCG loses pages the guest dirties during migration "
+                 "(upstream fix 03bfc2188f 'physmem: Fix migration dirty bitmap coherency with TCG memory "
+                 "access', QEMU 9.0): migrate KVM guests, or use QEMU 9.0 or later for TCG")
+    return text

@@ -18,7 +18,7 @@ from fixtures.guest import LabGuest
 from fixtures.report import MigrationLog
 from virtmig import domains
 from virtmig.config import RunConfig
-from virtmig.console import silent_guest_evidence
+from virtmig.console import crash_diagnosis, silent_guest_evidence
 from virtmig.host import Host
 from virtmig.measure import GuestAccess, Leg, measured_live_migration
 from virtmig.migration import ProgressCallback, postcopy_blocker
@@ -59,6 +59,10 @@ def test_round_trip(
             if measured.problems:  # what the guest and the bridges say, while it is still there to see
                 evidence = silent_guest_evidence((src_host, dst_host), hosts[leg.dst_name],
                                                  test_domain.name, test_domain.mac)
+                crash = crash_diagnosis(evidence, leg.dst_name, test_domain.virt_type, leg.dst.getVersion())
+                if crash:
+                    measured.problems.insert(0, crash)
+                    measured.record.notes.append(f"PROBLEM: {crash}")
                 measured.record.notes.extend(f"evidence: {line}" for line in evidence)
             migration_log.add(measured.record)
             assert measured.outcome.ok, f"{where} failed: {measured.outcome.error}"

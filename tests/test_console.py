@@ -1,0 +1,32 @@
+"""Reading a guest crash out of its console (recorded console text; no hosts)."""
+
+from __future__ import annotations
+
+from virtmig.console import crash_diagnosis, crash_lines
+
+PANIC = [
+    "virtmig-tick up=8.41 rx=1204 tx=1190",
+    "[    9.480518] list_add corruption. next->prev should be prev (ffff8c55878326b8), but was ffff8c5585fc80a8.",
+    "[    9.485008] kernel BUG at lib/list_debug.c:27!",
+    "[    9.498560] Kernel panic - not syncing: Fatal exception in interrupt",
+]
+HEALTHY = ["virtmig-tick up=8.41 rx=1204 tx=1190", "virtmig-tick up=9.43 rx=1410 tx=1398"]
+
+
+def test_a_healthy_console_is_no_crash() -> None:
+    assert crash_lines(HEALTHY) == []
+    assert crash_diagnosis(HEALTHY, "h2", "qemu", 7_002_022) is None
+
+
+def test_a_panic_is_found_and_named() -> None:
+    assert len(crash_lines(PANIC)) == 3
+    text = crash_diagnosis(PANIC, "h2", "kvm", 7_002_022)
+    assert text is not None and text.startswith("the guest kernel crashed on h2 after the move: list_add corruption")
+    assert "03bfc2188f" not in text  # KVM tracks dirty pages in the kernel: not this QEMU bug
+
+
+def test_tcg_before_qemu_9_points_at_the_upstream_fix() -> None:
+    text = crash_diagnosis(PANIC, "h2", "qemu", 7_002_022)
+    assert text is not None and "QEMU 7.2 with TCG" in text and "03bfc2188f" in text
+    fixed = crash_diagnosis(PANIC, "h2", "qemu", 9_000_000)
+    assert fixed is not None and "03bfc2188f" not in fixed
