@@ -30,3 +30,10 @@ def test_tcg_before_qemu_9_points_at_the_upstream_fix() -> None:
     assert text is not None and "QEMU 7.2 with TCG" in text and "03bfc2188f" in text
     fixed = crash_diagnosis(PANIC, "h2", "qemu", 9_000_000)
     assert fixed is not None and "03bfc2188f" not in fixed
+
+
+def test_a_wedged_virtio_ring_and_soft_lockup_count_as_a_crash() -> None:
+    lines = ["[   10.852477] virtio_net virtio0: output.0:id 1 is not a head!",
+             "[   36.750590] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [swapper/0:0]"]
+    text = crash_diagnosis(lines, "h1", "qemu", 7_002_022)
+    assert text is not None and "is not a head!" in text

@@ -52,8 +52,10 @@ def silent_guest_evidence(hosts: Sequence[Host], running_on: Host, domain: str, 
 
 
 #: Lines a Linux guest prints when it dies or finds its own memory corrupt.
+#: ("is not a head!" is virtio_net finding its ring in a state the guest never wrote.)
 _CRASH_MARKERS = ("Kernel panic - not syncing", "list_add corruption", "list_del corruption",
-                  "kernel BUG at", "general protection fault", "BUG: unable to handle")
+                  "kernel BUG at", "general protection fault", "BUG: ", "is not a head!",
+                  "detected stalls on CPUs")
 
 #: First QEMU release whose TCG migration keeps every dirty page (libvirt's version number: 9.0.0).
 TCG_DIRTY_FIX_VERSION = 9_000_000
