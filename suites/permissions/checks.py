@@ -18,15 +18,44 @@ def migrate_p2p(src: libvirt.virConnect, dst: libvirt.virConnect, dst_host: Host
     return migrate(src, dst, f"qemu+ssh://{dst_host.name}/system", name, P2P, unsafe=unsafe)
 
 
-def diagnose_on(host: Host, error: str) -> Diagnosis:
-    """The diagnosis with *host*'s evidence (the destination's, for a failed incoming migration)."""
-    return diagnose_text(error, gather_evidence(host, next(iter(paths_in(error)), None)))
+#: libvirt 9.0, peer-to-peer: when the destination fails, the source libvirtd sometimes returns
+#: the end of its tunnel to the destination (closed right after) instead of the destination's
+#: error; its log has both, milliseconds apart.  Seen on the lab in about one run of three.
+TUNNEL_EOF = "End of file while reading data"
+FAILING_ATTEMPTS = 3
 
 
-def assert_left_intact(src: libvirt.virConnect, dst: libvirt.virConnect, name: str) -> None:
-    """After a failed migration: the guest runs on the source, answers, and nothing is on the destination."""
-    assert domains.state_name(src, name) == "running"
-    assert domains.state_name(dst, name) == "absent"
+def migrate_failing_p2p(src: libvirt.virConnect, dst: libvirt.virConnect, dst_host: Host, name: str,
+                        unsafe: bool) -> MigrationOutcome:
+    """A migration expected to fail, run again while its error is only the tunnel's end (TUNNEL_EOF):
+    the destination's own message is what the diagnosis needs.  Each attempt fails the same way."""
+    outcome = migrate_p2p(src, dst, dst_host, name, unsafe)
+    for _ in range(FAILING_ATTEMPTS - 1):
+        if outcome.ok or TUNNEL_EOF not in (outcome.error or ""):
+            break
+        outcome = migrate_p2p(src, dst, dst_host, name, unsafe)
+    return outcome
+
+
+def diagnose_on(host: Host, error: str, server: Host | None = None) -> Diagnosis:
+    """The diagnosis with *host*'s evidence (the destination's, for a failed incoming migration);
+    with *server*, also the options of the NFS export holding the image, from the server's table."""
+    return diagnose_text(error, gather_evidence(host, next(iter(paths_in(error)), None), server=server))
+
+
+def assert_left_intact(src: libvirt.virConnect, dst: libvirt.virConnect, name: str, *,
+                       defined_on_dst: bool = False) -> None:
+    """After a failed migration: the guest runs on the source, answers, and nothing is on the destination.
+
+    defined_on_dst: the failure came in the destination's last step, resuming
+    the guest ('cont'), after libvirt 9.0 had already made it persistent there
+    (VIR_MIGRATE_PERSIST_DEST): it stays defined on the destination, shut
+    off, no QEMU running.  The caller says so explicitly, and removes it.
+    """
+    expected = "shutoff" if defined_on_dst else "absent"
+    on_src, on_dst = domains.state_name(src, name), domains.state_name(dst, name)
+    assert (on_src, on_dst) == ("running", expected), (
+        f"after the failed migration: source {on_src}, destination {on_dst} (expected running, {expected})")
     assert agent_command(GUEST_IP, GUEST_AGENT_PORT, "ping") == "ok pong"
 
 

@@ -4,18 +4,33 @@
 host), so a directory there can differ between source and destination while
 the image behind it stays the one on shared storage.  Each case points the
 guest's disk at `<gate>/disk.raw`, sets up the gate per host, and removes it.
+
+The NFS cases also change the server and the mounts, each in a fixture of
+its own here: an extra export of the guest's directory (in a tagged block of
+/etc/exports, put back byte for byte), mounts of it inside the gate.  The
+run's own export and its mounts at --mount-point are never touched, so a
+case's bad state cannot leak into the next test.  Tests list `case_cleanup`
+after these fixtures: the guest goes first at teardown, then the mounts it
+used, then the exports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import libvirt
 import pytest
 
+from fixtures.storage import ServerExport, StorageConfig
 from virtmig import domains
+from virtmig import nfs_export as exports
+from virtmig import sshconfig
+from virtmig.config import RunConfig
 from virtmig.host import Host
+from virtmig.nfs_export import ExportSpec, Mounted, ProvisionedExport
+from virtmig.staging import QemuIdentity
 from virtmig.lab.topology import GUEST_AGENT_PORT, GUEST_IP
 from virtmig.waiters import wait_for_agent
 
@@ -35,12 +50,13 @@ class Gate:
 def gate(request: pytest.FixtureRequest, src_host: Host, dst_host: Host) -> Iterator[Gate]:
     name = request.node.name.replace("[", "-").replace("]", "")
     d = f"{GATE_ROOT}/{name}"
+    # --one-file-system: a mount left inside the gate (an aborted run) is skipped, not emptied
     for host in (src_host, dst_host):
-        host.run("rm", "-rf", d)
+        host.run("rm", "-rf", "--one-file-system", d, check=False)
         host.run("mkdir", "-p", "-m", "0755", d)
     yield Gate(d, f"{d}/disk.raw")
     for host in (src_host, dst_host):
-        host.run("rm", "-rf", d, check=False)
+        host.run("rm", "-rf", "--one-file-system", d, check=False)
 
 
 def with_disk(xml: str, shared_disk: str, disk: str, *, relabel: bool = True) -> str:
@@ -66,3 +82,140 @@ def case_cleanup(src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect, dom
     yield
     for conn in (src_conn, dst_conn):
         domains.remove(conn, domain_name)
+
+
+# -- NFS cases: the server, extra exports, mounts inside the gate ---------------
+
+#: Block names of a case's extra exports in /etc/exports (beside the run's own block).
+CASE_EXPORT_TAG = "virtmig-permissions-case"
+CASE_EXPORT_DST_TAG = "virtmig-permissions-case-dst"
+
+
+@dataclass(frozen=True)
+class GuestExport:
+    """The guest's directory as the NFS server names it, and as the run's mount shows it."""
+
+    server_dir: PurePosixPath
+    client_dir: PurePosixPath
+
+
+@dataclass(frozen=True)
+class CaseDir:
+    """A directory of the case's own on the server, beside the run's export, with a copy of the image.
+
+    Beside, not inside: an export nested in the run's export changes what the
+    hosts' existing mount of it sees (the lab's ganesha hands out handles of
+    the inner export, stale once it is gone), which would leak into other tests.
+    """
+
+    server_dir: PurePosixPath
+    source: str  # SERVER:DIR, for mount -t nfs
+    image: str  # the image's file name in it
+
+
+@pytest.fixture(scope="session")
+def nfs_server(run_config: RunConfig, storage_config: StorageConfig,
+               nfs_export: ServerExport | None) -> Iterator[Host]:
+    """The NFS server over SSH: the NFS cases change its exports and files (never the run's own)."""
+    if nfs_export is None or not storage_config.mounts or run_config.nfs_server is None:
+        pytest.skip("NFS cases need the export provisioned by virtmig (--nfs-server/--export or the lab, "
+                    "no --no-provision) and mounted on the hosts (--disk-access mount)")
+    with Host(run_config.nfs_server, run_config.ssh_config) as server:
+        yield server
+
+
+@pytest.fixture
+def guest_export(nfs_server: Host, nfs_export: ServerExport, domain_name: str,
+                 guest_files: dict[str, str]) -> GuestExport:
+    """Where the guest's files are on the server (the run's work dir holds one directory per guest)."""
+    client_dir = PurePosixPath(guest_files["disk"]).parent
+    assert client_dir.name == domain_name, f"guest files not in a per-guest directory: {client_dir}"
+    return GuestExport(nfs_export.workdir / domain_name, client_dir)
+
+
+@pytest.fixture
+def case_dir(nfs_server: Host, nfs_export: ServerExport, guest_export: GuestExport, qemu_user: QemuIdentity,
+             guest_files: dict[str, str]) -> Iterator[CaseDir]:
+    """<export>-virtmig-case on the server, owned by the qemu user, holding a copy of the guest's image
+    (the guest does not write its disk in these cases: the copy holds what the image holds)."""
+    export = nfs_export.spec.path
+    d = export.parent / f"{export.name}-virtmig-case"
+    image = PurePosixPath(guest_files["disk"]).name
+    owner = f"{qemu_user.uid}:{qemu_user.gid}"
+    nfs_server.run("rm", "-rf", "--one-file-system", str(d))
+    nfs_server.run("install", "-d", "-o", str(qemu_user.uid), "-g", str(qemu_user.gid), "-m", "0755", str(d))
+    nfs_server.run("cp", "--sparse=always", str(guest_export.server_dir / image), str(d / image))
+    nfs_server.run("chown", owner, str(d / image))
+    yield CaseDir(d, f"{nfs_server.name}:{d}", image)
+    nfs_server.run("rm", "-rf", "--one-file-system", str(d), check=False)
+
+
+def extra_export(server: Host, run_export: ServerExport, spec: ExportSpec, tag: str) -> Iterator[ExportSpec]:
+    """A fixture's body: *spec* in the block *tag* of /etc/exports, and the file put back after."""
+    if not isinstance(run_export, ProvisionedExport):
+        pytest.skip("this case adds an export to /etc/exports: it needs --nfs-server-kind kernel")
+    handle = exports.add_export(server, spec, tag)
+    try:
+        yield spec
+    finally:
+        exports.remove_export(server, handle)
+
+
+def client_address(run_config: RunConfig, host: Host) -> str:
+    """How the server knows *host* (its address in the ssh config), for an export's client list."""
+    return sshconfig.resolve(run_config.ssh_config, host.name).hostname
+
+
+@pytest.fixture
+def case_export(nfs_server: Host, nfs_export: ServerExport, case_dir: CaseDir) -> Iterator[ExportSpec]:
+    """The case's directory exported with the run's options, to both hosts."""
+    spec = ExportSpec(case_dir.server_dir, nfs_export.spec.clients, nfs_export.spec.options)
+    yield from extra_export(nfs_server, nfs_export, spec, CASE_EXPORT_TAG)
+
+
+def _mounted(host: Host, source: str, mount_point: str) -> Iterator[str]:
+    mounted = exports.mount_nfs(host, source, PurePosixPath(mount_point))
+    assert mounted is not None, f"{source} was mounted at {mount_point} on {host.name} already"
+    try:
+        yield mount_point
+    finally:
+        exports.unmount(host, mounted)
+
+
+@pytest.fixture
+def src_case_mount(src_host: Host, gate: Gate, case_dir: CaseDir, case_export: ExportSpec) -> Iterator[str]:
+    """The case's export mounted on the source at <gate>/mnt (the mount point the domain XML assumes)."""
+    yield from _mounted(src_host, case_dir.source, f"{gate.dir}/mnt")
+
+
+@pytest.fixture
+def dst_mount_elsewhere(dst_host: Host, gate: Gate, case_dir: CaseDir, case_export: ExportSpec) -> Iterator[str]:
+    """The same export mounted on the destination, but at <gate>/elsewhere."""
+    yield from _mounted(dst_host, case_dir.source, f"{gate.dir}/elsewhere")
+
+
+@pytest.fixture
+def dst_case_mount(dst_host: Host, gate: Gate, case_dir: CaseDir, case_export: ExportSpec) -> Iterator[str]:
+    """The case's export mounted on the destination at <gate>/mnt, as on the source."""
+    yield from _mounted(dst_host, case_dir.source, f"{gate.dir}/mnt")
+
+
+class FixMounts:
+    """Mounts a case makes as its fix (after the failure); all are unmounted at teardown."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[Host, Mounted]] = []
+
+    def mount(self, host: Host, source: str, mount_point: str) -> None:
+        mounted = exports.mount_nfs(host, source, PurePosixPath(mount_point))
+        if mounted is not None:
+            self.made.append((host, mounted))
+
+
+@pytest.fixture
+def fix_mounts(gate: Gate) -> Iterator[FixMounts]:
+    """A case's fix-up mounts (inside the gate), undone whatever happened."""
+    made = FixMounts()
+    yield made
+    for host, mounted in reversed(made.made):
+        exports.unmount(host, mounted)
