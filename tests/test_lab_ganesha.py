@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 from filelock import FileLock
 
+from tests.test_lab import _known_tcg_bug
 from virtmig import ganesha_export as g
 from virtmig.host import Host
 from virtmig.lab import lifecycle
@@ -79,12 +80,17 @@ def test_live_suite_with_a_ganesha_export(conf_at_rest: Callable[[], bytes], tmp
          "-p", "no:cacheprovider", "--nfs-server-kind", "ganesha", f"--html={html}", "--self-contained-html"],
         cwd=REPO, capture_output=True, text=True, timeout=3600, env=env,
     )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    hops = json.loads((html.parent / "results.json").read_text())["migrations"]
-    assert [(m["src"], m["dst"]) for m in hops] == [("h1", "h2"), ("h2", "h1")]
-    assert all(m["ok"] and "from nfs-ganesha" in m["storage"] for m in hops), hops
-    after = conf_at_rest()
+    after = conf_at_rest()  # put back whatever the run's outcome
     assert after == before and b"virtmig managed export" not in after
+    results = html.parent / "results.json"
+    hops = json.loads(results.read_text())["migrations"] if results.exists() else []
+    assert hops, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert all("from nfs-ganesha" in m["storage"] for m in hops), hops
+    if proc.returncode != 0 and (bug := _known_tcg_bug(hops)):
+        pytest.xfail(bug)  # the same rule as tests/test_lab.py: QEMU's bug, found and named
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert [(m["src"], m["dst"]) for m in hops] == [("h1", "h2"), ("h2", "h1")]
+    assert all(m["ok"] for m in hops), hops
 
 
 # Below, the session holds the lab (the `lab` fixture) until it ends: the inner
