@@ -124,6 +124,22 @@ def nfs_server(run_config: RunConfig, storage_config: StorageConfig,
         yield server
 
 
+def _run_storage(nfs_server: Host, hosts: tuple[Host, ...], mount_point: PurePosixPath) -> list[str]:
+    """The run's storage as the hosts show it: /etc/exports and what is mounted at --mount-point."""
+    exports_text = nfs_server.run("cat", exports.EXPORTS, check=False).stdout
+    return [exports_text] + [f"{h.name}: {exports.current_source(h, mount_point)}" for h in hosts]
+
+
+@pytest.fixture
+def run_storage_untouched(nfs_server: Host, src_host: Host, dst_host: Host, run_config: RunConfig,
+                          nfs_export: ServerExport) -> Iterator[None]:
+    """Listed first by the NFS cases: after all their teardowns, the run's export and mounts are as before."""
+    before = _run_storage(nfs_server, (src_host, dst_host), run_config.mount_point)
+    yield
+    after = _run_storage(nfs_server, (src_host, dst_host), run_config.mount_point)
+    assert after == before, f"the case left the run's storage changed: {before} -> {after}"
+
+
 @pytest.fixture
 def guest_export(nfs_server: Host, nfs_export: ServerExport, domain_name: str,
                  guest_files: dict[str, str]) -> GuestExport:

@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.permissions, pytest.mark.lab]
 
 
 def test_destination_not_mounted(
+    run_storage_untouched: None,
     gate: Gate, case_dir: CaseDir, src_case_mount: str, fix_mounts: FixMounts,
     src_host: Host, dst_host: Host, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
     domain_xml: str, domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,

@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.permissions, pytest.mark.lab]
 
 
 def test_mount_path_differs_on_destination(
+    run_storage_untouched: None,
     gate: Gate, case_dir: CaseDir, src_case_mount: str, dst_mount_elsewhere: str, fix_mounts: FixMounts,
     src_host: Host, dst_host: Host, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
     domain_xml: str, domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,

@@ -64,6 +64,7 @@ def case_export(nfs_server: Host, nfs_export: ServerExport, case_dir: CaseDir, s
 
 
 def test_read_only_export_on_destination(
+    run_storage_untouched: None,
     gate: Gate, case_dir: CaseDir, dst_ro_export: ExportSpec, src_case_mount: str, dst_case_mount: str,
     nfs_server: Host, src_host: Host, dst_host: Host, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
     domain_xml: str, domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,

@@ -59,6 +59,7 @@ def root_owned_image(nfs_server: Host, nfs_export: ServerExport, guest_export: G
 
 
 def test_root_squash_refuses_libvirts_chown(
+    run_storage_untouched: None,
     gate: Gate, root_owned_image: RootOwnedImage, nfs_server: Host, qemu_user: QemuIdentity,
     src_host: Host, dst_host: Host, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
     domain_xml: str, domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,
