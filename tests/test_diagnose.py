@@ -156,6 +156,15 @@ def test_read_only_export_is_named_from_the_export_table() -> None:
     assert "the export is ro" in found.evidence_lines and "rw in /etc/exports" in found.fix
 
 
+def test_a_failure_at_resume_says_a_definition_is_left_on_the_destination() -> None:
+    cont = f"internal error: unable to execute QEMU command 'cont': Could not open '{GATE}': Permission denied"
+    walk = _gate_walk("/srv/shared/g/disk.raw", read=True, write=False, mode="644", owner="64055:64055")
+    found = diagnose(cont, _gate_ev("/srv/shared/g/disk.raw", path_checks=walk, root_read=True))
+    assert found.cause is Cause.READ_ONLY_STORAGE, found.text()
+    assert any("leaves it shut off" in line for line in found.evidence_lines)
+    assert not any("leaves it shut off" in line for line in diagnose(GATE_OPEN).evidence_lines)
+
+
 def test_read_only_export_is_named_when_the_owner_may_write_but_the_server_refuses() -> None:
     walk = _gate_walk("/srv/shared/g/disk.raw", read=True, write=False, mode="644", owner="64055:64055")
     found = diagnose(GATE_OPEN, _gate_ev("/srv/shared/g/disk.raw", path_checks=walk, root_read=True))

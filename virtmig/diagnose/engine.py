@@ -85,6 +85,13 @@ FIXES: dict[Cause, str] = {
 }
 
 
+#: QEMU's error for the destination's last step of a migration: resuming the guest.
+RESUME_FAILED = "unable to execute QEMU command 'cont'"
+RESUME_NOTE = ("the destination failed only when resuming the guest, after it had taken its memory: "
+               "with --persistent libvirt has defined the guest there already, and leaves it shut off "
+               "(virsh undefine it on the destination)")
+
+
 def diagnose(error_text: str, evidence: Evidence | None = None) -> Diagnosis:
     """The cause of the failure that printed *error_text*, weighed against *evidence*."""
     ev = evidence or Evidence()
@@ -108,6 +115,8 @@ def diagnose(error_text: str, evidence: Evidence | None = None) -> Diagnosis:
             cause, why = target, ""
         if why:
             lines.append(why)
+    if RESUME_FAILED in error_text:
+        lines.append(RESUME_NOTE)
     lines += ev.lines() if evidence is not None else []
     return Diagnosis(cause, cause.value, _fix(cause, ev, path, error_text), tuple(lines))
 
