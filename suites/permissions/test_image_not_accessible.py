@@ -13,7 +13,7 @@ import libvirt
 import pytest
 
 from fixtures.storage import SharedStorage
-from suites.permissions.checks import assert_happy_path, assert_left_intact, diagnose_on, migrate_p2p
+from suites.permissions.checks import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing
 from suites.permissions.conftest import Gate, start_on, with_disk
 from virtmig import domains
 from virtmig.diagnose import Cause
@@ -47,7 +47,7 @@ def test_image_0600_root_relabel_off(
     dst_host.run("chmod", "0600", gate.disk)
     start_on(src_conn, dst_conn, xml, domain_name)
 
-    outcome = migrate_p2p(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
+    outcome = migrate_failing(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
 
     assert not outcome.ok, "migration succeeded although the destination's image is 0600 root"
     found = diagnose_on(dst_host, outcome.error or "")

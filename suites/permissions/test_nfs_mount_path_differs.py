@@ -15,7 +15,7 @@ import libvirt
 import pytest
 
 from fixtures.storage import SharedStorage
-from suites.permissions.checks import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing_p2p
+from suites.permissions.checks import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing
 from suites.permissions.conftest import CaseDir, FixMounts, Gate, start_on, with_disk
 from virtmig.diagnose import Cause
 from virtmig.host import Host
@@ -34,7 +34,7 @@ def test_mount_path_differs_on_destination(
     assert dst_host.run("test", "-e", src_case_mount, check=False).rc != 0
     start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], disk), domain_name)
 
-    outcome = migrate_failing_p2p(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
+    outcome = migrate_failing(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
 
     assert not outcome.ok, "migration succeeded although the export is mounted elsewhere on the destination"
     error = outcome.error or ""

@@ -24,7 +24,7 @@ import libvirt
 import pytest
 
 from fixtures.storage import ServerExport, SharedStorage
-from suites.permissions.checks import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing_p2p
+from suites.permissions.checks import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing
 from suites.permissions.conftest import (
     CASE_EXPORT_DST_TAG,
     CASE_EXPORT_TAG,
@@ -74,7 +74,7 @@ def test_read_only_export_on_destination(
     disk = f"{src_case_mount}/{case_dir.image}"
     start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], disk), domain_name)
 
-    outcome = migrate_failing_p2p(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
+    outcome = migrate_failing(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
 
     assert not outcome.ok, "migration succeeded although the destination's export is read-only"
     error = outcome.error or ""
@@ -87,6 +87,7 @@ def test_read_only_export_on_destination(
     # only resuming needs write access, and by then libvirt had defined the guest on the
     # destination (--persistent).  It is left there shut off: checked, then removed.
     assert "'cont'" in error, error
+    assert any("leaves it shut off" in line for line in found.evidence_lines), found.text()
     assert_left_intact(src_conn, dst_conn, domain_name, defined_on_dst=True)
     domains.remove(dst_conn, domain_name)
 

@@ -24,7 +24,7 @@ import libvirt
 import pytest
 
 from fixtures.storage import ServerExport, SharedStorage
-from suites.permissions.checks import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing_p2p
+from suites.permissions.checks import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing
 from suites.permissions.conftest import Gate, GuestExport, start_on, with_disk
 from virtmig.diagnose import Cause
 from virtmig.host import Host
@@ -69,7 +69,7 @@ def test_root_squash_refuses_libvirts_chown(
     dst_host.run("ln", "-s", str(root_owned_image.client_path), gate.disk)
     start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], gate.disk), domain_name)
 
-    outcome = migrate_failing_p2p(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
+    outcome = migrate_failing(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
 
     assert not outcome.ok, "migration succeeded although the destination's image is root's 0600 on root_squash"
     error = outcome.error or ""

@@ -11,7 +11,7 @@ import libvirt
 import pytest
 
 from fixtures.storage import SharedStorage
-from suites.permissions.checks import assert_happy_path, assert_left_intact, diagnose_on, migrate_p2p
+from suites.permissions.checks import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing
 from suites.permissions.conftest import Gate, start_on, with_disk
 from virtmig.diagnose import Cause
 from virtmig.host import Host
@@ -29,7 +29,7 @@ def test_parent_without_search_bit_on_destination(
     start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], gate.disk), domain_name)
     dst_host.run("chmod", "0700", gate.dir)
 
-    outcome = migrate_p2p(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
+    outcome = migrate_failing(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
 
     assert not outcome.ok, "migration succeeded although the destination's QEMU cannot reach the image"
     assert "Permission denied" in (outcome.error or "")
