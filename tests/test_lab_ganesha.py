@@ -27,7 +27,7 @@ from virtmig import ganesha_export as g
 from virtmig.host import Host
 from virtmig.lab import lifecycle
 from virtmig.lab.topology import H1, H2, LAB_LOCK, SSH_CONFIG
-from virtmig.nfs_export import ExportError, ExportSpec, exported_to, mount_nfs, unmount
+from virtmig.nfs_export import ExportError, ExportSpec, exported_to, mount_nfs, unmount, wait_listed
 from virtmig.staging import QemuIdentity
 
 pytestmark = pytest.mark.lab
@@ -140,7 +140,7 @@ def test_a_failed_provision_leaves_ganesha_conf_byte_identical(
         g.provision_ganesha_export(nfs_server, only_h2, owner, "virtmig", server_name="nfs",
                                    observers=(src_host,), timeout=5.0)
     assert nfs_server.read_text(str(g.GANESHA_CONF)) == original
-    g.wait_listed((dst_host,), "nfs", TEST_EXPORT, listed=False)
+    wait_listed((dst_host,), "nfs", TEST_EXPORT, listed=False)
     # Refused before anything is touched: an option ganesha cannot express, a pid file naming nothing.
     with pytest.raises(g.GaneshaOptionError, match="async"):
         g.provision_ganesha_export(nfs_server, ExportSpec(TEST_EXPORT, (H1.ip,), "rw,async"), owner, "virtmig",

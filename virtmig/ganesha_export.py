@@ -31,8 +31,8 @@ from pathlib import PurePosixPath
 from virtmig import nfs_export
 from virtmig.ganesha_conf import ConfiguredExport, configured_exports, includes
 from virtmig.host import Host
-from virtmig.nfs_export import BEGIN, END, ExportError, ExportSpec, strip_managed_block
-from virtmig.waiters import WaitTimeout, wait_for
+from virtmig.nfs_export import BEGIN, END, ExportError, ExportSpec, strip_managed_block, wait_listed
+from virtmig.waiters import WaitTimeout
 
 GANESHA_CONF = PurePosixPath("/etc/ganesha/ganesha.conf")
 #: ganesha.nfsd's default pid file (GANESHA_PIDFILE_PATH; /var/run is /run).
@@ -253,23 +253,6 @@ def reload_command(server: Host, pidfile: PurePosixPath) -> tuple[str, ...]:
         raise ExportError(f"{server.name}: {pidfile} names pid {pid}, which is "
                           f"{repr(comm) if comm else 'not running'}, not ganesha.nfsd")
     return ("kill", "-HUP", pid)
-
-
-def wait_listed(observers: Sequence[Host], server_name: str, path: PurePosixPath, *, listed: bool,
-                timeout: float = RELOAD_TIMEOUT_S) -> None:
-    """Wait until every observer's `showmount -e SERVER` lists `path` (or, listed=False, no longer does)."""
-    last: dict[str, list[str]] = {}
-
-    def settled() -> bool | None:
-        for host in observers:
-            last[host.name] = nfs_export.exported_to(host, server_name)
-            if (str(path) in last[host.name]) != listed:
-                return None
-        return True
-
-    wait_for(settled, target=f"{path} in `showmount -e {server_name}` on {', '.join(h.name for h in observers)}",
-             state="listed" if listed else "withdrawn", timeout=timeout, interval=0.3,
-             describe=lambda: "; ".join(f"{h}: {paths}" for h, paths in last.items()))
 
 
 # -- provision and restore ---------------------------------------------------

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from virtmig.host import Host
+from virtmig.waiters import wait_for
 
 EXPORTS = "/etc/exports"
 BEGIN = "# BEGIN virtmig managed export"
@@ -207,12 +208,33 @@ def remove_export(server: Host, handle: ExtraExport) -> None:
     server.run("exportfs", "-ra")
 
 
+#: How long a new or withdrawn export may take to show in the hosts' `showmount -e`.
+LISTED_TIMEOUT_S = 20.0
+
+
 def exported_to(host: Host, server: str) -> list[str]:
     """Export paths `showmount -e SERVER` lists, as seen from `host`."""
     result = host.run("showmount", "-e", server, check=False)
     if not result.ok:
         raise ExportError(f"showmount -e {server} from {host.name} failed: {result.stderr.strip()}")
     return [line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip()]
+
+
+def wait_listed(observers: Sequence[Host], server_name: str, path: PurePosixPath, *, listed: bool,
+                timeout: float = LISTED_TIMEOUT_S) -> None:
+    """Wait until every observer's `showmount -e SERVER` lists `path` (or, listed=False, no longer does)."""
+    last: dict[str, list[str]] = {}
+
+    def settled() -> bool | None:
+        for host in observers:
+            last[host.name] = exported_to(host, server_name)
+            if (str(path) in last[host.name]) != listed:
+                return None
+        return True
+
+    wait_for(settled, target=f"{path} in `showmount -e {server_name}` on {', '.join(h.name for h in observers)}",
+             state="listed" if listed else "withdrawn", timeout=timeout, interval=0.3,
+             describe=lambda: "; ".join(f"{h}: {paths}" for h, paths in last.items()))
 
 
 @dataclass(frozen=True)
