@@ -15,6 +15,7 @@ from virtmig.nfs_export import (
     ExportError,
     ExportSpec,
     exported_to,
+    markers,
     mount_nfs,
     provision_export,
     restore_exports,
@@ -32,6 +33,21 @@ def test_block_is_appended_and_stripped_back_to_the_original() -> None:
     assert text.startswith(ORIGINAL)
     assert f"{BEGIN}\n/srv/virtmig-export {H1.ip}(rw,sync,root_squash,no_subtree_check)" in text
     assert strip_managed_block(text) == ORIGINAL
+
+
+def test_tagged_blocks_live_beside_the_main_one_and_leave_it_alone() -> None:
+    main = with_managed_block(ORIGINAL, SPEC)
+    case = ExportSpec(PurePosixPath("/srv/virtmig-export-virtmig-case"), (H2.ip,), "ro,sync,root_squash")
+    both = with_managed_block(main, case, tag="ro-case")
+    assert both.startswith(main) and both.count(BEGIN) == 2
+    assert strip_managed_block(both, tag="ro-case") == main  # the case's teardown keeps the run's block
+    assert "virtmig-case" in strip_managed_block(both)  # and the run's strip keeps the case's block
+    assert strip_managed_block(strip_managed_block(both, tag="ro-case")) == ORIGINAL
+
+
+def test_a_tag_that_could_break_the_markers_is_refused() -> None:
+    with pytest.raises(ValueError, match="tag"):
+        markers("bad tag\n")
 
 
 def test_an_aborted_runs_block_is_replaced_not_doubled() -> None:
