@@ -11,6 +11,8 @@ from virtmig.host import Host
 from virtmig.lab.topology import GUEST_AGENT_PORT, GUEST_IP
 from virtmig.migration import DIRECT, P2P, MigrationOutcome, migrate
 from virtmig.probe import agent_command
+from virtmig.staging import QemuIdentity
+from virtmig.waiters import wait_for
 
 
 def migrate_p2p(src: libvirt.virConnect, dst: libvirt.virConnect, dst_host: Host, name: str,
@@ -66,3 +68,17 @@ def assert_happy_path(src: libvirt.virConnect, dst: libvirt.virConnect, dst_host
     assert domains.state_name(dst, name) == "running"
     assert domains.state_name(src, name) == "absent"
     assert agent_command(GUEST_IP, GUEST_AGENT_PORT, "ping") == "ok pong"
+
+
+def wait_until_usable(host: Host, who: QemuIdentity, path: str, timeout: float = 30.0) -> None:
+    """After a fix made on the server: wait until `who` can read and write `path` on `host`.
+
+    NFS clients and servers cache attributes (ganesha and the lab's client for
+    about a second, kernel clients for acregmin..acregmax), so a chown on the
+    server reaches the hosts a little later; an operator waits too.
+    """
+    def usable() -> bool | None:
+        return host.run(*who.setpriv(), "test", "-r", path, "-a", "-w", path, check=False).ok or None
+
+    wait_for(usable, target=f"{path} on {host.name} as uid {who.uid}", state="readable and writable",
+             timeout=timeout, interval=0.5)

@@ -24,7 +24,13 @@ import libvirt
 import pytest
 
 from fixtures.storage import ServerExport, SharedStorage
-from suites.permissions.checks import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing
+from suites.permissions.checks import (
+    assert_happy_path,
+    assert_left_intact,
+    diagnose_on,
+    migrate_failing,
+    wait_until_usable,
+)
 from suites.permissions.conftest import Gate, GuestExport, start_on, with_disk
 from virtmig.diagnose import Cause
 from virtmig.host import Host
@@ -81,4 +87,5 @@ def test_root_squash_refuses_libvirts_chown(
     assert_left_intact(src_conn, dst_conn, domain_name)
 
     nfs_server.run("chown", f"{qemu_user.uid}:{qemu_user.gid}", str(root_owned_image.server_path))
+    wait_until_usable(dst_host, qemu_user, gate.disk)
     assert_happy_path(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
