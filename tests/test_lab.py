@@ -137,3 +137,22 @@ def test_save_restore_on_the_lab_mount_without_root_squash(tmp_path: Path) -> No
     assert move["kind"] == "save-restore" and move["ok"], move
     assert "INSECURE" in move["storage"] and "no_root_squash" in move["storage"]
     assert move["integrity"], "RAM and disk patterns were not checked"
+
+
+def test_live_suite_with_qemus_own_nfs_client(tmp_path: Path) -> None:
+    """The same two hops with the disk opened by QEMU's libnfs driver: no mount on the hosts, no --unsafe."""
+    html = tmp_path / "run" / "report.html"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites/live", "-k", "round_trip and p2p and not tunnelled", "-p", "no:cacheprovider",
+         "--disk-access", "qemu-nfs", f"--html={html}", "--self-contained-html"],
+        cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
+    )
+    hops = json.loads((html.parent / "results.json").read_text())["migrations"]
+    if proc.returncode != 0 and (bug := _known_tcg_bug(hops)):
+        pytest.xfail(bug)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert [(m["src"], m["dst"]) for m in hops] == [("h1", "h2"), ("h2", "h1")]
+    for hop in hops:
+        assert hop["ok"] and hop["storage"].startswith("qemu-nfs"), hop
+        assert not any(n.startswith("--unsafe") for n in hop["notes"]), hop["notes"]
