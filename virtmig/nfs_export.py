@@ -140,10 +140,23 @@ def remove_directories(server: Host, spec: ExportSpec, created_dir: bool, workdi
         server.run("rm", "-rf", "--one-file-system", str(spec.path))
 
 
+def _read_exports(server: Host) -> str | None:
+    """/etc/exports as it is now (None: there is none)."""
+    return server.read_text(EXPORTS) if server.run("test", "-e", EXPORTS, check=False).ok else None
+
+
+def _put_back_exports(server: Host, original: str | None) -> None:
+    """/etc/exports byte for byte as `original` (None: removed), re-applied."""
+    if original is None:
+        server.run("rm", "-f", EXPORTS)
+    else:
+        server.write_text(EXPORTS, original, mode=0o644)
+    server.run("exportfs", "-ra")
+
+
 def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], workdir: str) -> ProvisionedExport:
     """Create the export directory if needed and our work dir in it, add our block, apply it."""
-    exists = server.run("test", "-e", EXPORTS, check=False).ok
-    original = server.read_text(EXPORTS) if exists else None
+    original = _read_exports(server)
     created, work = prepare_directories(server, spec, owner, workdir)
     server.write_text(EXPORTS, with_managed_block(strip_managed_block(original or ""), spec), mode=0o644)
     applied = server.run("exportfs", "-ra", check=False)
@@ -156,11 +169,7 @@ def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], wor
 
 def restore_exports(server: Host, handle: ProvisionedExport) -> None:
     """Put /etc/exports back byte for byte, re-apply, remove a directory we made."""
-    if handle.original is None:
-        server.run("rm", "-f", EXPORTS)
-    else:
-        server.write_text(EXPORTS, handle.original, mode=0o644)
-    server.run("exportfs", "-ra")
+    _put_back_exports(server, handle.original)
     remove_directories(server, handle.spec, handle.created_dir, handle.workdir)
 
 
@@ -180,8 +189,7 @@ def add_export(server: Host, spec: ExportSpec, tag: str) -> ExtraExport:
     a sub-directory mounted elsewhere).  The directory is not created: it is
     the caller's.  On failure the file is put back before raising.
     """
-    exists = server.run("test", "-e", EXPORTS, check=False).ok
-    handle = ExtraExport(server.name, tag, server.read_text(EXPORTS) if exists else None)
+    handle = ExtraExport(server.name, tag, _read_exports(server))
     try:
         set_export(server, spec, tag)
     except ExportError:
@@ -192,8 +200,7 @@ def add_export(server: Host, spec: ExportSpec, tag: str) -> ExtraExport:
 
 def set_export(server: Host, spec: ExportSpec, tag: str) -> None:
     """Replace the block named *tag* in the current /etc/exports with *spec* and apply it (exportfs -ra)."""
-    current = server.read_text(EXPORTS) if server.run("test", "-e", EXPORTS, check=False).ok else ""
-    server.write_text(EXPORTS, with_managed_block(current, spec, tag), mode=0o644)
+    server.write_text(EXPORTS, with_managed_block(_read_exports(server) or "", spec, tag), mode=0o644)
     applied = server.run("exportfs", "-ra", check=False)
     if not applied.ok:
         raise ExportError(f"exportfs -ra on {server.name} failed: {applied.stderr.strip()}")
@@ -201,11 +208,7 @@ def set_export(server: Host, spec: ExportSpec, tag: str) -> None:
 
 def remove_export(server: Host, handle: ExtraExport) -> None:
     """Put /etc/exports back byte for byte as before `add_export` and re-apply."""
-    if handle.original is None:
-        server.run("rm", "-f", EXPORTS)
-    else:
-        server.write_text(EXPORTS, handle.original, mode=0o644)
-    server.run("exportfs", "-ra")
+    _put_back_exports(server, handle.original)
 
 
 #: How long a new or withdrawn export may take to show in the hosts' `showmount -e`.
