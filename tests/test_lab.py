@@ -7,24 +7,20 @@ the lab's lock while they change the lab, and put it back as they found it
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from filelock import FileLock
 
+from tests.inner_run import known_tcg_bug, migrations, output_tail, run_suite
 from virtmig.lab import lifecycle
 from virtmig.lab.netns import is_alive, lab_netns_names, netns_pids
 from virtmig.lab.network import link_exists
 from virtmig.lab.topology import BRIDGE, LAB_LOCK, LAB_ROOT, NODES, SSH_CONFIG
 
 pytestmark = pytest.mark.lab
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -82,32 +78,13 @@ def test_host_keys_are_checked(lab_lock: bool, tmp_path: Path) -> None:
     assert "Host key verification failed" in result.stderr
 
 
-def _known_tcg_bug(hops: list[dict[str, Any]]) -> str | None:
-    """The harness's diagnosis when every failed hop is the guest crash QEMU 7.2's TCG migration causes.
-
-    That bug (lost dirty pages, fixed upstream in QEMU 9.0 by 03bfc2188f) is in
-    the component under test, not in virtmig; the suite found and named it,
-    which is what this test checks.  Any other failure still fails the test.
-    """
-    failed = [h for h in hops if not h["ok"]]
-    crashes = [next((n for n in h["notes"] if "03bfc2188f" in n), None) for h in failed]
-    return crashes[0] if failed and all(crashes) else None
-
-
 def test_live_suite_migrates_and_measures_on_the_lab(tmp_path: Path) -> None:
     """`pytest suites/live` (its p2p column) on the lab: two hops, each with libvirt and probe figures."""
-    html = tmp_path / "run" / "report.html"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites/live", "-k", "round_trip and p2p and not tunnelled", "-p", "no:cacheprovider",
-         f"--html={html}", "--self-contained-html"],
-        cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
-    )
-    results = json.loads((html.parent / "results.json").read_text())
-    hops = results["migrations"]
-    if proc.returncode != 0 and (bug := _known_tcg_bug(hops)):
+    proc, html = run_suite(tmp_path, "suites/live", "-k", "round_trip and p2p and not tunnelled")
+    hops = migrations(html)
+    if proc.returncode != 0 and (bug := known_tcg_bug(hops)):
         pytest.xfail(bug)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, output_tail(proc)
     assert [(m["src"], m["dst"]) for m in hops] == [("h1", "h2"), ("h2", "h1")]
     for hop in hops:
         assert hop["ok"], hop["error"]
@@ -125,15 +102,10 @@ def test_save_restore_on_the_lab_mount_without_root_squash(tmp_path: Path) -> No
     fixtures/storage.py LAB_SAVE_WHY), so this run asks for no_root_squash,
     and the report must flag the export as insecure.
     """
-    html = tmp_path / "run" / "report.html"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites/offline", "-k", "save-restore", "-p", "no:cacheprovider",
-         "--export-options", "rw,sync,no_root_squash,no_subtree_check", f"--html={html}", "--self-contained-html"],
-        cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    (move,) = json.loads((html.parent / "results.json").read_text())["migrations"]
+    proc, html = run_suite(tmp_path, "suites/offline", "-k", "save-restore",
+                           "--export-options", "rw,sync,no_root_squash,no_subtree_check")
+    assert proc.returncode == 0, output_tail(proc)
+    (move,) = migrations(html)
     assert move["kind"] == "save-restore" and move["ok"], move
     assert "INSECURE" in move["storage"] and "no_root_squash" in move["storage"]
     assert move["integrity"], "RAM and disk patterns were not checked"
@@ -141,17 +113,12 @@ def test_save_restore_on_the_lab_mount_without_root_squash(tmp_path: Path) -> No
 
 def test_live_suite_with_qemus_own_nfs_client(tmp_path: Path) -> None:
     """The same two hops with the disk opened by QEMU's libnfs driver: no mount on the hosts, no --unsafe."""
-    html = tmp_path / "run" / "report.html"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites/live", "-k", "round_trip and p2p and not tunnelled", "-p", "no:cacheprovider",
-         "--disk-access", "qemu-nfs", f"--html={html}", "--self-contained-html"],
-        cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
-    )
-    hops = json.loads((html.parent / "results.json").read_text())["migrations"]
-    if proc.returncode != 0 and (bug := _known_tcg_bug(hops)):
+    proc, html = run_suite(tmp_path, "suites/live", "-k", "round_trip and p2p and not tunnelled",
+                           "--disk-access", "qemu-nfs")
+    hops = migrations(html)
+    if proc.returncode != 0 and (bug := known_tcg_bug(hops)):
         pytest.xfail(bug)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, output_tail(proc)
     assert [(m["src"], m["dst"]) for m in hops] == [("h1", "h2"), ("h2", "h1")]
     for hop in hops:
         assert hop["ok"] and hop["storage"].startswith("qemu-nfs"), hop

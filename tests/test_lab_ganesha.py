@@ -12,17 +12,14 @@ after it keep (session fixture `lab`) until this session ends.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
 from filelock import FileLock
 
-from tests.test_lab import _known_tcg_bug
+from tests.inner_run import known_tcg_bug, migrations, output_tail, run_suite
 from virtmig import ganesha_export as g
 from virtmig.host import Host
 from virtmig.lab import lifecycle
@@ -31,7 +28,6 @@ from virtmig.nfs_export import ExportError, ExportSpec, exported_to, mount_nfs, 
 from virtmig.staging import QemuIdentity
 
 pytestmark = pytest.mark.lab
-REPO = Path(__file__).resolve().parent.parent
 #: Not the lab's own export directory: a leftover of another run there must not matter.
 TEST_EXPORT = PurePosixPath("/srv/virtmig-ganesha-test")
 MOUNT = PurePosixPath("/mnt/virtmig-ganesha-test")
@@ -73,22 +69,17 @@ def conf_at_rest() -> Iterator[Callable[[], bytes]]:
 def test_live_suite_with_a_ganesha_export(conf_at_rest: Callable[[], bytes], tmp_path: Path) -> None:
     """`pytest suites/live --nfs-server-kind ganesha` (p2p): migrates, and ganesha.conf is put back exactly."""
     before = conf_at_rest()
-    html = tmp_path / "run" / "report.html"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites/live", "-k", "round_trip and p2p and not tunnelled",
-         "-p", "no:cacheprovider", "--nfs-server-kind", "ganesha", f"--html={html}", "--self-contained-html"],
-        cwd=REPO, capture_output=True, text=True, timeout=3600, env=env,
-    )
+    proc, html = run_suite(tmp_path, "suites/live", "-k", "round_trip and p2p and not tunnelled",
+                           "--nfs-server-kind", "ganesha", timeout=3600)
     after = conf_at_rest()  # put back whatever the run's outcome
     assert after == before and b"virtmig managed export" not in after
     results = html.parent / "results.json"
-    hops = json.loads(results.read_text())["migrations"] if results.exists() else []
-    assert hops, proc.stdout[-4000:] + proc.stderr[-2000:]
+    hops = migrations(html) if results.exists() else []
+    assert hops, output_tail(proc)
     assert all("from nfs-ganesha" in m["storage"] for m in hops), hops
-    if proc.returncode != 0 and (bug := _known_tcg_bug(hops)):
+    if proc.returncode != 0 and (bug := known_tcg_bug(hops)):
         pytest.xfail(bug)  # the same rule as tests/test_lab.py: QEMU's bug, found and named
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, output_tail(proc)
     assert [(m["src"], m["dst"]) for m in hops] == [("h1", "h2"), ("h2", "h1")]
     assert all(m["ok"] for m in hops), hops
 

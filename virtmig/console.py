@@ -57,8 +57,10 @@ _CRASH_MARKERS = ("Kernel panic - not syncing", "list_add corruption", "list_del
                   "kernel BUG at", "general protection fault", "BUG: ", "is not a head!",
                   "detected stalls on CPUs")
 
-#: First QEMU release whose TCG migration keeps every dirty page (libvirt's version number: 9.0.0).
+#: First QEMU release whose TCG migration keeps every dirty page (libvirt's version number: 9.0.0),
+#: and the upstream commit that fixed it (named in the diagnosis, so reports can be searched for it).
 TCG_DIRTY_FIX_VERSION = 9_000_000
+TCG_DIRTY_FIX_COMMIT = "03bfc2188f"
 
 
 def crash_lines(lines: Sequence[str]) -> list[str]:
@@ -79,6 +81,6 @@ def crash_diagnosis(lines: Sequence[str], host: str, domain_type: str, qemu_vers
     if domain_type == "qemu" and qemu_version < TCG_DIRTY_FIX_VERSION:
         major, minor = qemu_version // 1_000_000, qemu_version // 1_000 % 1_000
         text += (f"; QEMU {major}.{minor} with TCG loses pages the guest dirties during migration "
-                 "(upstream fix 03bfc2188f 'physmem: Fix migration dirty bitmap coherency with TCG memory "
+                 f"(upstream fix {TCG_DIRTY_FIX_COMMIT} 'physmem: Fix migration dirty bitmap coherency with TCG memory "
                  "access', QEMU 9.0): migrate KVM guests, or use QEMU 9.0 or later for TCG")
     return text
