@@ -24,6 +24,7 @@ from typing import Any
 
 import libvirt
 
+from virtmig.environment import version_text
 from virtmig.host import CommandError, CommandTimeout, Host, HostConnectionError
 
 #: libvirt's default migration port range (qemu.conf migration_port_min/max).
@@ -82,16 +83,12 @@ def check_ssh(pair: Pair) -> CheckResult:
     return CheckResult("ssh", peer.ok, tuple(ev), fix)
 
 
-def _version(v: int) -> str:
-    return f"{v // 1000000}.{v // 1000 % 1000}.{v % 1000}"
-
-
 def check_versions(pair: Pair) -> CheckResult:
     """libvirt and QEMU on both hosts; the destination must not be older than the source."""
     got = {}
     for label, conn in (("src", pair.src_conn), ("dst", pair.dst_conn)):
         got[label] = (conn.getLibVersion(), conn.getVersion())
-    ev = tuple(f"{h.name}: libvirt {_version(got[k][0])}, QEMU {_version(got[k][1])}"
+    ev = tuple(f"{h.name}: libvirt {version_text(got[k][0])}, QEMU {version_text(got[k][1])}"
                for k, h in (("src", pair.src), ("dst", pair.dst)))
     ok = got["dst"][0] >= got["src"][0] and got["dst"][1] >= got["src"][1]
     return CheckResult("versions", ok, ev, None if ok else
