@@ -24,11 +24,11 @@ import time
 import libvirt
 import pytest
 
-from fixtures.guest import LabGuest
+from fixtures.guest import RunningGuest
 from virtmig.config import RunConfig
 from virtmig.host import Host
-from virtmig.measure import GuestAccess, Leg, MeasuredMigration, measured_live_migration
-from virtmig.modes import P2P
+from virtmig.migration.measure import GuestAccess, Leg, MeasuredMigration, measured_live_migration
+from virtmig.migration.modes import P2P
 
 pytestmark = [pytest.mark.live, pytest.mark.lab]
 
@@ -56,7 +56,7 @@ def _downtime_from_domjobinfo(text: str) -> float | None:
 
 
 def test_overhead_and_probe_agreement(
-    run_config: RunConfig, test_domain: LabGuest, src_host: Host, dst_host: Host,
+    run_config: RunConfig, test_domain: RunningGuest, src_host: Host, dst_host: Host,
     src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
 ) -> None:
     unsafe = test_domain.storage.unsafe

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from virtmig.console import TCG_DIRTY_FIX_COMMIT
+from virtmig.guest.console import TCG_DIRTY_FIX_COMMIT
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from virtmig import checks
-from virtmig.jobstats import JobStats
-from virtmig.probe import ProbeResult, summarize
-from virtmig.records import MigrationRecord
+from virtmig.migration import criteria
+from virtmig.migration.jobstats import JobStats
+from virtmig.guest.probe import ProbeResult, summarize
+from virtmig.migration.records import MigrationRecord
 
 MS = 1_000_000
 
@@ -35,7 +35,7 @@ def probe_result(gap_ms: int, *, interval_ms: int = 5, replies: bool = True) -> 
 
 @pytest.mark.parametrize(("libvirt_ms", "probe_ms"), [(203, 258), (207, 252), (63, 99), (156, 219), (100, 92)])
 def test_agreement_on_the_figures_the_lab_measured(libvirt_ms: float, probe_ms: float) -> None:
-    agreement = checks.compare_downtime(libvirt_ms, probe_ms)
+    agreement = criteria.compare_downtime(libvirt_ms, probe_ms)
     assert agreement.agrees is True
     assert agreement.note is None
 
@@ -46,7 +46,7 @@ def test_agreement_on_the_figures_the_lab_measured(libvirt_ms: float, probe_ms: 
     (200, 0),     # no outage seen at all
 ])
 def test_disagreement_is_flagged_with_both_figures(libvirt_ms: float, probe_ms: float) -> None:
-    agreement = checks.compare_downtime(libvirt_ms, probe_ms)
+    agreement = criteria.compare_downtime(libvirt_ms, probe_ms)
     assert agreement.agrees is False
     assert agreement.note is not None
     assert "DISAGREEMENT" in agreement.note
@@ -54,23 +54,23 @@ def test_disagreement_is_flagged_with_both_figures(libvirt_ms: float, probe_ms: 
 
 
 def test_tolerance_edges_are_inclusive_and_stated() -> None:
-    tol = checks.DowntimeTolerance(below_ms=10, above_ms=100)
-    assert checks.compare_downtime(100, 200, tol).agrees is True
-    assert checks.compare_downtime(100, 200.5, tol).agrees is False
-    assert checks.compare_downtime(100, 90, tol).agrees is True
-    assert checks.compare_downtime(100, 89.5, tol).agrees is False
-    assert "-10/+100 ms" in checks.compare_downtime(1, 2, tol).tolerance
+    tol = criteria.DowntimeTolerance(below_ms=10, above_ms=100)
+    assert criteria.compare_downtime(100, 200, tol).agrees is True
+    assert criteria.compare_downtime(100, 200.5, tol).agrees is False
+    assert criteria.compare_downtime(100, 90, tol).agrees is True
+    assert criteria.compare_downtime(100, 89.5, tol).agrees is False
+    assert "-10/+100 ms" in criteria.compare_downtime(1, 2, tol).tolerance
 
 
 def test_missing_side_is_unknown_not_agreement() -> None:
-    assert checks.compare_downtime(None, 250).agrees is None
-    assert checks.compare_downtime(200, None).agrees is None
-    assert checks.compare_downtime(None, 250).note is None
+    assert criteria.compare_downtime(None, 250).agrees is None
+    assert criteria.compare_downtime(200, None).agrees is None
+    assert criteria.compare_downtime(None, 250).note is None
 
 
 def test_agreement_from_record_dicts() -> None:
-    assert checks.agreement_from_record_figures({"downtime_ms": 200}, {"longest_gap_ms": 600}).agrees is False
-    assert checks.agreement_from_record_figures({"downtime_ms": True}, {"longest_gap_ms": 600}).agrees is None
+    assert criteria.agreement_from_record_figures({"downtime_ms": 200}, {"longest_gap_ms": 600}).agrees is False
+    assert criteria.agreement_from_record_figures({"downtime_ms": True}, {"longest_gap_ms": 600}).agrees is None
 
 
 def test_old_records_without_the_new_fields_still_load() -> None:
@@ -84,7 +84,7 @@ def test_old_records_without_the_new_fields_still_load() -> None:
 
 
 def test_good_statistics_pass() -> None:
-    assert checks.stats_problems(GOOD_STATS) == []
+    assert criteria.stats_problems(GOOD_STATS) == []
 
 
 @pytest.mark.parametrize(("change", "expected"), [
@@ -100,16 +100,16 @@ def test_bad_statistics_are_reported(change: dict[str, object], expected: str) -
     stats = JobStats(**{**{k: getattr(GOOD_STATS, k) for k in (
         "success", "time_elapsed_ms", "downtime_ms", "memory_processed_bytes", "memory_total_bytes",
         "memory_remaining_bytes", "memory_iteration")}, **change})
-    problems = checks.stats_problems(stats)
+    problems = criteria.stats_problems(stats)
     assert any(expected in p for p in problems), problems
 
 
 def test_no_statistics_at_all_is_a_problem() -> None:
-    assert checks.stats_problems(None) == ["libvirt kept no completed-job statistics"]
+    assert criteria.stats_problems(None) == ["libvirt kept no completed-job statistics"]
 
 
 def test_offline_statistics_need_no_downtime() -> None:
-    assert checks.stats_problems(JobStats(time_elapsed_ms=10), live=False) == []
+    assert criteria.stats_problems(JobStats(time_elapsed_ms=10), live=False) == []
 
 
 # --- the probe --------------------------------------------------------------
@@ -118,26 +118,26 @@ def test_offline_statistics_need_no_downtime() -> None:
 def test_a_probe_that_saw_the_guest_come_back_passes() -> None:
     result = probe_result(250)
     assert result.longest_gap_ms == pytest.approx(255, abs=6)
-    assert checks.probe_problems(result, answered_after=True) == []
+    assert criteria.probe_problems(result, answered_after=True) == []
 
 
 def test_a_truncated_gap_fails() -> None:
-    problems = checks.probe_problems(probe_result(250), answered_after=False)
+    problems = criteria.probe_problems(probe_result(250), answered_after=False)
     assert any("truncated" in p for p in problems)
 
 
 def test_a_probe_with_no_reply_fails() -> None:
-    problems = checks.probe_problems(probe_result(0, replies=False), answered_after=True)
+    problems = criteria.probe_problems(probe_result(0, replies=False), answered_after=True)
     assert any("no reply at all" in p for p in problems)
 
 
 def test_a_coarse_probe_fails() -> None:
-    problems = checks.probe_problems(probe_result(250, interval_ms=10), answered_after=True)
+    problems = criteria.probe_problems(probe_result(250, interval_ms=10), answered_after=True)
     assert any("coarser" in p for p in problems)
 
 
 def test_a_stalled_probe_thread_is_noted() -> None:
     samples = [(0, 1 * MS), (5 * MS, 6 * MS), (400 * MS, 401 * MS)]
     result = summarize(samples, interval_s=0.005)
-    assert checks.probe_caveats(result) and "stalled" in checks.probe_caveats(result)[0]
-    assert checks.probe_caveats(probe_result(250)) == []
+    assert criteria.probe_caveats(result) and "stalled" in criteria.probe_caveats(result)[0]
+    assert criteria.probe_caveats(probe_result(250)) == []

@@ -106,7 +106,7 @@ def test_unknown_name_message_suggests_a_fix(ssh_cfg: Path) -> None:
 
 
 def test_known_hosts_lists_concrete_aliases_only(ssh_cfg: Path) -> None:
-    assert sshconfig.known_hosts(ssh_cfg) == {"alpha", "beta", "beta-alias", "same-as-alpha"}
+    assert sshconfig.host_aliases(ssh_cfg) == {"alpha", "beta", "beta-alias", "same-as-alpha"}
 
 
 def test_include_is_followed(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_include_is_followed(tmp_path: Path) -> None:
     (tmp_path / "conf.d" / "lab.conf").write_text("Host inc\n    HostName 10.0.0.9\n    Port 2222\n")
     main = tmp_path / "config"
     main.write_text("Host first\n    User u1\n    Include conf.d/*.conf\n    Port 2001\n")
-    assert sshconfig.known_hosts(main) == {"first", "inc"}
+    assert sshconfig.host_aliases(main) == {"first", "inc"}
     assert sshconfig.resolve(main, "inc") == sshconfig.ResolvedHost("inc", "10.0.0.9", 2222, sshconfig.resolve(
         main, "zzz").user)
     # Lines after the Include still belong to the includer's Host block.

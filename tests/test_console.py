@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from virtmig.console import crash_diagnosis, crash_lines
+from virtmig.guest.console import crash_diagnosis, crash_lines
 
 PANIC = [
     "virtmig-tick up=8.41 rx=1204 tx=1190",

@@ -10,7 +10,7 @@ import libvirt
 import pytest
 from lxml import etree
 
-from virtmig.domain import (
+from virtmig.guest.domain_xml import (
     DEFAULT_SCHEMA_DIR,
     DOMAIN_TEMPLATE,
     DomainSpec,

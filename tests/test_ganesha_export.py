@@ -15,10 +15,10 @@ from typing import cast
 
 import pytest
 
-from virtmig import ganesha_export as g
-from virtmig.ganesha_conf import configured_exports, includes
+from virtmig.storage import ganesha as g
+from virtmig.storage.ganesha_conf import configured_exports, includes
 from virtmig.host import CommandError, CommandResult, Host
-from virtmig.nfs_export import BEGIN, END, ExportError, ExportSpec, strip_managed_block
+from virtmig.storage.exports import BEGIN, END, ExportError, ExportSpec, strip_managed_block
 
 pytest_plugins = ["pytester"]
 

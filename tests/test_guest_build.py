@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from virtmig.lab import guest
-from virtmig.lab.guest import GuestImage, build_guest, guest_cmdline, inputs_digest
+from virtmig.guest import image as guest
+from virtmig.guest.image import GuestImage, build_guest, guest_cmdline, inputs_digest
 from virtmig.lab.topology import GUEST_AGENT_PORT, GUEST_MAC
 
 NETNS = "vmtest-guest"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from virtmig import integrity
-from virtmig.integrity import IntegrityError
-from virtmig.probe import AgentError
+from virtmig.guest import integrity
+from virtmig.guest.integrity import IntegrityError
+from virtmig.guest.probe import AgentError
 
 
 class FakeAgent:

@@ -13,7 +13,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from virtmig.jobstats import JobProgress, JobStats, JobStatsError
+from virtmig.migration.jobstats import JobProgress, JobStats, JobStatsError
 
 MIB = 1024 * 1024
 

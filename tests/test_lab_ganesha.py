@@ -20,12 +20,12 @@ import pytest
 from filelock import FileLock
 
 from tests.inner_run import known_tcg_bug, migrations, output_tail, run_suite
-from virtmig import ganesha_export as g
+from virtmig.storage import ganesha as g
 from virtmig.host import Host
 from virtmig.lab import lifecycle
 from virtmig.lab.topology import H1, H2, LAB_LOCK, SSH_CONFIG
-from virtmig.nfs_export import ExportError, ExportSpec, exported_to, mount_nfs, unmount, wait_listed
-from virtmig.staging import QemuIdentity
+from virtmig.storage.exports import ExportError, ExportSpec, exported_to, mount_nfs, unmount, wait_listed
+from virtmig.storage.staging import QemuIdentity
 
 pytestmark = pytest.mark.lab
 #: Not the lab's own export directory: a leftover of another run there must not matter.

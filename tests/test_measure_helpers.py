@@ -11,12 +11,14 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from virtmig import clocks, modes
+from virtmig.migration import clocks
+
+from virtmig.migration import modes
 from virtmig.config import ConfigError, build_run_config, check_dirty_rate, check_round_trips
-from virtmig.jobstats import JobProgress
-from virtmig.migration import postcopy_blocker, progress_line
-from virtmig.probe import UdpEchoProbe
-from virtmig.records import MigrationRecord
+from virtmig.migration.jobstats import JobProgress
+from virtmig.migration.runner import postcopy_blocker, progress_line
+from virtmig.guest.probe import UdpEchoProbe
+from virtmig.migration.records import MigrationRecord
 from virtmig.report import tables
 from virtmig.waiters import wait_for_probe_answer
 

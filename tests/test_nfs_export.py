@@ -9,7 +9,7 @@ import pytest
 
 from virtmig.host import Host
 from virtmig.lab.topology import H1, H2, SSH_CONFIG
-from virtmig.nfs_export import (
+from virtmig.storage.exports import (
     BEGIN,
     END,
     ExportError,

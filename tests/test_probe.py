@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from virtmig.probe import (
+from virtmig.guest.probe import (
     AgentError,
     ProbeLog,
     Sample,
@@ -129,7 +129,7 @@ def test_summarize() -> None:
 
 
 def test_probe_payload_never_looks_like_a_command() -> None:
-    from virtmig.probe import _PAYLOAD
+    from virtmig.guest.probe import _PAYLOAD
 
     assert _PAYLOAD.size == 16
     assert _PAYLOAD.pack(2**40, time.monotonic_ns())[:1] != b"!"
@@ -139,7 +139,7 @@ def test_probe_payload_never_looks_like_a_command() -> None:
 
 
 class EchoAgent:
-    """Stand-in for virtmig/lab/guest_agent.c: echo, '!ping' -> 'ok pong', pause."""
+    """Stand-in for virtmig/guest/guest_agent.c: echo, '!ping' -> 'ok pong', pause."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from virtmig.records import MigrationRecord
+from virtmig.migration.records import MigrationRecord
 from virtmig.report import DASH, MIB, dirty_rate_bytes_per_s, progress_points
 from virtmig.report import svg, tables
+from tests.plugin_session import run_with_plugins
 from virtmig.report.results_json import (
     RESULTS_SCHEMA_VERSION,
     read_run,
@@ -243,7 +244,7 @@ def test_latest_never_replaces_a_real_directory(tmp_path: Path) -> None:
 
 INNER_TESTS = '''
 import pytest
-from virtmig.records import MigrationRecord
+from virtmig.migration.records import MigrationRecord
 
 def rec(test_id, downtime):
     return MigrationRecord(
@@ -276,14 +277,11 @@ def test_without_migration():
 def test_plugin_puts_records_in_html_and_results(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, xdist: list[str]
 ) -> None:
-    pytester.syspathinsert(REPO_ROOT)
-    # xdist workers are fresh interpreters: they find the repo through the environment.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
     pytester.makepyfile(test_inner=INNER_TESTS)
     run_dir = pytester.path / "reports" / "20240501T100000Z"
     html_path = run_dir / "r.html"
-    result = pytester.runpytest("-p", "fixtures.report", "-p", "no:cacheprovider", *xdist,
-                                f"--html={html_path}", "--self-contained-html")
+    result = run_with_plugins(pytester, monkeypatch, "-p", "fixtures.report", "-p", "no:cacheprovider", *xdist,
+                              f"--html={html_path}", "--self-contained-html")
     result.assert_outcomes(passed=4)
     if xdist:
         result.stdout.fnmatch_lines(["*created: 2/2 workers*"])  # really ran on workers

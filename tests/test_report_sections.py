@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from _pytest.pytester import RunResult
 
-from virtmig.records import MigrationRecord
+from tests.plugin_session import run_with_plugins
+from virtmig.migration.records import MigrationRecord
 from virtmig.report.results_json import read_run, write_run
 
 pytest_plugins = ["pytester"]
@@ -32,7 +33,8 @@ RUN_ID = "20991231T235959Z"
 INNER_TESTS = '''
 import pytest
 from virtmig.environment import HostFacts, PairEnvironment
-from virtmig.records import MigrationRecord
+from tests.plugin_session import run_with_plugins
+from virtmig.migration.records import MigrationRecord
 from virtmig.report import MIB
 
 ENV_MODE = {env_mode!r}
@@ -113,8 +115,6 @@ def write_history(reports: Path, nights: int = 4, downtime: float = 100.0) -> li
 def synthetic_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *args: str,
                   env_mode: str = "ok", history: bool = True) -> SyntheticRun:
     """Run the inner suite as suites/live/test_synthetic.py with --html into reports/<RUN_ID>/."""
-    pytester.syspathinsert(REPO_ROOT)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
     suite = pytester.mkpydir("suites") / "live"
     suite.mkdir()
     (suite / "__init__.py").write_text("")
@@ -124,8 +124,8 @@ def synthetic_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *a
         write_history(reports)
     run_dir = reports / RUN_ID
     html = run_dir / "report.html"
-    result = pytester.runpytest("-p", "fixtures.report", "-p", "fixtures.verdict", "-p", "no:cacheprovider",
-                                f"--html={html}", "--self-contained-html", "suites", *args)
+    result = run_with_plugins(pytester, monkeypatch, "-p", "fixtures.report", "-p", "fixtures.verdict",
+                              "-p", "no:cacheprovider", f"--html={html}", "--self-contained-html", "suites", *args)
     return SyntheticRun(result, html, run_dir)
 
 

@@ -1,4 +1,4 @@
-"""virtmig.storage_check: mountinfo parsing, each kind of mismatch failing with its table, real hosts.
+"""virtmig.storage.shared_check: mountinfo parsing, each kind of mismatch failing with its table, real hosts.
 
 The self-tests build `StorageFacts` by hand (compare is pure) from real
 mountinfo lines, change one thing on the destination and check that exactly
@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import Sshd
 from virtmig.host import Host
-from virtmig.storage_check import (
+from virtmig.storage.shared_check import (
     FAIL_MARK,
     PathStat,
     QemuAccess,

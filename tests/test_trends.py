@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from virtmig.records import MigrationRecord
+from virtmig.migration.records import MigrationRecord
 from virtmig.report.results_json import update_latest, write_run
 from virtmig.report.trends import (
     IMPROVED,

@@ -167,7 +167,7 @@ def _check_reachable_name(name: str, option: str, config: Path | None, names_fil
     """
     where = f"Host in {names_file}" if names_file is not None else "Host in an ssh config (there is none)"
     resolved = sshconfig.resolve(config, name)
-    if names_file is not None and name in sshconfig.known_hosts(names_file):
+    if names_file is not None and name in sshconfig.host_aliases(names_file):
         return resolved.hostname, resolved.port
     if sshconfig.uses_proxy(config, name):
         return resolved.hostname, resolved.port

@@ -6,7 +6,7 @@ costs a second.  Every check returns a `CheckResult` (never raises for a
 failed condition), so the verdict can list every reason at once, with its
 evidence, rather than the first.
 
-The shared-storage check belongs to `virtmig.storage_check` (issue 3); when
+The shared-storage check belongs to `virtmig.storage.shared_check` (issue 3); when
 that module is importable its `gather`/`sentinel_roundtrip`/`compare` run
 here, else a sentinel file written on the source is read on the destination.
 """
@@ -228,7 +228,7 @@ def check_shared_storage(pair: Pair) -> CheckResult:
         return CheckResult("shared-storage", False, ("no shared storage path given",),
                            "mount the shared storage at the same path on both hosts")
     try:
-        storage_check: Any = importlib.import_module("virtmig.storage_check")
+        storage_check: Any = importlib.import_module("virtmig.storage.shared_check")
     except ImportError:
         storage_check = None
     if storage_check is not None and hasattr(storage_check, "compare"):
@@ -255,7 +255,7 @@ def _qemu_user(host: Host) -> str:
 
 
 def _storage_check_hook(pair: Pair, mod: Any) -> CheckResult:
-    """Run virtmig.storage_check (issue 3) and turn its report into a CheckResult."""
+    """Run virtmig.storage.shared_check (issue 3) and turn its report into a CheckResult."""
     from pathlib import PurePosixPath  # noqa: PLC0415 - only this path needs it
 
     mount = PurePosixPath(pair.storage_path or "/")

@@ -128,11 +128,11 @@ def lookup(cfg: paramiko.SSHConfig, name: str) -> dict[str, Any]:
         raise SSHConfigError(f"cannot evaluate ssh config for {name!r}: {exc}") from exc
 
 
-def known_hosts(config: Path) -> set[str]:
+def host_aliases(config: Path) -> set[str]:
     """The concrete Host names (aliases) defined in *config*: no wildcards, no negations.
 
     These are the names an operator can pass as --src/--dst even when they are
-    not resolvable by DNS.  (Not to be confused with a known_hosts file.)
+    not resolvable by DNS.
     """
     names: set[str] = set()
     for line in config_text(config).splitlines():

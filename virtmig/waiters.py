@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 import libvirt
 
-from virtmig.probe import AgentError, UdpEchoProbe, agent_command
+from virtmig.guest.probe import AgentError, UdpEchoProbe, agent_command
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """Live migration of a running guest to the destination and back, over the flag matrix.
 
-One test per column of `virtmig.modes.LIVE_MATRIX` (ids are the mode names:
+One test per column of `virtmig.migration.modes.LIVE_MATRIX` (ids are the mode names:
 p2p, direct, p2p-tunnelled, postcopy, auto-converge, bandwidth-limit,
 max-downtime), each going there and back `--round-trips` times while the
 guest dirties memory at `--dirty-rate`.  After each hop the guest must run
@@ -14,15 +14,15 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from fixtures.guest import LabGuest
+from fixtures.guest import RunningGuest
 from fixtures.report import MigrationLog
-from virtmig import domains
+from virtmig.guest import domains
 from virtmig.config import RunConfig
-from virtmig.console import crash_diagnosis, silent_guest_evidence
+from virtmig.guest.console import crash_diagnosis, silent_guest_evidence
 from virtmig.host import Host
-from virtmig.measure import GuestAccess, Leg, measured_live_migration
-from virtmig.migration import ProgressCallback, postcopy_blocker
-from virtmig.modes import LIVE_MATRIX, MigrationMode
+from virtmig.migration.measure import GuestAccess, Leg, measured_live_migration
+from virtmig.migration.runner import ProgressCallback, postcopy_blocker
+from virtmig.migration.modes import LIVE_MATRIX, MigrationMode
 
 pytestmark = [pytest.mark.live, pytest.mark.lab]
 
@@ -32,7 +32,7 @@ def test_round_trip(
     request: pytest.FixtureRequest,
     mode: MigrationMode,
     run_config: RunConfig,
-    test_domain: LabGuest,
+    test_domain: RunningGuest,
     src_host: Host, dst_host: Host,
     src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
     migration_log: MigrationLog,

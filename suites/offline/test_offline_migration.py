@@ -1,4 +1,4 @@
-"""Moving a guest that stops: offline migration, cold move, save/restore (virtmig.offline).
+"""Moving a guest that stops: offline migration, cold move, save/restore (virtmig.migration.offline).
 
 Each test moves the running guest from the source to the destination once.
 The downtime is the probe's: the guest's last answer on the source to its
@@ -11,13 +11,13 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from fixtures.guest import LabGuest
+from fixtures.guest import RunningGuest
 from fixtures.report import MigrationLog
-from virtmig import domains
+from virtmig.guest import domains
 from virtmig.config import RunConfig
 from virtmig.host import Host
-from virtmig.measure import GuestAccess, Leg
-from virtmig.offline import KINDS, measured_move
+from virtmig.migration.measure import GuestAccess, Leg
+from virtmig.migration.offline import KINDS, measured_move
 
 pytestmark = [pytest.mark.offline, pytest.mark.lab]
 
@@ -27,7 +27,7 @@ def test_move(
     request: pytest.FixtureRequest,
     kind: str,
     run_config: RunConfig,
-    test_domain: LabGuest,
+    test_domain: RunningGuest,
     src_host: Host, dst_host: Host,
     src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
     migration_log: MigrationLog,

@@ -24,13 +24,13 @@ import libvirt
 import pytest
 
 from fixtures.storage import ServerExport, StorageConfig
-from virtmig import domains
-from virtmig import nfs_export as exports
+from virtmig.guest import domains
+from virtmig.storage import exports
 from virtmig import sshconfig
 from virtmig.config import RunConfig
 from virtmig.host import Host
-from virtmig.nfs_export import ExportSpec, Mounted, ProvisionedExport
-from virtmig.staging import QemuIdentity
+from virtmig.storage.exports import ExportSpec, Mounted, ProvisionedExport
+from virtmig.storage.staging import QemuIdentity
 from virtmig.lab.topology import GUEST_AGENT_PORT, GUEST_IP
 from virtmig.waiters import wait_for_agent
 

@@ -13,9 +13,9 @@ import libvirt
 import pytest
 
 from fixtures.storage import SharedStorage
-from suites.permissions.checks import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing
+from suites.permissions.steps import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing
 from suites.permissions.conftest import Gate, start_on, with_disk
-from virtmig import domains
+from virtmig.guest import domains
 from virtmig.diagnose import Cause
 from virtmig.host import Host
 

@@ -24,7 +24,7 @@ import libvirt
 import pytest
 
 from fixtures.storage import ServerExport, SharedStorage
-from suites.permissions.checks import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing
+from suites.permissions.steps import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing
 from suites.permissions.conftest import (
     CASE_EXPORT_DST_TAG,
     CASE_EXPORT_TAG,
@@ -35,12 +35,12 @@ from suites.permissions.conftest import (
     start_on,
     with_disk,
 )
-from virtmig import domains
-from virtmig import nfs_export as exports
+from virtmig.guest import domains
+from virtmig.storage import exports
 from virtmig.config import RunConfig
 from virtmig.diagnose import Cause
 from virtmig.host import Host
-from virtmig.nfs_export import ExportSpec
+from virtmig.storage.exports import ExportSpec
 
 pytestmark = [pytest.mark.permissions, pytest.mark.lab]
 

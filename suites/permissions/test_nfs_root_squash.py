@@ -24,7 +24,7 @@ import libvirt
 import pytest
 
 from fixtures.storage import ServerExport, SharedStorage
-from suites.permissions.checks import (
+from suites.permissions.steps import (
     assert_happy_path,
     assert_left_intact,
     diagnose_on,
@@ -34,7 +34,7 @@ from suites.permissions.checks import (
 from suites.permissions.conftest import Gate, GuestExport, start_on, with_disk
 from virtmig.diagnose import Cause
 from virtmig.host import Host
-from virtmig.staging import QemuIdentity
+from virtmig.storage.staging import QemuIdentity
 
 pytestmark = [pytest.mark.permissions, pytest.mark.lab]
 

@@ -11,7 +11,7 @@ import libvirt
 import pytest
 
 from fixtures.storage import SharedStorage
-from virtmig import domains
+from virtmig.guest import domains
 from virtmig.diagnose import Cause, diagnose, gather_evidence, paths_in
 from virtmig.diagnose.selinux import SelinuxState, context_type, file_context
 from virtmig.host import Host

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from virtmig import storage_check
+from virtmig.storage import shared_check
 from virtmig.host import CommandResult
 
 #: File system types libvirt 9.0 treats as shared (virFileIsSharedFS), plus
@@ -202,7 +202,7 @@ def parse_mountinfo(text: str) -> tuple[Mount, ...]:
     mounts = []
     for line in text.splitlines():
         try:
-            entries = storage_check.parse_mountinfo(line)
+            entries = shared_check.parse_mountinfo(line)
         except ValueError:
             continue
         for e in entries:

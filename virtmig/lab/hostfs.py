@@ -12,9 +12,9 @@ import shutil
 import uuid
 from pathlib import Path
 
+from virtmig.guest.image import GUEST_CACHE
 from virtmig.lab.netns import Node, sh
 from virtmig.lab.topology import (
-    GUEST_CACHE,
     KNOWN_HOSTS,
     NODES,
     SHARED_DIR,

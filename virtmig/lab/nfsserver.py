@@ -9,7 +9,7 @@ V3 on UDP` and clients get `nfs_service failed`).
 ganesha.conf holds the server settings and includes `exports.conf`, so that
 the exports can be rewritten alone (by `exportfs_adapter`, from the standard
 /etc/exports) and reloaded with SIGHUP without touching the rest.  The
-harness's `--nfs-server-kind ganesha` (virtmig.ganesha_export) writes its
+harness's `--nfs-server-kind ganesha` (virtmig.storage.ganesha) writes its
 EXPORT block into ganesha.conf itself, as on a real ganesha server: the two
 never write the same file, and its Export_Ids (60000 up) are not the
 adapter's (1 up).

@@ -9,7 +9,7 @@ vm.unprivileged_userfaultfd=1: post-copy migration needs userfaultfd(2) in
 the destination QEMU, and the lab runs QEMU unprivileged (libvirt-qemu) as
 a distribution does.  Debian's default 0 refuses it, and QEMU 7.2 does not
 use /dev/userfaultfd.  Real hosts are left alone: there the suite skips
-post-copy and says why (`virtmig.migration.postcopy_blocker`).
+post-copy and says why (`virtmig.migration.runner.postcopy_blocker`).
 """
 
 from __future__ import annotations

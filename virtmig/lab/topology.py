@@ -16,8 +16,6 @@ from pathlib import Path
 #: Root of everything the lab keeps on disk (per-host /etc copies, keys, pids).
 #: Not under /tmp: sshd's StrictModes refuses keys below a world-writable dir.
 LAB_ROOT = Path("/var/lib/virtmig-lab")
-#: Guest kernel and initramfs, built once and kept across labs.
-GUEST_CACHE = Path("/var/cache/virtmig/guest")
 
 #: Bridge in the root namespace joining the hosts; the controller's address is on it.
 BRIDGE = "vmlab0"

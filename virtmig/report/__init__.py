@@ -6,8 +6,8 @@ The submodules (`svg`, `tables`, `results_json`) are pure functions of
 
 This module is the one place that knows which keys of a record's `stats`,
 `probe` and `progress` hold which figure.  Those dicts are the `to_dict()`
-forms of classes that evolve on their own (`virtmig.jobstats`,
-`virtmig.probe`) and old results.json files keep their old names, so every
+forms of classes that evolve on their own (`virtmig.migration.jobstats`,
+`virtmig.guest.probe`) and old results.json files keep their old names, so every
 figure is looked up under its current name first and older aliases after;
 a figure that is absent, null, or not a finite number reads as None and is
 shown as `DASH`, never as a crash or a made-up zero.
@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from virtmig.records import MigrationRecord
+from virtmig.migration.records import MigrationRecord
 
 #: What a missing figure looks like in tables and charts.
 DASH: Final = "–"

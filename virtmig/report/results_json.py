@@ -6,7 +6,7 @@ The layout is described in docs/results-schema.md; in short::
 
     {
       "schema_version": 1,              # of this file's layout (RESULTS_SCHEMA_VERSION)
-      "record_schema_version": 1,       # of each migration (virtmig.records.SCHEMA_VERSION)
+      "record_schema_version": 1,       # of each migration (virtmig.migration.records.SCHEMA_VERSION)
       "run": {
         "run_id": str | null,
         "started_at": str | null,       # ISO 8601, UTC
@@ -37,8 +37,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
-from virtmig.records import SCHEMA_VERSION as RECORD_SCHEMA_VERSION
-from virtmig.records import MigrationRecord
+from virtmig.migration.records import SCHEMA_VERSION as RECORD_SCHEMA_VERSION
+from virtmig.migration.records import MigrationRecord
 from virtmig.report.tables import summary_counts
 
 #: Bump on an incompatible change to the file layout (not to a record's).

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from virtmig.records import MigrationRecord
+from virtmig.migration.records import MigrationRecord
 from virtmig.report import DASH, MIB, downtime_ms, fmt, probe_gap_ms, progress_points, short_label
 
 #: Colour-blind-safe-ish categorical palette (Tableau 10).

@@ -13,7 +13,7 @@ import html
 from collections.abc import Sequence
 from typing import Final
 
-from virtmig.records import MigrationRecord
+from virtmig.migration.records import MigrationRecord
 from virtmig.report import (
     DASH,
     MIB,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from virtmig.records import MigrationRecord
+from virtmig.migration.records import MigrationRecord
 from virtmig.report import downtime_ms, probe_gap_ms, total_time_ms
 from virtmig.report.results_json import LATEST_NAME, RESULTS_NAME, read_run
 

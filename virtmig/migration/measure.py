@@ -3,17 +3,17 @@
 libvirt's completed-job statistics say what the hypervisors think happened;
 the UDP echo probe says what a client of the guest saw.  They are taken by
 different parties on different clocks, so agreement between them is
-evidence and disagreement is a finding (`virtmig.checks.compare_downtime`).
+evidence and disagreement is a finding (`virtmig.migration.criteria.compare_downtime`).
 Around the move, the guest writes a fresh RAM and disk pattern and verifies
-both afterwards (`virtmig.integrity`), and each host's clock offset is taken
-(`virtmig.clocks`) so host-side times can be compared with ours.
+both afterwards (`virtmig.guest.integrity`), and each host's clock offset is taken
+(`virtmig.migration.clocks`) so host-side times can be compared with ours.
 
 The probe is kept running after the migration call returns until the guest
 answers a datagram sent after that moment (bounded): stopping it at once
 would cut an outage that outlasts libvirt's call short.
 
 `Measurement` is the shared part: the offline, cold and save/restore
-procedures (`virtmig.offline`) use it around their own operations.
+procedures (`virtmig.migration.offline`) use it around their own operations.
 """
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ from typing import Any
 
 import libvirt
 
-from virtmig import checks, integrity
-from virtmig.clocks import measure_offsets
-from virtmig.integrity import Agent, AreaCheck
-from virtmig.migration import MigrationMode, MigrationOutcome, ProgressCallback, migrate
-from virtmig.probe import ProbeResult, UdpEchoProbe
-from virtmig.records import MigrationRecord
+from virtmig.migration import criteria
+
+from virtmig.guest import integrity
+from virtmig.migration.clocks import measure_offsets
+from virtmig.guest.integrity import Agent, AreaCheck
+from virtmig.migration.runner import MigrationMode, MigrationOutcome, ProgressCallback, migrate
+from virtmig.guest.probe import ProbeResult, UdpEchoProbe
+from virtmig.migration.records import MigrationRecord
 from virtmig.waiters import wait_for_probe_answer
 
 #: How long the probe keeps going after an operation for the guest to answer.
@@ -121,12 +123,12 @@ class Measurement:
 
     def problems(self) -> list[str]:
         """Probe and integrity problems (statistics are judged by the caller)."""
-        found = [] if self.probe is None else checks.probe_problems(self.probe, answered_after=self.answered_after)
+        found = [] if self.probe is None else criteria.probe_problems(self.probe, answered_after=self.answered_after)
         found += [f"{c.area} pattern not intact after the move: {c.reply}" for c in self.integrity_checks if not c.ok]
         return found
 
     def notes(self) -> list[str]:
-        return [] if self.probe is None else checks.probe_caveats(self.probe)
+        return [] if self.probe is None else criteria.probe_caveats(self.probe)
 
 
 @dataclass(frozen=True)
@@ -142,14 +144,14 @@ class MeasuredMigration:
     probe: ProbeResult
     record: MigrationRecord
     problems: list[str]
-    agreement: checks.DowntimeAgreement
+    agreement: criteria.DowntimeAgreement
 
 
 def measured_live_migration(
     leg: Leg, domain: str, mode: MigrationMode, *, guest: GuestAccess, test_id: str, storage: str,
     unsafe_reason: str | None = None, clock_hosts: Sequence[Any] = (),
     on_progress: ProgressCallback | None = None, agent: Agent | None = None,
-    tolerance: checks.DowntimeTolerance = checks.DEFAULT_TOLERANCE,
+    tolerance: criteria.DowntimeTolerance = criteria.DEFAULT_TOLERANCE,
 ) -> MeasuredMigration:
     """Migrate `domain` along `leg` with the probe running and the patterns in place; record and judge."""
     meas = Measurement(guest, integrity.new_seed(mode.name), integrity.AREAS, clock_hosts, agent)
@@ -158,11 +160,11 @@ def measured_live_migration(
                           unsafe=unsafe_reason is not None, on_progress=on_progress)
         meas.finish(verify=outcome.ok)
     assert meas.probe is not None
-    problems = [] if not outcome.ok else checks.stats_problems(outcome.stats) + meas.problems()
+    problems = [] if not outcome.ok else criteria.stats_problems(outcome.stats) + meas.problems()
     if mode.postcopy_after_first_pass and outcome.postcopy_switched is False and outcome.ok:
         problems.append("the post-copy mode never switched to post-copy")
     stats = outcome.stats.to_dict() if outcome.stats else None
-    agreement = checks.compare_downtime(
+    agreement = criteria.compare_downtime(
         None if outcome.stats is None or outcome.stats.downtime_ms is None else float(outcome.stats.downtime_ms),
         meas.probe.longest_gap_ms if meas.answered_after else None, tolerance)
     notes = [f"--unsafe: {unsafe_reason}"] if unsafe_reason else []

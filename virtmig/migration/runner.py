@@ -21,9 +21,9 @@ from typing import Any
 
 import libvirt
 
-from virtmig.jobstats import JobProgress, JobStats
+from virtmig.migration.jobstats import JobProgress, JobStats
 # Re-exported: the modes used to live here and callers import them from here.
-from virtmig.modes import DIRECT, LIVE_BASE, P2P, TUNNELLED, MigrationMode
+from virtmig.migration.modes import DIRECT, LIVE_BASE, P2P, TUNNELLED, MigrationMode
 
 __all__ = [
     "DIRECT", "LIVE_BASE", "P2P", "TUNNELLED", "MigrationMode", "MigrationOutcome", "ProgressSampler",

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from virtmig.jobstats import JobStats
-from virtmig.probe import ProbeResult
+from virtmig.migration.jobstats import JobStats
+from virtmig.guest.probe import ProbeResult
 
 
 @dataclass(frozen=True)

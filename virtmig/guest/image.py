@@ -49,12 +49,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from virtmig.lab.topology import GUEST_CACHE
-
 _HERE = Path(__file__).resolve().parent
 INIT_SCRIPT = _HERE / "guest_init.sh"
 AGENT_SOURCE = _HERE / "guest_agent.c"
 BUSYBOX = Path("/bin/busybox")
+#: Where the built guest is kept between runs (built on the controller, staged to the hosts).
+GUEST_CACHE = Path("/var/cache/virtmig/guest")
 
 #: Drivers for the virtio NIC and disk, in insmod order (dependencies first).
 MODULES: tuple[str, ...] = (

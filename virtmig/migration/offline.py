@@ -31,12 +31,14 @@ from typing import Any
 
 import libvirt
 
-from virtmig import checks, integrity
-from virtmig.integrity import Agent
-from virtmig.jobstats import JobStats
-from virtmig.measure import GuestAccess, Leg, Measurement
-from virtmig.migration import read_completed_stats
-from virtmig.records import MigrationRecord
+from virtmig.migration import criteria
+
+from virtmig.guest import integrity
+from virtmig.guest.integrity import Agent
+from virtmig.migration.jobstats import JobStats
+from virtmig.migration.measure import GuestAccess, Leg, Measurement
+from virtmig.migration.runner import read_completed_stats
+from virtmig.migration.records import MigrationRecord
 
 OFFLINE_FLAGS = (libvirt.VIR_MIGRATE_OFFLINE | libvirt.VIR_MIGRATE_PERSIST_DEST
                  | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE | libvirt.VIR_MIGRATE_PEER2PEER)
@@ -172,6 +174,6 @@ def measured_move(
         probe=meas.probe.to_dict(), notes=notes, dirty_rate_asked_mib_s=guest.dirty_rate_mib_s,
         clock_offsets=meas.clock_offsets,
         integrity=integrity.summary(meas.integrity_checks) if meas.integrity_checks else None,
-        downtime_agreement=checks.compare_downtime(None, meas.probe.longest_gap_ms).to_dict(),
+        downtime_agreement=criteria.compare_downtime(None, meas.probe.longest_gap_ms).to_dict(),
     )
     return MeasuredMove(outcome, record, problems)

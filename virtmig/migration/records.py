@@ -3,8 +3,8 @@
 Records travel from the test that measured them to the report through
 pytest's `user_properties`, which pytest-xdist carries from workers to the
 controller; so a record holds only JSON types.  The figures inside are the
-`to_dict()` forms of `virtmig.jobstats.JobStats` (libvirt's view) and
-`virtmig.probe.ProbeResult` (the guest's reachability seen from outside).
+`to_dict()` forms of `virtmig.migration.jobstats.JobStats` (libvirt's view) and
+`virtmig.guest.probe.ProbeResult` (the guest's reachability seen from outside).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ class MigrationRecord:
     storage: how the disk was shared, e.g. "nfs-mount", "lab-shared-dir".
     dirty_rate_asked_mib_s: the guest workload's dirtying rate the harness
         asked for (`--dirty-rate`), to read beside libvirt's measured rate.
-    clock_offsets: {host: virtmig.clocks.ClockOffset.to_dict()}, each host's
+    clock_offsets: {host: virtmig.migration.clocks.ClockOffset.to_dict()}, each host's
         clock against the controller's when the migration was measured.
     integrity: {"ram"/"disk": "ok" or the agent's failing reply}.
-    downtime_agreement: virtmig.checks.DowntimeAgreement.to_dict(): libvirt's
+    downtime_agreement: virtmig.migration.criteria.DowntimeAgreement.to_dict(): libvirt's
         downtime against the probe's gap, and whether they agree.
     """
 

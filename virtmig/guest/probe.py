@@ -329,7 +329,7 @@ class UdpEchoProbe:
 def agent_command(ip: str, port: int, text: str, timeout: float = 2.0, retries: int = 3) -> str:
     """Send one '!'-command to the guest agent and return its reply line.
 
-    `text` may omit the '!'. The lab agent (virtmig/lab/guest_agent.c)
+    `text` may omit the '!'. The guest agent (virtmig/guest/guest_agent.c)
     answers 'ok ...' (e.g. '!ping' -> 'ok pong'), 'fail ...' when a check
     found a difference, 'err ...' when it could not run the command.
 

@@ -1,7 +1,7 @@
 """Provision the export on an nfs-ganesha server: an EXPORT block, applied by reload.
 
 The kernel server is driven through /etc/exports and `exportfs -ra`
-(virtmig.nfs_export).  nfs-ganesha has neither: its exports are EXPORT
+(virtmig.storage.exports).  nfs-ganesha has neither: its exports are EXPORT
 blocks in its own config file, and a running ganesha (4.x) re-reads them
 when it gets SIGHUP (`systemctl reload nfs-ganesha` sends the same), adding,
 updating and removing exports without a restart that would break every
@@ -28,10 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from virtmig import nfs_export
-from virtmig.ganesha_conf import ConfiguredExport, configured_exports, includes
+from virtmig.storage import exports
+from virtmig.storage.ganesha_conf import ConfiguredExport, configured_exports, includes
 from virtmig.host import Host
-from virtmig.nfs_export import BEGIN, END, ExportError, ExportSpec, strip_managed_block, wait_listed
+from virtmig.storage.exports import BEGIN, END, ExportError, ExportSpec, strip_managed_block, wait_listed
 from virtmig.waiters import WaitTimeout
 
 GANESHA_CONF = PurePosixPath("/etc/ganesha/ganesha.conf")
@@ -194,7 +194,7 @@ def with_block(original: str, block: str) -> str:
     return f"{kept}{BEGIN}\n{block}{END}\n"
 
 
-# -- what the server's config exports already (parsing: virtmig.ganesha_conf) --------
+# -- what the server's config exports already (parsing: virtmig.storage.ganesha_conf) --------
 
 def read_configured_exports(server: Host, config: PurePosixPath) -> list[ConfiguredExport]:
     """Every EXPORT block ganesha would load besides ours: the config and its %includes."""
@@ -290,7 +290,7 @@ def provision_ganesha_export(
     block = render_block(spec, export_id)  # refuses what ganesha cannot express
     reload = reload_command(server, pidfile)
     original = server.read_text(str(config))
-    created, work = nfs_export.prepare_directories(server, spec, owner, workdir)
+    created, work = exports.prepare_directories(server, spec, owner, workdir)
     handle = GaneshaExport(server.name, server_name, spec, config, pidfile, original, export_id, created, work)
     try:
         server.write_text(str(config), with_block(original, block))
@@ -320,4 +320,4 @@ def restore_ganesha_config(server: Host, handle: GaneshaExport, observers: Seque
         if check_withdrawn:
             wait_listed(observers, handle.server_name, handle.spec.path, listed=False, timeout=timeout)
     finally:
-        nfs_export.remove_directories(server, handle.spec, handle.created_dir, handle.workdir)
+        exports.remove_directories(server, handle.spec, handle.created_dir, handle.workdir)

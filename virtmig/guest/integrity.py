@@ -5,7 +5,7 @@ delivered, i.e. memory as QEMU restored it and the disk through the
 destination's QEMU and storage stack (the agent reads the disk with O_DIRECT,
 so not from its own page cache).  libvirt saying "completed" proves neither.
 
-Protocol (virtmig/lab/guest_agent.c): `!ram-write SEED` / `!disk-write SEED`
+Protocol (virtmig/guest/guest_agent.c): `!ram-write SEED` / `!disk-write SEED`
 answer `ok <verb> SEED <checksum>`; `!ram-verify SEED` / `!disk-verify SEED`
 answer `ok <verb> SEED`, or `fail <verb> SEED offset=N` at the first bad
 byte.  The seed is fresh for every migration, so a verify can only pass on
@@ -22,10 +22,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from virtmig.probe import AgentError, agent_command
+from virtmig.guest.probe import AgentError, agent_command
 
 #: Sends one '!'-command to the guest agent and returns its reply line; raises
-#: AgentError on silence or a fail/err reply (as `virtmig.probe.agent_command`).
+#: AgentError on silence or a fail/err reply (as `virtmig.guest.probe.agent_command`).
 Agent = Callable[[str], str]
 
 #: Which patterns exist: "ram" (16 MiB buffer) and "disk" (first 4 MiB of vda).

@@ -1,5 +1,5 @@
 /*
- * virtmig-agent: the test guest's agent.  Built by virtmig/lab/guest.py with
+ * virtmig-agent: the test guest's agent.  Built by virtmig/guest/image.py with
  * `gcc -O2 -static -pthread` and started by the guest's /init.
  *
  * Why it exists: the migration tests need (a) an echo to measure downtime

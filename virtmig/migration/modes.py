@@ -5,7 +5,7 @@ bench and the report name modes by `MigrationMode.name`, and a new column
 is one line here.  Each mode says *how* libvirt is asked to migrate
 (flags, typed parameters, a max-downtime setting, a post-copy switch);
 whether `VIR_MIGRATE_UNSAFE` is added is not a property of the mode but
-of the storage, so `virtmig.migration.migrate` takes it separately.
+of the storage, so `virtmig.migration.runner.migrate` takes it separately.
 
 libvirt 9.0 has no VIR_MIGRATE_PARAM_* for the downtime limit (the
 parameters are BANDWIDTH, BANDWIDTH_POSTCOPY, AUTO_CONVERGE_*, COMPRESSION_*,

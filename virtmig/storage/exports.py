@@ -6,7 +6,7 @@ and written back byte for byte at teardown (or removed, if there was none).
 A block left by an aborted run (same markers) is replaced, never doubled.
 
 An nfs-ganesha server gets the same export as an EXPORT block instead
-(virtmig.ganesha_export); the directories and the host side are shared.
+(virtmig.storage.ganesha); the directories and the host side are shared.
 
 Host side: `mount -t nfs SERVER:EXPORT MOUNTPOINT`; at teardown only what
 was mounted (and the mount point directory, if it was created) is removed.
