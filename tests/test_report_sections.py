@@ -33,7 +33,6 @@ RUN_ID = "20991231T235959Z"
 INNER_TESTS = '''
 import pytest
 from virtmig.environment import HostFacts, PairEnvironment
-from tests.plugin_session import run_with_plugins
 from virtmig.migration.records import MigrationRecord
 from virtmig.report import MIB
 
