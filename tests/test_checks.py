@@ -6,10 +6,11 @@ gives the check a good case (it passes) and a bad one (it reports it).
 
 from __future__ import annotations
 
+import libvirt
 import pytest
 
 from virtmig.migration import criteria
-from virtmig.migration.jobstats import JobStats
+from virtmig.migration.jobstats import JobStats, JobStatsError
 from virtmig.guest.probe import ProbeResult, summarize
 from virtmig.migration.records import MigrationRecord
 
@@ -68,9 +69,29 @@ def test_missing_side_is_unknown_not_agreement() -> None:
     assert criteria.compare_downtime(None, 250).note is None
 
 
-def test_agreement_from_record_dicts() -> None:
-    assert criteria.agreement_from_record_figures({"downtime_ms": 200}, {"longest_gap_ms": 600}).agrees is False
-    assert criteria.agreement_from_record_figures({"downtime_ms": True}, {"longest_gap_ms": 600}).agrees is None
+def test_a_records_agreement_is_judged_on_its_own_figures() -> None:
+    """The figures a record keeps (stats and probe dicts) are the ones the agreement in it was judged on."""
+    stats = JobStats.from_libvirt({"type": libvirt.VIR_DOMAIN_JOB_COMPLETED, libvirt.VIR_DOMAIN_JOB_DOWNTIME: 200})
+    probe = probe_result(600)
+    assert stats.downtime_ms is not None
+    agreement = criteria.compare_downtime(float(stats.downtime_ms), probe.longest_gap_ms)
+    record = MigrationRecord.from_json(MigrationRecord(
+        test_id="t", kind="live", mode="p2p", src="h1", dst="h2", domain="d", started_at="x", wall_s=1.0,
+        ok=True, storage="s", stats=stats.to_dict(), probe=probe.to_dict(),
+        downtime_agreement=agreement.to_dict()).to_json())
+    assert record.stats is not None and record.probe is not None and record.downtime_agreement is not None
+    assert (record.stats["downtime_ms"], record.probe["longest_gap_ms"]) == (200, probe.longest_gap_ms)
+    assert record.downtime_agreement["agrees"] is False
+    assert (record.downtime_agreement["libvirt_ms"], record.downtime_agreement["probe_ms"]) == (
+        200, probe.longest_gap_ms)
+
+
+def test_a_downtime_that_is_not_a_number_is_not_judged() -> None:
+    # True is refused when libvirt's statistics are read, so no record carries it as a figure,
+    # and a missing downtime leaves the agreement unknown.
+    with pytest.raises(JobStatsError, match="downtime"):
+        JobStats.from_libvirt({"type": libvirt.VIR_DOMAIN_JOB_COMPLETED, libvirt.VIR_DOMAIN_JOB_DOWNTIME: True})
+    assert criteria.compare_downtime(None, 600).agrees is None
 
 
 def test_old_records_without_the_new_fields_still_load() -> None:

@@ -9,7 +9,8 @@ from virtmig.diagnose import Diagnosis, gather_evidence, paths_in
 from virtmig.diagnose import diagnose as diagnose_text
 from virtmig.host import Host
 from virtmig.lab.topology import GUEST_AGENT_PORT, GUEST_IP
-from virtmig.migration.runner import DIRECT, P2P, MigrationOutcome, migrate
+from virtmig.migration.modes import DIRECT, P2P
+from virtmig.migration.runner import MigrationOutcome, migrate
 from virtmig.guest.probe import agent_command
 from virtmig.storage.staging import QemuIdentity
 from virtmig.waiters import wait_for

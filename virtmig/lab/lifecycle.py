@@ -14,7 +14,6 @@ import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from virtmig.lab import exportfs_adapter, hostfs, network, nfs_fuse, nfsserver, sysctls
 from virtmig.lab.netns import LabError, Node, lab_netns_names, netns_exists, netns_pids, sh, terminate
@@ -169,6 +168,3 @@ def _ssh_answers(spec: LabNode) -> bool:
     except OSError:
         return False
 
-
-def lab_root() -> Path:
-    return LAB_ROOT

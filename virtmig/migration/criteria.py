@@ -1,8 +1,8 @@
 """The checks a measured migration must pass, as pure functions that can be shown to fail.
 
-Why pure: a check that is never seen failing proves nothing (the issue's
-"checks that cannot fail").  Each function here takes figures, not hosts,
-so tests/test_checks.py feeds every one a failing case.
+Why pure: a check that is never seen failing proves nothing.  Each
+function here takes figures, not hosts, so tests/test_checks.py feeds every
+one a failing case.
 
 Two kinds of outcome:
 * problems (lists of strings): the migration, or our measurement of it, is
@@ -15,7 +15,6 @@ Two kinds of outcome:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from virtmig.migration.jobstats import JobStats
@@ -31,9 +30,8 @@ class DowntimeTolerance:
     the destination, while the guest is reachable again only after QEMU's
     announce has moved the MAC over the bridges, and the probe adds up to
     one interval plus one round trip at each end.  Measured on the lab:
-    gap - downtime = +45..+55 ms (203/207 ms vs 258/252 ms), and +36..+63 ms
-    over the live matrix (see the issue 4 report), with +50..+100 ms in the
-    lab notes.  So:
+    gap - downtime = +45..+55 ms (203/207 ms vs 258/252 ms), +36..+63 ms
+    over the live matrix, and up to +100 ms in other lab runs.  So:
 
     below_ms: the gap may be shorter than libvirt's downtime by at most
         this (probe resolution: two 5 ms intervals and some scheduling
@@ -135,12 +133,3 @@ def probe_caveats(probe: ProbeResult) -> list[str]:
                 "the gap may be overstated by up to that much"]
     return []
 
-
-def agreement_from_record_figures(stats: Mapping[str, object] | None, probe: Mapping[str, object] | None,
-                                  tolerance: DowntimeTolerance = DEFAULT_TOLERANCE) -> DowntimeAgreement:
-    """compare_downtime on a record's stats/probe dicts (for re-judging old results)."""
-    def num(d: Mapping[str, object] | None, key: str) -> float | None:
-        value = None if d is None else d.get(key)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-    return compare_downtime(num(stats, "downtime_ms"), num(probe, "longest_gap_ms"), tolerance)

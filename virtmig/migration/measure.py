@@ -32,7 +32,8 @@ from virtmig.migration import criteria
 from virtmig.guest import integrity
 from virtmig.migration.clocks import measure_offsets
 from virtmig.guest.integrity import Agent, AreaCheck
-from virtmig.migration.runner import MigrationMode, MigrationOutcome, ProgressCallback, migrate
+from virtmig.migration.modes import MigrationMode
+from virtmig.migration.runner import MigrationOutcome, ProgressCallback, migrate
 from virtmig.guest.probe import ProbeResult, UdpEchoProbe
 from virtmig.migration.records import MigrationRecord
 from virtmig.waiters import wait_for_probe_answer

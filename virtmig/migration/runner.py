@@ -22,12 +22,10 @@ from typing import Any
 import libvirt
 
 from virtmig.migration.jobstats import JobProgress, JobStats
-# Re-exported: the modes used to live here and callers import them from here.
-from virtmig.migration.modes import DIRECT, LIVE_BASE, P2P, TUNNELLED, MigrationMode
+from virtmig.migration.modes import MigrationMode
 
 __all__ = [
-    "DIRECT", "LIVE_BASE", "P2P", "TUNNELLED", "MigrationMode", "MigrationOutcome", "ProgressSampler",
-    "ProgressCallback", "migrate", "progress_line", "read_completed_stats",
+    "MigrationOutcome", "ProgressSampler", "ProgressCallback", "migrate", "progress_line", "read_completed_stats",
 ]
 
 #: Called from the sampler thread with each running-job sample.
