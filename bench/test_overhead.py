@@ -26,7 +26,7 @@ import pytest
 
 from fixtures.guest import RunningGuest
 from virtmig.config import RunConfig
-from virtmig.host import Host
+from virtmig.host import SshHost
 from virtmig.migration.measure import GuestAccess, Leg, MeasuredMigration, measured_live_migration
 from virtmig.migration.modes import P2P
 
@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.live, pytest.mark.lab]
 ROUND_TRIPS = 3
 
 
-def _bare_hop(src: Host, dst: Host, domain: str, unsafe: bool) -> tuple[float, str]:
+def _bare_hop(src: SshHost, dst: SshHost, domain: str, unsafe: bool) -> tuple[float, str]:
     """One `virsh migrate` + `virsh domjobinfo --completed`; (wall s, domjobinfo text)."""
     migrate = ["virsh", "-q", "-c", src.libvirt_uri(), "migrate", "--live", "--p2p", "--persistent",
                "--undefinesource", *(["--unsafe"] if unsafe else []), domain, f"qemu+ssh://{dst.name}/system"]
@@ -56,7 +56,7 @@ def _downtime_from_domjobinfo(text: str) -> float | None:
 
 
 def test_overhead_and_probe_agreement(
-    run_config: RunConfig, test_domain: RunningGuest, src_host: Host, dst_host: Host,
+    run_config: RunConfig, test_domain: RunningGuest, src_host: SshHost, dst_host: SshHost,
     src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
 ) -> None:
     unsafe = test_domain.storage.unsafe

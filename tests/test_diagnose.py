@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from virtmig.diagnose.evidence import (
     parse_qemu_conf,
     relocations,
 )
-from virtmig.host import CommandResult
+from virtmig.localhost import LocalHost
 
 IMG = "/srv/shared/g/disk.raw"
 QEMU_OPEN = ("internal error: qemu unexpectedly closed the monitor: 2025-01-01T00:00:00.000000Z "
@@ -255,25 +254,6 @@ def test_parsers() -> None:
         "rw", "sync", "root_squash")
 
 
-class _Local:
-    """Runs commands on this machine: the path walk is tested against the real kernel."""
-
-    name = "local"
-
-    def run(self, *argv: str, check: bool = True, timeout: float | None = None,
-            stdin: str | None = None) -> CommandResult:
-        try:
-            p = subprocess.run(list(argv), capture_output=True, text=True, check=False)
-        except FileNotFoundError:
-            return CommandResult(127, "", f"{argv[0]}: not found", " ".join(argv), self.name)
-        return CommandResult(p.returncode, p.stdout, p.stderr, " ".join(argv), self.name)
-
-    def run_script(self, script: str, *, args: Sequence[str] = (), check: bool = True,
-                   timeout: float | None = None) -> CommandResult:
-        p = subprocess.run(["sh", "-s", "--", *args], input=script, capture_output=True, text=True, check=False)
-        return CommandResult(p.returncode, p.stdout, p.stderr, "sh -s", self.name)
-
-
 def test_path_walk_as_the_qemu_user_on_this_machine() -> None:
     try:
         pwd.getpwnam("libvirt-qemu")
@@ -288,7 +268,7 @@ def test_path_walk_as_the_qemu_user_on_this_machine() -> None:
         (base / "locked").chmod(0o700)
         img = base / "locked" / "g" / "disk.raw"
         img.write_bytes(b"")
-        evidence = gather_evidence(_Local(), str(img), user="libvirt-qemu")
+        evidence = gather_evidence(LocalHost("local"), str(img), user="libvirt-qemu")
         by_path = {c.path: c for c in evidence.path_checks}
         assert by_path[str(base)].search is True
         assert by_path[str(base / "locked")].search is False
@@ -300,11 +280,11 @@ def test_path_walk_as_the_qemu_user_on_this_machine() -> None:
         img.chmod(0o600)
         link = base / "link.raw"
         link.symlink_to(img)
-        evidence = gather_evidence(_Local(), str(link), user="libvirt-qemu")
+        evidence = gather_evidence(LocalHost("local"), str(link), user="libvirt-qemu")
         assert evidence.resolved == str(img) and evidence.root_read is True and evidence.found_at is None
         found = diagnose(f"Could not open '{link}': Permission denied", evidence)
         assert found.cause is Cause.DAC_IMAGE_NOT_ACCESSIBLE, found.text()
-        missing = gather_evidence(_Local(), str(base / "gone" / "disk.raw"), user="libvirt-qemu")
+        missing = gather_evidence(LocalHost("local"), str(base / "gone" / "disk.raw"), user="libvirt-qemu")
         assert missing.resolved is None and missing.found_at is not None
     finally:
         subprocess.run(["rm", "-rf", str(base)], check=False)

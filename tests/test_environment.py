@@ -25,7 +25,7 @@ from virtmig.environment import (
     parse_virsh_version,
     version_text,
 )
-from virtmig.host import Host
+from virtmig.host import SshHost
 from virtmig.report import environment_table
 
 CPUINFO_X86 = """processor\t: 0
@@ -218,7 +218,7 @@ class FakeConn:
 
 
 def test_gather_host_over_ssh(sshd: Sshd) -> None:
-    with Host(sshd.alias, ssh_config=sshd.ssh_config) as host:
+    with SshHost(sshd.alias, ssh_config=sshd.ssh_config) as host:
         got = gather_host(host, FakeConn())
     assert got.kernel == platform.release()
     assert got.hostname == os.uname().nodename
@@ -231,7 +231,7 @@ def test_gather_host_over_ssh(sshd: Sshd) -> None:
 
 
 def test_gather_host_keeps_going_when_one_fact_fails(sshd: Sshd) -> None:
-    with Host(sshd.alias, ssh_config=sshd.ssh_config) as host:
+    with SshHost(sshd.alias, ssh_config=sshd.ssh_config) as host:
         got = gather_host(host, FakeConn(fail="getVersion"))
     assert got.qemu_version is None and got.libvirt_version == "9.0.0"
     assert got.kernel == platform.release()
@@ -242,7 +242,7 @@ def test_gather_host_unreachable_lists_every_fact(sshd: Sshd, tmp_path: Path) ->
     config = tmp_path / "ssh_config"
     config.write_text(f"Host gone\n    HostName 127.0.0.1\n    Port 1\n    User root\n"
                       f"    UserKnownHostsFile {sshd.known_hosts}\n    ConnectTimeout 2\n")
-    with Host("gone", ssh_config=config) as host:
+    with SshHost("gone", ssh_config=config) as host:
         got = gather_host(host, None)
     assert got.kernel is None and got.libvirt_version is None
     assert [e.split(":")[0] for e in got.errors] == ["kernel", "hostname", "cpu", "os", "versions"]

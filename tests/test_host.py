@@ -1,7 +1,14 @@
-"""virtmig.host against a real sshd on 127.0.0.1 (see the `sshd` fixture)."""
+"""The host transports against the real thing: `SshHost` on a real sshd on 127.0.0.1 (see the
+`sshd` fixture), `LocalHost` with real subprocesses.
+
+The behaviour every caller relies on (quoting, rc/stdout/stderr, check, stdin,
+timeout, atomic files) is asserted once, for both transports: they must be
+interchangeable behind the `Host` protocol.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,19 +16,30 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Sshd
-from virtmig.host import CommandError, CommandResult, CommandTimeout, Host, HostConnectionError, ssh_wrapper
+from tests.replay import ReplayHost
+from virtmig.host import CommandError, CommandResult, CommandTimeout, Host, HostConnectionError, SshHost, ssh_wrapper
+from virtmig.localhost import LocalHost
+from virtmig.waiters import wait_for
 
 AWKWARD = ["a b", "it's", '"dq"', "$HOME", "`id`", "x;y", "back\\slash", "*", "", "tab\there", "new\nline", "-n"]
 
 
-@pytest.fixture
-def host(sshd: Sshd) -> Iterator[Host]:
-    with Host(sshd.alias, sshd.ssh_config) as h:
+#: Either transport (both have get(), which the protocol leaves out).
+AnyHost = SshHost | LocalHost
+
+
+@pytest.fixture(params=["ssh", "local"])
+def host(request: pytest.FixtureRequest) -> Iterator[AnyHost]:
+    if request.param == "local":
+        yield LocalHost("local")
+        return
+    sshd: Sshd = request.getfixturevalue("sshd")
+    with SshHost(sshd.alias, sshd.ssh_config) as h:
         yield h
 
 
 @pytest.fixture
-def remote_dir(host: Host) -> Iterator[str]:
+def remote_dir(host: AnyHost) -> Iterator[str]:
     path = host.run("mktemp", "-d").stdout.strip()
     yield path
     host.run("rm", "-rf", "--", path)
@@ -38,13 +56,13 @@ def test_result_check() -> None:
     assert message.endswith("the reason") and len(message) < 2200
 
 
-def test_argv_reaches_the_command_verbatim(host: Host) -> None:
+def test_argv_reaches_the_command_verbatim(host: AnyHost) -> None:
     result = host.run("printf", "[%s]", *AWKWARD)
     assert result.stdout == "".join(f"[{a}]" for a in AWKWARD)
     assert result.rc == 0 and result.stderr == "" and result.ok
 
 
-def test_rc_stderr_and_check(host: Host) -> None:
+def test_rc_stderr_and_check(host: AnyHost) -> None:
     result = host.run("sh", "-c", 'echo out; echo "err $1" >&2; exit 3', "sh", "a;b", check=False)
     assert (result.rc, result.stdout, result.stderr) == (3, "out\n", "err a;b\n")
     with pytest.raises(CommandError) as info:
@@ -53,12 +71,12 @@ def test_rc_stderr_and_check(host: Host) -> None:
     assert "stderr: boom" in str(info.value)
 
 
-def test_stdin_is_sent_and_closed(host: Host) -> None:
+def test_stdin_is_sent_and_closed(host: AnyHost) -> None:
     assert host.run("cat", stdin="x $y\n'z'\n").stdout == "x $y\n'z'\n"
     assert host.run("cat").stdout == ""  # EOF at once, never the harness's stdin
 
 
-def test_run_script_takes_values_as_arguments(host: Host) -> None:
+def test_run_script_takes_values_as_arguments(host: AnyHost) -> None:
     script = 'printf "[%s]" "$@" | tr a-z A-Z\necho\necho "$#"\n'
     result = host.run_script(script, args=AWKWARD)
     assert result.stdout == "".join(f"[{a.upper()}]" for a in AWKWARD) + f"\n{len(AWKWARD)}\n"
@@ -66,18 +84,18 @@ def test_run_script_takes_values_as_arguments(host: Host) -> None:
         host.run_script("exit 4\n", args=["x"])
 
 
-def test_run_script_has_an_empty_stdin(host: Host) -> None:
+def test_run_script_has_an_empty_stdin(host: AnyHost) -> None:
     """The script travels as an argument: a command in it that reads stdin sees EOF at once."""
     assert host.run_script("cat; echo done", timeout=10).stdout == "done\n"
 
 
-def test_timeout(host: Host) -> None:
+def test_timeout(host: AnyHost) -> None:
     with pytest.raises(CommandTimeout, match="timed out after 0.5 s: sleep 10"):
         host.run("sleep", "10", timeout=0.5)
     assert host.run("echo", "still usable").stdout == "still usable\n"
 
 
-def test_files_round_trip(host: Host, remote_dir: str, tmp_path: Path) -> None:
+def test_files_round_trip(host: AnyHost, remote_dir: str, tmp_path: Path) -> None:
     local = tmp_path / "in.bin"
     local.write_bytes(bytes(range(256)) * 100)
     host.put(local, f"{remote_dir}/a", mode=0o640)
@@ -96,10 +114,74 @@ def test_files_round_trip(host: Host, remote_dir: str, tmp_path: Path) -> None:
         host.read_text(f"{remote_dir}/absent")
 
 
+def test_a_failed_write_leaves_the_file_as_it_was(host: AnyHost, remote_dir: str) -> None:
+    target = f"{remote_dir}/kept.txt"
+    host.write_text(target, "original\n")
+    with pytest.raises(UnicodeEncodeError):
+        host.write_text(target, "half \udcff")  # fails after the temp file was made
+    assert host.read_text(target) == "original\n"
+    assert host.run("ls", "-A", remote_dir).stdout == "kept.txt\n"  # no temp left
+
+
+def test_transports_are_hosts(sshd: Sshd) -> None:
+    """Each transport satisfies the protocol (statically: these assignments are type-checked)."""
+    hosts: list[Host] = [SshHost("h1", sshd.ssh_config), LocalHost(), ReplayHost("r")]
+    assert all(isinstance(h, Host) for h in hosts)
+    assert not isinstance("h1", Host)
+
+
+# -- LocalHost only: what a shell would answer, with no shell in between -----------------
+
+
+def test_local_missing_or_unexecutable_program_answers_as_a_shell(tmp_path: Path) -> None:
+    local = LocalHost("here")
+    missing = local.run("virtmig-no-such-program", "x", check=False)
+    assert (missing.rc, missing.stdout) == (127, "") and "virtmig-no-such-program: not found" in missing.stderr
+    with pytest.raises(CommandError, match="here: command failed with rc=127: virtmig-no-such-program x"):
+        local.run("virtmig-no-such-program", "x")
+    plain = tmp_path / "not-executable"
+    plain.write_text("echo hi\n")
+    assert local.run(str(plain), check=False).rc == 126
+
+
+def test_local_signal_is_128_plus_n() -> None:
+    assert LocalHost().run("sh", "-c", "kill -TERM $$", check=False).rc == 128 + 15
+
+
+def test_local_timeout_ends_the_command_and_what_it_started(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child"
+    with pytest.raises(CommandTimeout, match="timed out after 0.5 s") as info:
+        LocalHost().run_script('echo started; sleep 60 >/dev/null 2>&1 & echo $! > "$1"; wait', args=[str(pidfile)],
+                               timeout=0.5)
+    assert info.value.stdout == "started\n"
+    child = int(pidfile.read_text())
+
+    def gone() -> bool | None:
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        return True if state in ("Z", "X") else None
+
+    wait_for(gone, target=f"the timed-out command's child (pid {child})", state="ended", timeout=10)
+
+
+def test_local_write_replaces_the_file_whole(tmp_path: Path) -> None:
+    """A reader that opened the old file reads all of it; new readers get all of the new one."""
+    target = tmp_path / "f"
+    target.write_text("old\n")
+    target.chmod(0o640)
+    with target.open() as reader:
+        LocalHost().write_text(str(target), "new\n")
+        assert reader.read() == "old\n"
+    assert target.read_text() == "new\n" and oct(target.stat().st_mode & 0o777) == oct(0o640)
+    assert os.listdir(tmp_path) == ["f"]
+
+
 def test_unknown_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    with Host(sshd.alias, sshd.client_config("unknown", empty)) as h:
+    with SshHost(sshd.alias, sshd.client_config("unknown", empty)) as h:
         with pytest.raises(HostConnectionError, match=r"testhost: cannot ssh to root@127.0.0.1:\d+: .*not found"):
             h.run("true")
 
@@ -109,20 +191,20 @@ def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     kind, key = (tmp_path / "other.pub").read_text().split()[:2]
     wrong = tmp_path / "known_hosts"
     wrong.write_text(f"[127.0.0.1]:{sshd.port} {kind} {key}\n")
-    with Host(sshd.alias, sshd.client_config("changed", wrong)) as h:
+    with SshHost(sshd.alias, sshd.client_config("changed", wrong)) as h:
         with pytest.raises(HostConnectionError, match="does not match"):
             h.run("true")
 
 
 def test_libvirt_uri(sshd: Sshd) -> None:
-    assert Host("h1").libvirt_uri() == "qemu+ssh://h1/system"
-    given = Host("h1", sshd.ssh_config, ssh_wrapper=Path("/a dir/ssh?&"))
+    assert SshHost("h1").libvirt_uri() == "qemu+ssh://h1/system"
+    given = SshHost("h1", sshd.ssh_config, ssh_wrapper=Path("/a dir/ssh?&"))
     assert given.libvirt_uri() == "qemu+ssh://h1/system?command=/a%20dir/ssh%3F%26"
-    with Host("h1", sshd.ssh_config) as made:
+    with SshHost("h1", sshd.ssh_config) as made:
         uri = made.libvirt_uri()
         wrapper = Path(uri.split("command=", 1)[1])
         assert wrapper.read_text() == f'#!/bin/sh\nexec ssh -F {sshd.ssh_config} "$@"\n'
-    assert not wrapper.exists()  # close() removes what the Host created
+    assert not wrapper.exists()  # close() removes what the SshHost created
 
 
 def test_ssh_wrapper_makes_ssh_use_the_config(sshd: Sshd, tmp_path: Path) -> None:
@@ -139,7 +221,7 @@ def test_libvirt_runs_the_uri_command(sshd: Sshd, tmp_path: Path) -> None:
     spy = tmp_path / "spy"
     spy.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> "{calls}"\nexec "{real}" "$@"\n')
     spy.chmod(0o755)
-    uri = Host(sshd.alias, sshd.ssh_config, ssh_wrapper=spy).libvirt_uri()
+    uri = SshHost(sshd.alias, sshd.ssh_config, ssh_wrapper=spy).libvirt_uri()
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # no stderr noise
     try:
         libvirt.open(uri).close()  # succeeds only if a libvirtd runs on this machine

@@ -21,7 +21,7 @@ from filelock import FileLock
 
 from tests.inner_run import known_tcg_bug, migrations, output_tail, run_suite
 from virtmig.storage import ganesha as g
-from virtmig.host import Host
+from virtmig.host import Host, SshHost
 from virtmig.lab import lifecycle
 from virtmig.lab.topology import H1, H2, LAB_LOCK, SSH_CONFIG
 from virtmig.storage.exports import ExportError, ExportSpec, exported_to, mount_nfs, unmount, wait_listed
@@ -89,7 +89,7 @@ def test_live_suite_with_a_ganesha_export(conf_at_rest: Callable[[], bytes], tmp
 
 @pytest.fixture
 def nfs_server(lab: bool) -> Iterator[Host]:
-    with Host("nfs", SSH_CONFIG) as host:
+    with SshHost("nfs", SSH_CONFIG) as host:
         yield host
 
 

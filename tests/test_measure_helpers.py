@@ -11,6 +11,8 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from tests.replay import ReplayHost
+from virtmig.localhost import LocalHost
 from virtmig.migration import clocks
 
 from virtmig.migration import modes
@@ -62,28 +64,17 @@ def test_offset_from_one_exchange() -> None:
         clocks.offset_from_exchange("h1", 100.2, 100.0, 100.0)
 
 
-class FakeHost:
-    name = "fake"
-
-    def __init__(self, skew_s: float, outputs: list[str] | None = None) -> None:
-        self.skew, self.outputs = skew_s, outputs
-
-    def run(self, *argv: str, check: bool = True, timeout: float | None = None, stdin: str | None = None) -> object:
-        assert argv == ("date", "+%s.%N")
-
-        class R:
-            stdout = self.outputs.pop(0) if self.outputs else f"{time.time() + self.skew:.9f}\n"
-        return R()
-
-
 def test_measure_offset_finds_a_skew_within_its_uncertainty() -> None:
-    off = clocks.measure_offset(FakeHost(2.5))
+    # This machine's real `date`, against a controller clock 2.5 s behind it.
+    off = clocks.measure_offset(LocalHost(), now=lambda: time.time() - 2.5)
     assert abs(off.offset_ms - 2500) <= off.uncertainty_ms + 1
 
 
 def test_measure_offset_refuses_garbage() -> None:
+    host = ReplayHost("h1", {"date +%s.%N": (0, "date: invalid\n", "")})
     with pytest.raises(ValueError, match="printed"):
-        clocks.measure_offset(FakeHost(0, ["date: invalid\n"]), samples=1)
+        clocks.measure_offset(host, samples=1)
+    assert host.calls == ["date +%s.%N"]
 
 
 def test_best_of_takes_the_shortest_round_trip() -> None:

@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from virtmig.host import Host
+from virtmig.host import Host, SshHost
 from virtmig.lab.topology import H1, H2, SSH_CONFIG
 from virtmig.storage.exports import (
     BEGIN,
@@ -70,7 +70,7 @@ def test_malformed_options_are_refused_before_any_host_is_touched(bad: str) -> N
 @pytest.fixture
 def nfs_server(lab: bool) -> Iterator[Host]:
     """The lab's NFS server over SSH; its /etc/exports as it was is put back afterwards."""
-    with Host("nfs", SSH_CONFIG) as host:
+    with SshHost("nfs", SSH_CONFIG) as host:
         before = host.read_text("/etc/exports")
         yield host
         host.write_text("/etc/exports", before)

@@ -17,7 +17,7 @@ from pathlib import PurePosixPath as P
 import pytest
 
 from tests.conftest import Sshd
-from virtmig.host import Host
+from virtmig.host import Host, SshHost
 from virtmig.storage.shared_check import (
     FAIL_MARK,
     PathStat,
@@ -229,7 +229,7 @@ def test_qemu_user_cannot_traverse_parent_on_one_host_fails() -> None:
 @pytest.fixture
 def local(sshd: Sshd) -> Iterator[tuple[Host, P]]:
     """Host for the local test sshd and a fresh 0755 directory on it."""
-    with Host(sshd.alias, sshd.ssh_config) as host:
+    with SshHost(sshd.alias, sshd.ssh_config) as host:
         path = P(host.run("mktemp", "-d", "-p", "/var/tmp", "virtmig-check.XXXXXX").stdout.strip())
         host.run("chmod", "755", str(path))
         try:

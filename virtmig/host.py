@@ -1,15 +1,21 @@
-"""One remote host reached over SSH, with one small interface (after pytest-testinfra).
+"""How the harness reaches a host: one small `Host` interface, over SSH or on this machine.
 
-Everything the harness does on a hypervisor goes through `Host`, so quoting,
-host-key checking and error reporting are decided here once:
+Everything the harness does on a hypervisor or NFS server goes through a
+`Host` (after pytest-testinfra), so quoting, host-key checking and error
+reporting are decided here once:
 
-* commands are argv lists, quoted with `shlex.join` in `Host.run` and nowhere
+* commands are argv lists, quoted with `shlex.join` in this module and nowhere
   else; a value never becomes shell syntax by accident;
 * pipelines are literal `sh` scripts (`Host.run_script`) that take values as
   positional parameters, again with no interpolation;
-* the connection follows the operator's ssh config (HostName, User, Port,
-  IdentityFile, known hosts) and refuses unknown host keys, unlike Fabric's
-  default of trusting any key on first use.
+* every command answers with the same `CommandResult`, and fails with the
+  same `CommandError` / `CommandTimeout`, whichever transport ran it.
+
+`Host` is the protocol code annotates with.  `SshHost` implements it over
+Fabric: the connection follows the operator's ssh config (HostName, User,
+Port, IdentityFile, known hosts) and refuses unknown host keys, unlike
+Fabric's default of trusting any key on first use.  `virtmig.localhost.LocalHost`
+implements it with subprocesses on this machine.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import fabric
@@ -51,7 +57,7 @@ def _clip(text: str, limit: int, *, tail: bool) -> str:
 
 
 class CommandError(RuntimeError):
-    """A remote command exited non-zero; the message says where, what and why."""
+    """A command on a host exited non-zero; the message says where, what and why."""
 
     def __init__(self, result: CommandResult) -> None:
         self.result = result
@@ -63,7 +69,7 @@ class CommandError(RuntimeError):
 
 
 class CommandTimeout(TimeoutError):
-    """A remote command outlived its timeout (its channel was closed)."""
+    """A command on a host outlived its timeout (its channel was closed, or its process group killed)."""
 
     def __init__(self, host: str, command: str, timeout: float, stdout: str, stderr: str) -> None:
         self.host, self.command, self.timeout = host, command, timeout
@@ -77,7 +83,10 @@ class HostConnectionError(ConnectionError):
 
 @dataclass(frozen=True)
 class CommandResult:
-    """What a remote command did. `command` is the exact shell line sent (for messages and logs)."""
+    """What a command on a host did, whichever transport ran it.
+
+    `command` is the command as quoted shell (for messages and logs); `host` the host's name.
+    """
 
     rc: int
     stdout: str
@@ -96,12 +105,77 @@ class CommandResult:
         return self
 
 
+def temp_name(path: str) -> str:
+    """A fresh name beside *path* for an atomic replace (same directory: same file system, so mv is a rename)."""
+    return f"{path}.virtmig-{uuid.uuid4().hex[:12]}.tmp"
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """argv as one POSIX shell line, each word quoted: what a login shell must be sent, and what messages show."""
+    if not argv:
+        raise ValueError("Host.run needs a command")
+    return shlex.join(argv)
+
+
+def script_argv(script: str, args: Sequence[str]) -> list[str]:
+    """The argv that runs a literal sh script with *args* as "$1", "$2", ... (never formatted into it)."""
+    return ["sh", "-c", script, "sh", *args]
+
+
+def script_shown(script: str, args: Sequence[str]) -> str:
+    """How a `run_script` call is named in messages: the arguments, then the script as a here-document."""
+    return f"sh -c <<'SCRIPT' {shlex.join(args)}\n{script.rstrip()}\nSCRIPT"
+
+
+@runtime_checkable
+class Host(Protocol):
+    """What the harness needs of a host, whatever reaches it: this is the type code annotates with.
+
+    Implemented by `SshHost` (a real host over SSH), `virtmig.localhost.LocalHost`
+    (this machine) and the tests' recorded replay.  Kept small on purpose:
+    anything a transport cannot do the same way on all of them (SFTP
+    downloads, a qemu+ssh URI) stays on the class that has it.
+    Runtime-checkable so that a hook can tell a host fixture from other values.
+    """
+
+    @property
+    def name(self) -> str:
+        """The host's name as the operator gave it (an ssh alias, or a label); messages use it."""
+        ...
+
+    def run(self, *argv: str, check: bool = True, timeout: float | None = None,
+            stdin: str | None = None) -> CommandResult:
+        """Run argv (no shell) and wait; stdin is *stdin* then EOF, else empty.
+
+        With check, a non-zero exit raises `CommandError`; a timeout always
+        raises `CommandTimeout`.  A missing program is rc 127, as from a shell.
+        """
+        ...
+
+    def run_script(self, script: str, *, args: Sequence[str] = (), check: bool = True,
+                   timeout: float | None = None) -> CommandResult:
+        """Run a literal sh script with *args* as its positional parameters, with an empty stdin."""
+        ...
+
+    def read_text(self, path: str) -> str:
+        """The file's content, decoded as UTF-8 (FileNotFoundError if absent)."""
+        ...
+
+    def write_text(self, path: str, text: str, mode: int | None = None) -> None:
+        """Replace the file atomically; its mode is *mode*, else the old file's, else the default."""
+        ...
+
+    def put(self, local: Path, path: str, mode: int | None = None) -> None:
+        """Copy a file of this machine to *path* on the host; mode *mode*, else the local file's."""
+        ...
+
+
 def ssh_wrapper(config: Path, dest: Path) -> Path:
     """Write an executable *dest* that runs ``ssh -F CONFIG "$@"``; return *dest*.
 
     libvirt spawns plain `ssh` for qemu+ssh URIs and has no way to pass ``-F``;
     its ``command=`` URI parameter can name this wrapper instead, so libvirt
-    sees the same aliases and known hosts as `Host`.  Written atomically so a
+    sees the same aliases and known hosts as `SshHost`.  Written atomically so a
     concurrent libvirt never executes a half-written script.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -112,11 +186,11 @@ def ssh_wrapper(config: Path, dest: Path) -> Path:
     return dest
 
 
-class Host:
-    """A host named as for `ssh NAME`, optionally with an explicit ssh config file (``-F``).
+class SshHost:
+    """A `Host` named as for `ssh NAME`, optionally with an explicit ssh config file (``-F``).
 
     The SSH connection opens on first use and is reused; `close` (or leaving
-    the ``with`` block) ends it.  Not thread-safe: give each thread its own Host.
+    the ``with`` block) ends it.  Not thread-safe: give each thread its own SshHost.
     """
 
     def __init__(self, name: str, ssh_config: Path | None = None, *, ssh_wrapper: Path | None = None) -> None:
@@ -129,9 +203,9 @@ class Host:
         self._conn: Any = None
 
     def __repr__(self) -> str:
-        return f"Host({self.name!r}, ssh_config={self.ssh_config!r})"
+        return f"SshHost({self.name!r}, ssh_config={self.ssh_config!r})"
 
-    def __enter__(self) -> Host:
+    def __enter__(self) -> SshHost:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -164,7 +238,7 @@ class Host:
         return self._conn
 
     def close(self) -> None:
-        """Close the SSH connection (if open) and remove any wrapper this Host created."""
+        """Close the SSH connection (if open) and remove any wrapper this SshHost created."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -182,9 +256,8 @@ class Host:
         an empty stdin (never the harness's own).  With check (the default) a
         non-zero exit raises `CommandError`; a timeout always raises `CommandTimeout`.
         """
-        if not argv:
-            raise ValueError("Host.run needs a command")
-        return self._exec(shlex.join(argv), shlex.join(argv), check=check, timeout=timeout, stdin=stdin)
+        line = command_line(argv)
+        return self._exec(line, line, check=check, timeout=timeout, stdin=stdin)
 
     def run_script(self, script: str, *, args: Sequence[str] = (), check: bool = True,
                    timeout: float | None = None) -> CommandResult:
@@ -195,9 +268,8 @@ class Host:
         a command that ends before the stdin writer has sent anything closes
         the channel under it (paramiko's "Socket is closed").
         """
-        line = shlex.join(["sh", "-c", script, "sh", *args])
-        shown = f"sh -c <<'SCRIPT' {shlex.join(args)}\n{script.rstrip()}\nSCRIPT"
-        return self._exec(line, shown, check=check, timeout=timeout, stdin=None)
+        line = command_line(script_argv(script, args))
+        return self._exec(line, script_shown(script, args), check=check, timeout=timeout, stdin=None)
 
     def _exec(self, line: str, shown: str, *, check: bool, timeout: float | None,
               stdin: str | None) -> CommandResult:
@@ -219,24 +291,24 @@ class Host:
 
     # -- files --------------------------------------------------------------
 
-    def put(self, local: Path, remote: str, mode: int | None = None) -> None:
-        """Copy a local file to *remote* (SFTP); set *mode* if given, else keep the local mode."""
+    def put(self, local: Path, path: str, mode: int | None = None) -> None:
+        """Copy a local file to *path* (SFTP); set *mode* if given, else keep the local mode."""
         sftp = self._connection().sftp()
-        sftp.put(str(local), remote)
-        sftp.chmod(remote, stat.S_IMODE(local.stat().st_mode) if mode is None else mode)
+        sftp.put(str(local), path)
+        sftp.chmod(path, stat.S_IMODE(local.stat().st_mode) if mode is None else mode)
 
     def get(self, remote: str, local: Path) -> None:
         """Copy *remote* to the local path *local* (SFTP)."""
         self._connection().sftp().get(remote, str(local))
 
-    def read_text(self, remote: str) -> str:
+    def read_text(self, path: str) -> str:
         """The remote file's content, decoded as UTF-8."""
-        with self._connection().sftp().open(remote, "rb") as f:
+        with self._connection().sftp().open(path, "rb") as f:
             data: bytes = f.read()
         return data.decode()
 
-    def write_text(self, remote: str, text: str, mode: int | None = None) -> None:
-        """Replace *remote* atomically (temp file in the same directory, then mv).
+    def write_text(self, path: str, text: str, mode: int | None = None) -> None:
+        """Replace *path* atomically (temp file in the same directory, then mv).
 
         Readers never see a partial file.  The mode is *mode*, else the old
         file's, else the server's default; it is set before any data is
@@ -244,17 +316,15 @@ class Host:
         """
         sftp = self._connection().sftp()
         if mode is None:
-            try:
-                mode = stat.S_IMODE(sftp.stat(remote).st_mode)
-            except FileNotFoundError:
-                pass
-        tmp = f"{remote}.virtmig-{uuid.uuid4().hex[:12]}.tmp"
+            with contextlib.suppress(FileNotFoundError):
+                mode = stat.S_IMODE(sftp.stat(path).st_mode)
+        tmp = temp_name(path)
         try:
             with sftp.open(tmp, "wbx") as f:
                 if mode is not None:
                     f.chmod(mode)
                 f.write(text.encode())
-            self.run("mv", "-f", "--", tmp, remote)
+            self.run("mv", "-f", "--", tmp, path)
         except BaseException:
             with contextlib.suppress(Exception):  # keep the original error
                 self.run("rm", "-f", "--", tmp, check=False)

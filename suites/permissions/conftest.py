@@ -28,7 +28,7 @@ from virtmig.guest import domains
 from virtmig.storage import exports
 from virtmig import sshconfig
 from virtmig.config import RunConfig
-from virtmig.host import Host
+from virtmig.host import Host, SshHost
 from virtmig.storage.exports import ExportSpec, Mounted, ProvisionedExport
 from virtmig.storage.staging import QemuIdentity
 from virtmig.lab.topology import GUEST_AGENT_PORT, GUEST_IP
@@ -120,7 +120,7 @@ def nfs_server(run_config: RunConfig, storage_config: StorageConfig,
     if nfs_export is None or not storage_config.mounts or run_config.nfs_server is None:
         pytest.skip("NFS cases need the export provisioned by virtmig (--nfs-server/--export or the lab, "
                     "no --no-provision) and mounted on the hosts (--disk-access mount)")
-    with Host(run_config.nfs_server, run_config.ssh_config) as server:
+    with SshHost(run_config.nfs_server, run_config.ssh_config) as server:
         yield server
 
 

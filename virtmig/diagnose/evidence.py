@@ -17,27 +17,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
+from virtmig.host import CommandResult, Host
 from virtmig.storage import shared_check
-from virtmig.host import CommandResult
 
 #: File system types libvirt 9.0 treats as shared (virFileIsSharedFS), plus
 #: FUSE NFS clients (reported as fuse.nfs) so the lab's userspace NFS counts.
 SHARED_FS_TYPES = frozenset({"nfs", "nfs4", "gfs2", "ocfs2", "ceph", "cifs", "smb3", "gpfs", "fuse.glusterfs",
                              "fuse.nfs", "fuse.quobyte", "beegfs"})
-
-
-class HostLike(Protocol):
-    """The part of `virtmig.host.Host` gathering uses (a recorded fake satisfies it)."""
-
-    name: str
-
-    def run(self, *argv: str, check: bool = True, timeout: float | None = None,
-            stdin: str | None = None) -> CommandResult: ...
-
-    def run_script(self, script: str, *, args: Sequence[str] = (), check: bool = True,
-                   timeout: float | None = None) -> CommandResult: ...
 
 
 @dataclass(frozen=True)
@@ -339,7 +326,7 @@ ETAB = "/var/lib/nfs/etab"
 QEMU_CONF = "/etc/libvirt/qemu.conf"
 
 
-def qemu_user(host: HostLike) -> tuple[str, bool | None]:
+def qemu_user(host: Host) -> tuple[str, bool | None]:
     """(the user QEMU runs as, dynamic_ownership) from qemu.conf, else the distribution's default."""
     conf = host.run("cat", QEMU_CONF, check=False)
     user, dyn = parse_qemu_conf(conf.stdout)
@@ -351,8 +338,8 @@ def qemu_user(host: HostLike) -> tuple[str, bool | None]:
     return "root", dyn
 
 
-def gather_evidence(host: HostLike, path: str | None = None, *, export_options: tuple[str, ...] = (),
-                    user: str | None = None, server: HostLike | None = None) -> Evidence:
+def gather_evidence(host: Host, path: str | None = None, *, export_options: tuple[str, ...] = (),
+                    user: str | None = None, server: Host | None = None) -> Evidence:
     """Collect everything `diagnose` may weigh, from *host*, about *path* (if any).
 
     export_options: the export's options, when the caller can read the NFS

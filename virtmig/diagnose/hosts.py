@@ -11,13 +11,14 @@ from collections.abc import Sequence
 
 from virtmig.diagnose.causes import Cause, Family, match, paths_in
 from virtmig.diagnose.engine import Diagnosis, diagnose
-from virtmig.diagnose.evidence import HostLike, gather_evidence
+from virtmig.diagnose.evidence import gather_evidence
+from virtmig.host import Host
 
 #: Causes that only say the evidence did not settle it.
 WEAK = frozenset({Cause.UNKNOWN, Cause.PERMISSION_DENIED_UNEXPLAINED, Cause.IMAGE_MISSING})
 
 
-def diagnose_on_hosts(error_text: str, hosts: Sequence[HostLike], *,
+def diagnose_on_hosts(error_text: str, hosts: Sequence[Host], *,
                       export_options: tuple[str, ...] = ()) -> Diagnosis:
     """The most specific diagnosis over *hosts* (in order); evidence is gathered only if the text needs it."""
     found = match(error_text)

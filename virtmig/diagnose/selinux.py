@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from virtmig.diagnose.evidence import HostLike, parse_getenforce, parse_getsebool
+from virtmig.diagnose.evidence import parse_getenforce, parse_getsebool
+from virtmig.host import Host
 
 VIRT_USE_NFS = "virt_use_nfs"
 
@@ -37,7 +38,7 @@ class SelinuxState:
         return None
 
 
-def selinux_state(host: HostLike) -> SelinuxState:
+def selinux_state(host: Host) -> SelinuxState:
     """Read the host's SELinux mode and virt_use_nfs."""
     mode = parse_getenforce(host.run("getenforce", check=False))
     use_nfs = None
@@ -46,7 +47,7 @@ def selinux_state(host: HostLike) -> SelinuxState:
     return SelinuxState(host.name, mode, use_nfs)
 
 
-def file_context(host: HostLike, path: str) -> str:
+def file_context(host: Host, path: str) -> str:
     """The SELinux context of *path* (`stat -c %C`), e.g. system_u:object_r:nfs_t:s0."""
     return host.run("stat", "-c", "%C", "--", path).stdout.strip()
 
@@ -57,6 +58,6 @@ def context_type(context: str) -> str:
     return parts[2] if len(parts) >= 3 else ""
 
 
-def set_boolean(host: HostLike, name: str, value: bool) -> None:
+def set_boolean(host: Host, name: str, value: bool) -> None:
     """Set a boolean until reboot (no -P): a crashed run leaves no lasting change."""
     host.run("setsebool", name, "1" if value else "0")

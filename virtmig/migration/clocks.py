@@ -22,16 +22,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Protocol
 
-
-class _Runs(Protocol):
-    """The part of virtmig.host.Host used here."""
-
-    name: str
-
-    def run(self, *argv: str, check: bool = True, timeout: float | None = None,
-            stdin: str | None = None) -> object: ...
+from virtmig.host import Host
 
 
 @dataclass(frozen=True)
@@ -62,14 +54,14 @@ def best_of(offsets: Sequence[ClockOffset]) -> ClockOffset:
     return min(offsets, key=lambda o: o.rtt_ms)
 
 
-def measure_offset(host: _Runs, samples: int = 3, now: Callable[[], float] = time.time) -> ClockOffset:
+def measure_offset(host: Host, samples: int = 3, now: Callable[[], float] = time.time) -> ClockOffset:
     """Measure `host`'s clock offset against this machine's (best of `samples`)."""
     found: list[ClockOffset] = []
     for _ in range(max(1, samples)):
         t0 = now()
         result = host.run("date", "+%s.%N", timeout=10)
         t1 = now()
-        text = str(getattr(result, "stdout", "")).strip()
+        text = result.stdout.strip()
         try:
             host_s = float(text)
         except ValueError as exc:
@@ -78,6 +70,6 @@ def measure_offset(host: _Runs, samples: int = 3, now: Callable[[], float] = tim
     return best_of(found)
 
 
-def measure_offsets(*hosts: _Runs) -> dict[str, dict[str, object]]:
+def measure_offsets(*hosts: Host) -> dict[str, dict[str, object]]:
     """{host name: ClockOffset.to_dict()} for the record."""
     return {h.name: measure_offset(h).to_dict() for h in hosts}
