@@ -2,34 +2,40 @@
 
 Pure: no host is touched, so every branch is unit-tested on recorded text.
 The message picks a rule from `causes.RULES`; where the message is shared by
-several causes (EACCES, ENOENT, EROFS) the evidence decides, in the order an
-operator would check: SELinux denials first (they look exactly like DAC
-ones), then the path walk as the qemu user (a parent without search
-permission hides everything below it), then read-only storage (a ro export
-refuses writes with EACCES, not EROFS, when the client checks access
-first), then NFS squashing (root itself refused a file it owns or any mode
-would let it read), then the image's own owner and mode.  A missing image
-is weighed the same way: found under another shared mount point (the mount
-path differs) or under none (not mounted).
+several causes (EACCES, ENOENT, EROFS) the evidence decides.
+
+The evidence is read once: `facts_of` derives every fact a decision or a fix
+needs (which directory blocks the qemu user, which mount the image is on,
+whether root was refused it, where a missing image turned up, ...) into one
+`Facts`.  `DECISIONS` then picks the cause from those facts, and the reason
+and the fix are both rendered from the same object, so a cause and its fix
+cannot weigh the evidence differently.
 """
 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from virtmig.diagnose.causes import Cause, Family, match, paths_in, qemu_ids_in
-from virtmig.diagnose.evidence import Evidence, PathCheck, avc_field
+from virtmig.diagnose.causes import Cause, Family, match
+from virtmig.diagnose.evidence import Evidence
+from virtmig.diagnose.facts import Facts, facts_of
 
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """What broke (cause, one-line summary), how to fix it, and what showed it."""
+    """What broke (cause, one-line summary), how to fix it, and what showed it.
+
+    reason: the evidence that decided the cause (also the second of
+    evidence_lines); empty when the message alone names the cause.
+    """
 
     cause: Cause
     summary: str
     fix: str
     evidence_lines: tuple[str, ...]
+    reason: str = ""
 
     def text(self) -> str:
         """The diagnosis as a report section."""
@@ -38,22 +44,21 @@ class Diagnosis:
         return "\n".join(lines)
 
 
-#: The fix for each cause; {host}, {path}, {dir}, {user}, {ids}, {mountpoint}, {expected},
-#: {server_path} are filled in.
+#: The fix for each cause.  Each {name} is one fact, filled in by `_placeholders`.
 FIXES: dict[Cause, str] = {
     Cause.SELINUX_VIRT_USE_NFS: "setsebool -P virt_use_nfs 1 (on {host})",
     Cause.SELINUX_LABEL: "relabel the image for QEMU: restorecon -Rv {dir}, or chcon -t svirt_image_t {path}; "
                          "on NFS: setsebool -P virt_use_nfs 1 (on {host})",
-    Cause.DAC_PARENT_NOT_SEARCHABLE: "chmod o+x {dir} (on {host}); every directory above the image must be "
+    Cause.DAC_PARENT_NOT_SEARCHABLE: "chmod o+x {blocked} (on {host}); every directory above the image must be "
                                      "searchable by the qemu user ({user})",
-    Cause.DAC_IMAGE_NOT_ACCESSIBLE: "chown {user} {path} (mode 0600 or 0660), or let libvirt do it: "
+    Cause.DAC_IMAGE_NOT_ACCESSIBLE: "chown {user} {file} (mode 0600 or 0660), or let libvirt do it: "
                                     "dynamic_ownership = 1 in qemu.conf and no <seclabel relabel='no'/> on the disk",
     Cause.NFS_ROOT_SQUASH: "on the NFS server: chown {ids} {server_path} (numeric ids, the qemu user's on {host}; "
                            "mode 0600 or 0660): root_squash makes the server refuse libvirt's own chown from the "
                            "host; or export with no_root_squash (insecure: root on the hosts is root on the export)",
     Cause.READ_ONLY_STORAGE: "export and mount the storage read-write (rw in /etc/exports, no ro mount option), "
                              "or mark the disk <readonly/> if it is meant to be read-only",
-    Cause.DESTINATION_NOT_MOUNTED: "mount the shared storage on {host} at {mountpoint}, the same path as on the "
+    Cause.DESTINATION_NOT_MOUNTED: "mount the shared storage on {host} at {mount_dir}, the same path as on the "
                                    "source (and add it to /etc/fstab)",
     Cause.MOUNT_PATH_DIFFERS: "mount the export at the same path on both hosts: on {host} it is at {mountpoint}, "
                               "but the domain's disk is {path}: mount it at {expected} on {host} (and in "
@@ -92,176 +97,155 @@ RESUME_NOTE = ("the destination failed only when resuming the guest, after it ha
                "(virsh undefine it on the destination)")
 
 
+# -- the decision: for a message shared by several causes, the first that holds --
+
+#: For each family of shared messages, its causes in the order an operator
+#: would check them; the first whose test holds is the cause.
+DECISIONS: dict[Family, tuple[tuple[Cause, Callable[[Facts], bool]], ...]] = {
+    Family.PERMISSION_DENIED: (
+        # SELinux first: its denials print exactly what DAC ones do
+        (Cause.SELINUX_VIRT_USE_NFS, lambda f: f.avc_on_nfs and f.virt_use_nfs is not True),
+        (Cause.SELINUX_LABEL, lambda f: f.avc_context is not None),
+        # a parent without search permission hides everything below it
+        (Cause.DAC_PARENT_NOT_SEARCHABLE, lambda f: f.blocked is not None),
+        # a ro export refuses writes with EACCES, not EROFS, when the client checks access first
+        (Cause.READ_ONLY_STORAGE, lambda f: f.write_refused and (f.read_only_mount or f.read_only_export
+                                                                 or f.owner_refused)),
+        # root itself refused a file any mode would let it open: the server squashes root
+        (Cause.NFS_ROOT_SQUASH, lambda f: f.refused and f.squash_suspected),
+        (Cause.DAC_IMAGE_NOT_ACCESSIBLE, lambda f: f.refused),
+        (Cause.PERMISSION_DENIED_UNEXPLAINED, lambda f: True),
+    ),
+    Family.NO_SUCH_FILE: (
+        # nothing to weigh: the message is taken at its word
+        (Cause.IMAGE_MISSING, lambda f: f.path is None or not f.mounts_known),
+        # the shared storage is there; the image is not on it
+        (Cause.IMAGE_MISSING, lambda f: f.path_on_shared),
+        (Cause.MOUNT_PATH_DIFFERS, lambda f: f.relocated is not None),
+        # searched under every shared mount: the storage holding it is not mounted
+        (Cause.DESTINATION_NOT_MOUNTED, lambda f: f.searched),
+        # not searched: shared storage mounted elsewhere is the likelier
+        (Cause.MOUNT_PATH_DIFFERS, lambda f: bool(f.shared_mounts)),
+        (Cause.DESTINATION_NOT_MOUNTED, lambda f: True),
+    ),
+    Family.READ_ONLY: (
+        (Cause.READ_ONLY_STORAGE, lambda f: True),
+    ),
+}
+
+
+def decide(family: Family, facts: Facts) -> Cause:
+    """The first cause of *family* whose test holds for *facts*."""
+    return next(cause for cause, holds in DECISIONS[family] if holds(facts))
+
+
 def diagnose(error_text: str, evidence: Evidence | None = None) -> Diagnosis:
     """The cause of the failure that printed *error_text*, weighed against *evidence*."""
-    ev = evidence or Evidence()
-    path = (paths_in(error_text) or [ev.path or ""])[0] or None
+    facts = facts_of(error_text, evidence or Evidence())
     found = match(error_text)
     lines: list[str] = []
-    if found is None:
-        cause = Cause.UNKNOWN
-    else:
+    cause, why = Cause.UNKNOWN, ""
+    if found is not None:
         rule, m = found
         lines.append(f"message [{rule.name}]: {m.group(0)}")
-        target = rule.target
-        if target is Family.PERMISSION_DENIED:
-            cause, why = _permission(ev, path, error_text)
-        elif target is Family.NO_SUCH_FILE:
-            cause, why = _missing(ev, path)
-        elif target is Family.READ_ONLY:
-            cause, why = Cause.READ_ONLY_STORAGE, _read_only_why(ev, ev.target if ev.path == path else path)
+        if isinstance(rule.target, Family):
+            cause = decide(rule.target, facts)
+            why = reason_for(cause, facts)
         else:
-            assert isinstance(target, Cause)
-            cause, why = target, ""
+            cause = rule.target
         if why:
             lines.append(why)
     if RESUME_FAILED in error_text:
         lines.append(RESUME_NOTE)
-    lines += ev.lines() if evidence is not None else []
-    return Diagnosis(cause, cause.value, _fix(cause, ev, path, error_text), tuple(lines))
+    lines += evidence.lines() if evidence is not None else []
+    return Diagnosis(cause, cause.value, fix_for(cause, facts), tuple(lines), why)
 
 
-def _avc_for(ev: Evidence, path: str | None) -> str | None:
-    """The newest AVC denial by a QEMU process (on the image, if its name is known)."""
-    name = posixpath.basename(path) if path else None
-    candidates = [a for a in ev.avc if (avc_field(a, "comm") or "").startswith("qemu")
-                  or "svirt" in (avc_field(a, "scontext") or "")]
-    named = [a for a in candidates if name and avc_field(a, "name") == name]
-    chosen = named or candidates
-    return chosen[-1] if chosen else None
+# -- the reason and the fix: both rendered from the same facts ------------------
 
+def reason_for(cause: Cause, f: Facts) -> str:
+    """The evidence that decided *cause* among its family, in one line ("" if none).
 
-def _permission(ev: Evidence, path: str | None, text: str) -> tuple[Cause, str]:
-    avc = _avc_for(ev, path)
-    if avc is not None and (avc_field(avc, "permissive") != "1"):
-        tcontext = avc_field(avc, "tcontext") or ""
-        if ":nfs_t:" in tcontext and ev.virt_use_nfs is not True:
-            return Cause.SELINUX_VIRT_USE_NFS, f"AVC denial on nfs_t with virt_use_nfs {_onoff(ev.virt_use_nfs)}"
-        return Cause.SELINUX_LABEL, f"AVC denial, target context {tcontext}"
-    dirs = [c for c in ev.path_checks if c.kind == "directory"]
-    blocked = next((c for c in dirs if c.search is False), None)
-    if blocked is not None:
-        return Cause.DAC_PARENT_NOT_SEARCHABLE, (
-            f"{blocked.path} (mode {blocked.mode}, owner {blocked.owner}) is not searchable by {ev.qemu_user}")
-    own = ev.path == path  # the evidence is about the path the message names
-    image = ev.image_check if own else next((c for c in ev.path_checks if c.path == path), None)
-    target = ev.target if own else path
-    mount = ev.mount_of(target) if target else None
-    shared = mount is not None and mount.shared
-    unreadable = image is not None and not image.missing and (image.read is False or image.write is False)
-    read_only = _read_only_why(ev, target) if image is not None and image.write is False else ""
-    if not read_only and shared and image is not None and image.write is False and _owner_may_write(ev, image):
-        read_only = (f"{image.path} is mode {image.mode} owner {image.owner} (the qemu user), yet the server "
-                     f"refuses {ev.qemu_user} write access: the export is read-only")
-    if read_only:
-        return Cause.READ_ONLY_STORAGE, read_only
-    squashed = "root_squash" in ev.export_options or "all_squash" in ev.export_options
-    root_refused = shared and ev.root_read is False
-    squash_suspected = root_refused or (shared and squashed and ev.root_read is None)
-    if "NFS: ACCESS denied" in text or (unreadable and squash_suspected):
-        if root_refused and mount is not None:
-            return Cause.NFS_ROOT_SQUASH, (
-                f"{target} is on {mount.mountpoint} ({mount.fstype} from {mount.source}) and root on {ev.host} "
-                "cannot open it either, although root passes any file mode: the server maps root to nobody "
-                "(root_squash), so it also refused libvirt's chown to the qemu user")
-        return Cause.NFS_ROOT_SQUASH, (
-            f"{path} is on {mount.fstype if mount else 'NFS'} exported with "
-            f"{','.join(o for o in ev.export_options if 'squash' in o) or 'root_squash'}")
-    if unreadable and image is not None:
-        return Cause.DAC_IMAGE_NOT_ACCESSIBLE, (
-            f"{image.path} is mode {image.mode} owner {image.owner}: {ev.qemu_user} may not open it read-write")
-    return Cause.PERMISSION_DENIED_UNEXPLAINED, ""
-
-
-def _owner_may_write(ev: Evidence, image: PathCheck) -> bool:
-    """The qemu user owns *image* and its mode lets the owner write: only the server can be refusing."""
-    if ev.qemu_ids is None or not image.mode.isdigit():
-        return False
-    return image.owner.split(":")[0] == str(ev.qemu_ids[0]) and bool(int(image.mode, 8) & 0o200)
-
-
-def _missing(ev: Evidence, path: str | None) -> tuple[Cause, str]:
-    if not path or not ev.mounts:
-        return Cause.IMAGE_MISSING, ""
-    mount = ev.mount_of(path)
-    if mount is not None and mount.shared:
-        return Cause.IMAGE_MISSING, f"{path} is under the shared mount {mount.mountpoint}, but absent"
-    if ev.found_at is not None and ev.path == path:  # searched: the evidence decides
-        moved = _relocated(ev, path)
-        if moved is not None:
-            found, where, _ = moved
-            return Cause.MOUNT_PATH_DIFFERS, f"{path} is missing, but {found} exists on the shared mount {where}"
-        return Cause.DESTINATION_NOT_MOUNTED, (
-            f"{path} is missing: {_deepest_dir(ev, path)} is on {mount.mountpoint if mount else '?'} "
-            f"({mount.fstype if mount else '?'}), not on shared storage, and no shared mount holds the image")
-    shared = [m for m in ev.mounts if m.shared]
-    if shared:
-        where = ", ".join(f"{m.mountpoint} ({m.source})" for m in shared)
-        return Cause.MOUNT_PATH_DIFFERS, f"{path} is on {mount.fstype if mount else '?'}; shared storage is at {where}"
-    return Cause.DESTINATION_NOT_MOUNTED, (
-        f"{path} is on {mount.mountpoint if mount else '?'} ({mount.fstype if mount else '?'}); "
-        "no shared file system is mounted")
-
-
-def _relocated(ev: Evidence, path: str) -> tuple[str, str, str] | None:
-    """(where the image is, the shared mount point holding it, where that mount should be) for a
-    missing image found under another mount point; the longest matching tail wins."""
-    best: tuple[int, tuple[str, str, str]] | None = None
-    for found in ev.found_at or ():
-        m = ev.mount_of(found)
-        if m is None or not m.shared:
-            continue
-        tail = found[len(m.mountpoint.rstrip("/")):]
-        if path.endswith(tail) and (best is None or len(tail) > best[0]):
-            best = (len(tail), (found, m.mountpoint, path[: len(path) - len(tail)] or "/"))
-    return best[1] if best else None
-
-
-def _deepest_dir(ev: Evidence, path: str) -> str:
-    """The deepest directory of *path* that exists on the host (where the mount is missing)."""
-    dirs = [c.path for c in ev.path_checks if c.kind == "directory" and (path + "/").startswith(c.path.rstrip("/")
-                                                                                            + "/")]
-    return max(dirs, key=len) if dirs else posixpath.dirname(path)
-
-
-def _read_only_why(ev: Evidence, path: str | None) -> str:
-    mount = ev.mount_of(path) if path else None
-    if mount is not None and mount.read_only:
-        return f"{mount.mountpoint} is mounted ro"
-    if "ro" in ev.export_options:
-        return "the export is ro"
+    Access causes speak of the file QEMU opened and its mount; a missing
+    image's causes of the path the domain names and the mount that path is on.
+    """
+    file_mp, file_fs = (f.file_mount.mountpoint, f.file_mount.fstype) if f.file_mount else ("?", "?")
+    path_mp, path_fs = (f.path_mount.mountpoint, f.path_mount.fstype) if f.path_mount else ("?", "?")
+    if cause is Cause.SELINUX_VIRT_USE_NFS:
+        return f"AVC denial on nfs_t with virt_use_nfs {_onoff(f.virt_use_nfs)}"
+    if cause is Cause.SELINUX_LABEL:
+        return f"AVC denial, target context {f.avc_context}"
+    if cause is Cause.DAC_PARENT_NOT_SEARCHABLE and f.blocked is not None:
+        return f"{f.blocked.path} (mode {f.blocked.mode}, owner {f.blocked.owner}) is not searchable by {f.user}"
+    if cause is Cause.READ_ONLY_STORAGE:
+        if f.read_only_mount:
+            return f"{file_mp} is mounted ro"
+        if f.read_only_export:
+            return "the export is ro"
+        if f.owner_refused and f.file_check is not None:
+            return (f"{f.file_check.path} is mode {f.file_check.mode} owner {f.file_check.owner} (the qemu user), "
+                    f"yet the server refuses {f.user} write access: the export is read-only")
+    if cause is Cause.NFS_ROOT_SQUASH:
+        if f.root_refused and f.file_mount is not None:
+            return (f"{f.file} is on {file_mp} ({file_fs} from {f.file_mount.source}) and root on {f.host} "
+                    "cannot open it either, although root passes any file mode: the server maps root to nobody "
+                    "(root_squash), so it also refused libvirt's chown to the qemu user")
+        squash = ",".join(o for o in f.export_options if "squash" in o) or "root_squash"
+        return f"{f.file} is on {file_fs if f.file_mount else 'NFS'} exported with {squash}"
+    if cause is Cause.DAC_IMAGE_NOT_ACCESSIBLE and f.file_check is not None:
+        return (f"{f.file_check.path} is mode {f.file_check.mode} owner {f.file_check.owner}: "
+                f"{f.user} may not open it read-write")
+    if cause is Cause.IMAGE_MISSING and f.path and f.mounts_known and f.path_on_shared:
+        return f"{f.path} is under the shared mount {path_mp}, but absent"
+    if cause is Cause.MOUNT_PATH_DIFFERS:
+        if f.relocated is not None:
+            return f"{f.path} is missing, but {f.relocated.found} exists on the shared mount {f.relocated.mountpoint}"
+        where = ", ".join(f"{m.mountpoint} ({m.source})" for m in f.shared_mounts)
+        return f"{f.path} is on {path_fs}; shared storage is at {where}"
+    if cause is Cause.DESTINATION_NOT_MOUNTED:
+        if f.mount_dir is not None:
+            return (f"{f.path} is missing: {f.mount_dir} is on {path_mp} ({path_fs}), not on shared storage, "
+                    "and no shared mount holds the image")
+        return f"{f.path} is on {path_mp} ({path_fs}); no shared file system is mounted"
     return ""
+
+
+def fix_for(cause: Cause, f: Facts) -> str:
+    """The fix for *cause*, naming what the facts name."""
+    return FIXES[cause].format_map(_placeholders(f))
+
+
+def _placeholders(f: Facts) -> dict[str, str]:
+    """Every {name} a fix may use, each read from one fact (or a placeholder phrase when unknown)."""
+    source_mount = "the source's mount point"
+    if f.mount_dir is not None:
+        mount_dir = f.mount_dir
+    elif f.path:
+        mount_dir = f"the directory holding {f.path} (as on the source)"
+    else:
+        mount_dir = source_mount
+    return {
+        "host": f.host or "the failing host",
+        "user": f.user or "the qemu user",
+        "ids": f"{f.ids[0]}:{f.ids[1]}" if f.ids else f.user or "qemu",
+        "path": f.path or "the image",
+        "dir": posixpath.dirname(f.path) if f.path else "the image's directory",
+        "file": f.file_check.path if f.file_check is not None else f.file or "the image",
+        "blocked": f.blocked.path if f.blocked is not None else "the blocking directory",
+        "server_path": _server_path(f),
+        "mount_dir": mount_dir,
+        "mountpoint": (f.relocated.mountpoint if f.relocated is not None
+                       else ", ".join(m.mountpoint for m in f.shared_mounts) or source_mount),
+        "expected": f.relocated.expected if f.relocated is not None else source_mount,
+    }
+
+
+def _server_path(f: Facts) -> str:
+    """The file as the NFS server names it (`server:/export/rel`), from the mount it is on."""
+    if f.file is None or f.file_mount is None or not f.file_on_shared:
+        return f.file or "the image"
+    return f.file_mount.source.rstrip("/") + f.file[len(f.file_mount.mountpoint.rstrip("/")):]
 
 
 def _onoff(value: bool | None) -> str:
     return "unknown" if value is None else ("on" if value else "off")
-
-
-def _fix(cause: Cause, ev: Evidence, path: str | None, text: str) -> str:
-    blocked = next((c.path for c in ev.path_checks if c.kind == "directory" and c.search is False), None)
-    ids = qemu_ids_in(text) or ev.qemu_ids
-    mountpoint, expected = "the source's mount point", "the source's mount point"
-    moved = _relocated(ev, path) if path and ev.found_at and ev.path == path else None
-    if cause is Cause.MOUNT_PATH_DIFFERS and moved is not None:
-        mountpoint, expected = moved[1], moved[2]
-    elif cause is Cause.MOUNT_PATH_DIFFERS:
-        mountpoint = ", ".join(m.mountpoint for m in ev.mounts if m.shared) or mountpoint
-    elif cause is Cause.DESTINATION_NOT_MOUNTED and path:
-        mountpoint = (_deepest_dir(ev, path) if ev.found_at is not None and ev.path == path
-                      else f"the directory holding {path} (as on the source)")
-    return FIXES[cause].format(
-        host=ev.host or "the failing host", path=path or "the image",
-        dir=blocked or (posixpath.dirname(path) if path else "the image's directory"),
-        user=ev.qemu_user or "the qemu user", ids=f"{ids[0]}:{ids[1]}" if ids else ev.qemu_user or "qemu",
-        mountpoint=mountpoint, expected=expected, server_path=_server_path(ev, path),
-    )
-
-
-def _server_path(ev: Evidence, path: str | None) -> str:
-    """The image as the NFS server names it (`server:/export/rel`), from the mount it is on."""
-    target = ev.target if path is not None and ev.path == path else path
-    mount = ev.mount_of(target) if target else None
-    if target is None or mount is None or not mount.shared:
-        return target or "the image"
-    rel = target[len(mount.mountpoint.rstrip("/")):]
-    return mount.source.rstrip("/") + rel
