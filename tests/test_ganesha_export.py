@@ -15,6 +15,7 @@ from typing import cast
 
 import pytest
 
+from virtmig.storage import exports_to_ganesha as tr
 from virtmig.storage import ganesha as g
 from virtmig.storage.ganesha_conf import configured_exports, includes
 from virtmig.host import CommandError, CommandResult, Host
@@ -59,16 +60,16 @@ def test_default_spec_renders_root_squashed_rw_for_the_two_hosts_only() -> None:
 
 
 @pytest.mark.parametrize(("options", "expected"), [
-    ("ro,sync", g.ClientSettings(access="RO")),
-    ("sync", g.ClientSettings(access="RO")),  # exports(5)'s default is ro
-    ("rw,no_root_squash,insecure", g.ClientSettings(access="RW", squash="No_Root_Squash", privileged_port=False)),
-    ("rw,all_squash,anonuid=1000,anongid=100", g.ClientSettings(access="RW", squash="All_Squash",
+    ("ro,sync", tr.ClientSettings(access="RO")),
+    ("sync", tr.ClientSettings(access="RO")),  # exports(5)'s default is ro
+    ("rw,no_root_squash,insecure", tr.ClientSettings(access="RW", squash="No_Root_Squash", privileged_port=False)),
+    ("rw,all_squash,anonuid=1000,anongid=100", tr.ClientSettings(access="RW", squash="All_Squash",
                                                                  anon_uid=1000, anon_gid=100)),
-    ("rw,ro,insecure,secure", g.ClientSettings(access="RO")),  # later words win, as in exportfs
-    ("rw,sec=sys:krb5p,wdelay,hide,no_subtree_check", g.ClientSettings(access="RW", sec=("sys", "krb5p"))),
+    ("rw,ro,insecure,secure", tr.ClientSettings(access="RO")),  # later words win, as in exportfs
+    ("rw,sec=sys:krb5p,wdelay,hide,no_subtree_check", tr.ClientSettings(access="RW", sec=("sys", "krb5p"))),
 ])
-def test_exports5_options_map_to_ganesha_settings(options: str, expected: g.ClientSettings) -> None:
-    assert g.settings(options) == expected
+def test_exports5_options_map_to_ganesha_settings(options: str, expected: tr.ClientSettings) -> None:
+    assert tr.settings(options) == expected
 
 
 @pytest.mark.parametrize(("options", "named"), [
@@ -79,15 +80,15 @@ def test_exports5_options_map_to_ganesha_settings(options: str, expected: g.Clie
     ("rw,sec=ntlm", ["sec=ntlm"]),
 ])
 def test_options_ganesha_cannot_express_are_refused_by_name(options: str, named: list[str]) -> None:
-    with pytest.raises(g.GaneshaOptionError) as err:
-        g.settings(options)
+    with pytest.raises(tr.GaneshaOptionError) as err:
+        tr.settings(options)
     assert all(n in str(err.value) for n in named), str(err.value)
 
 
 def test_a_client_or_path_that_would_break_the_syntax_is_refused() -> None:
-    with pytest.raises(g.GaneshaOptionError, match="client"):
+    with pytest.raises(tr.GaneshaOptionError, match="client"):
         g.render_block(ExportSpec(PurePosixPath("/x"), ("h1; } EXPORT {",)), 60000)
-    with pytest.raises(g.GaneshaOptionError, match="cannot quote"):
+    with pytest.raises(tr.GaneshaOptionError, match="cannot quote"):
         g.render_block(ExportSpec(PurePosixPath('/x"y'), ("h1",)), 60000)
 
 
@@ -227,7 +228,7 @@ def test_refusals_come_before_anything_is_written(server: FakeServer, spoil: Cal
 
 
 def test_an_option_ganesha_cannot_express_touches_nothing(server: FakeServer) -> None:
-    with pytest.raises(g.GaneshaOptionError, match="async"):
+    with pytest.raises(tr.GaneshaOptionError, match="async"):
         provision(server, ExportSpec(SPEC.path, SPEC.clients, "rw,async"))
     assert server.writes == [] and not any(c[0] in ("install", "kill") for c in server.commands)
 

@@ -25,6 +25,7 @@ from virtmig.host import Host, SshHost
 from virtmig.lab import lifecycle
 from virtmig.lab.topology import H1, H2, LAB_LOCK, SSH_CONFIG
 from virtmig.storage.exports import ExportError, ExportSpec, exported_to, mount_nfs, unmount, wait_listed
+from virtmig.storage.exports_to_ganesha import GaneshaOptionError
 from virtmig.storage.staging import QemuIdentity
 
 pytestmark = pytest.mark.lab
@@ -133,7 +134,7 @@ def test_a_failed_provision_leaves_ganesha_conf_byte_identical(
     assert nfs_server.read_text(str(g.GANESHA_CONF)) == original
     wait_listed((dst_host,), "nfs", TEST_EXPORT, listed=False)
     # Refused before anything is touched: an option ganesha cannot express, a pid file naming nothing.
-    with pytest.raises(g.GaneshaOptionError, match="async"):
+    with pytest.raises(GaneshaOptionError, match="async"):
         g.provision_ganesha_export(nfs_server, ExportSpec(TEST_EXPORT, (H1.ip,), "rw,async"), owner, "virtmig",
                                    server_name="nfs", observers=(src_host,))
     with pytest.raises(ExportError, match="no ganesha to reload"):

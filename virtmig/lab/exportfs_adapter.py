@@ -32,29 +32,15 @@ from pathlib import Path
 
 from virtmig.lab import launcher, nfsserver
 from virtmig.lab.netns import LabError, Node
+from virtmig.storage import exports_to_ganesha
+from virtmig.storage.exports_to_ganesha import GaneshaOptionError
 
 EXPORTS = Path("/etc/exports")
 EXPORTS_D = Path("/etc/exports.d")
 ETAB = Path("/var/lib/nfs/etab")
 #: path -> ganesha Export_Id, kept across reloads.
 EXPORT_IDS = Path("/var/lib/nfs/virtmig-export-ids.json")
-#: exports(5) defaults, before a client's own options.
-DEFAULT_OPTIONS: tuple[str, ...] = ("ro", "sync", "wdelay", "hide", "no_subtree_check", "sec=sys", "secure", "root_squash",
-                   "no_all_squash")
-#: Mutually exclusive option pairs: the later word wins.
-_OPPOSITES = {
-    "rw": "ro", "ro": "rw", "sync": "async", "async": "sync", "wdelay": "no_wdelay", "no_wdelay": "wdelay",
-    "hide": "nohide", "nohide": "hide", "secure": "insecure", "insecure": "secure",
-    "root_squash": "no_root_squash", "no_root_squash": "root_squash", "all_squash": "no_all_squash",
-    "no_all_squash": "all_squash", "subtree_check": "no_subtree_check", "no_subtree_check": "subtree_check",
-}
 _CLIENT = re.compile(r"^([^()]*)(?:\(([^()]*)\))?$")
-#: Option keys exportfs(8) knows; like the real tool, anything else is an error.
-_KNOWN_KEYS = set(_OPPOSITES) | {
-    "sec", "anonuid", "anongid", "fsid", "crossmnt", "no_acl", "acl", "mp", "mountpoint", "refer",
-    "replicas", "pnfs", "no_pnfs", "security_label", "insecure_locks", "secure_locks", "no_auth_nlm",
-    "auth_nlm",
-}
 
 
 class ExportsError(ValueError):
@@ -73,19 +59,12 @@ class Export:
         return f"{self.path}\t{self.client}({','.join(self.options)})\n"
 
 
-def merge_options(base: tuple[str, ...], words: str) -> tuple[str, ...]:
-    """Apply an exports(5) option list over `base`: a word replaces its opposite or its key=."""
-    result = list(base)
-    for word in (w.strip() for w in words.split(",")):
-        if not word:
-            continue
-        key = word.split("=", 1)[0]
-        if key not in _KNOWN_KEYS:
-            raise ExportsError(f'unknown keyword "{word}"')
-        result = [o for o in result if o != _OPPOSITES.get(word) and o != word
-                  and not ("=" in word and o.split("=", 1)[0] == key)]
-        result.append(word)
-    return tuple(result)
+def merge_options(base: tuple[str, ...], words: str, where: str) -> tuple[str, ...]:
+    """Apply an exports(5) option list over `base` by exportfs's rule (virtmig.storage.exports_to_ganesha)."""
+    try:
+        return exports_to_ganesha.merge(base, words)
+    except GaneshaOptionError as exc:
+        raise ExportsError(f"{where}: {exc}") from exc
 
 
 def normalise_client(client: str, where: str) -> str:
@@ -113,9 +92,9 @@ def parse_exports(text: str, source: str = str(EXPORTS)) -> list[Export]:
         path, rest = words[0], words[1:]
         if not path.startswith("/"):
             raise ExportsError(f"{where}: export path {path!r} is not absolute")
-        defaults = DEFAULT_OPTIONS
+        defaults = exports_to_ganesha.DEFAULTS
         if rest and rest[0].startswith("-"):
-            defaults = merge_options(defaults, rest.pop(0)[1:])
+            defaults = merge_options(defaults, rest.pop(0)[1:], where)
         if not rest:
             rest = ["*"]  # a path alone is exported to the world, read-only
         for word in rest:
@@ -123,7 +102,7 @@ def parse_exports(text: str, source: str = str(EXPORTS)) -> list[Export]:
             if not match:
                 raise ExportsError(f"{where}: cannot parse client entry {word!r}")
             client = normalise_client(match.group(1) or "*", where)
-            exports.append(Export(path, client, merge_options(defaults, match.group(2) or "")))
+            exports.append(Export(path, client, merge_options(defaults, match.group(2) or "", where)))
     return exports
 
 
@@ -155,13 +134,30 @@ def export_ids(paths: list[str], ids_file: Path = EXPORT_IDS) -> dict[str, int]:
 
 
 def ganesha_exports(exports: list[Export], ids: dict[str, int] | None = None) -> str:
-    """ganesha EXPORT blocks: one per path, one CLIENT block per client, in file order."""
-    by_path: dict[str, list[tuple[list[str], str]]] = {}
+    """ganesha EXPORT blocks: one per path, its clients' CLIENT blocks in file order.
+
+    Translated as the harness translates its own ganesha export
+    (virtmig.storage.exports_to_ganesha), so a line means the same on the lab
+    as with --nfs-server-kind ganesha; what ganesha cannot express is left
+    out here and named by `unexpressed`.
+    """
+    by_path: dict[str, list[tuple[list[str], exports_to_ganesha.ClientSettings]]] = {}
     for e in exports:
-        by_path.setdefault(e.path, []).append(([e.client], ",".join(e.options)))
+        settings, _ = exports_to_ganesha.translate(",".join(e.options))
+        by_path.setdefault(e.path, []).append(([e.client], settings))
     ids = ids or {path: i for i, path in enumerate(by_path, 1)}
-    blocks = [nfsserver.export_rules_block(ids[path], path, rules) for path, rules in by_path.items()]
+    blocks = [exports_to_ganesha.export_block(ids[path], path, rules) for path, rules in by_path.items()]
     return "# Written by the lab's exportfs from /etc/exports; edit that instead.\n" + "".join(blocks)
+
+
+def unexpressed(exports: list[Export]) -> list[str]:
+    """The options of the table that the lab's ganesha cannot honour, as "client:path: option: why".
+
+    exportfs(8) serves an export whose options the file system cannot honour
+    and says so; the stand-in does the same instead of refusing the table.
+    """
+    return [f"{e.client}:{e.path}: {why}" for e in exports
+            for why in exports_to_ganesha.translate(",".join(e.options))[1]]
 
 
 def verbose_listing(exports: list[Export], *, verbose: bool) -> str:
@@ -250,13 +246,15 @@ def main(argv: list[str]) -> int:
             for target in targets:
                 client, _, path = target.rpartition(":")
                 new = Export(path, normalise_client(client or "*", "command line"),
-                             merge_options(DEFAULT_OPTIONS, options))
+                             merge_options(exports_to_ganesha.DEFAULTS, options, "command line"))
                 table = [e for e in table if (e.path, e.client) != (new.path, new.client)] + [new]
         if flags & set("rau") or targets:
+            for why in unexpressed(table):
+                print(f"exportfs: warning: {why}; the lab's server (nfs-ganesha) leaves it out", file=sys.stderr)
             apply(table)
         elif "v" in flags or not flags:
             sys.stdout.write(verbose_listing(table, verbose="v" in flags))
-    except (ExportsError, LabError, OSError) as err:
+    except (ExportsError, GaneshaOptionError, LabError, OSError) as err:
         print(f"exportfs: {err}", file=sys.stderr)
         return 1
     if "v" in flags and flags & set("rau"):

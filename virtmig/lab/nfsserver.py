@@ -8,7 +8,8 @@ V3 on UDP` and clients get `nfs_service failed`).
 
 ganesha.conf holds the server settings and includes `exports.conf`, so that
 the exports can be rewritten alone (by `exportfs_adapter`, from the standard
-/etc/exports) and reloaded with SIGHUP without touching the rest.  The
+/etc/exports, through virtmig.storage.exports_to_ganesha: the translator the
+harness uses too) and reloaded with SIGHUP without touching the rest.  The
 harness's `--nfs-server-kind ganesha` (virtmig.storage.ganesha) writes its
 EXPORT block into ganesha.conf itself, as on a real ganesha server: the two
 never write the same file, and its Export_Ids (60000 up) are not the
@@ -17,11 +18,10 @@ adapter's (1 up).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from virtmig.lab.netns import Node
-from virtmig.lab.topology import EXPORT_DIR, H1, H2, NFS
+from virtmig.lab.topology import EXPORT_DIR, NFS
 from virtmig.waiters import wait_for
 
 GANESHA_DIR = "/etc/ganesha"
@@ -29,74 +29,6 @@ GANESHA_CONF = f"{GANESHA_DIR}/ganesha.conf"
 #: The exports alone; ganesha.conf includes it.  Rewritten by `exportfs -ra`.
 GANESHA_EXPORTS = f"{GANESHA_DIR}/exports.conf"
 GANESHA_PIDFILE = "/run/ganesha/ganesha.pid"
-#: The kernel server's default anonymous uid/gid (nobody/nogroup); ganesha's
-#: own default is (uint32)-2, which no /etc/passwd names.
-ANON_ID = 65534
-
-
-def client_block(clients: Sequence[str], options: str) -> str:
-    """A ganesha CLIENT block with the semantics of one /etc/exports client entry.
-
-    Understood (exports(5)): rw/ro, root_squash/no_root_squash/all_squash,
-    anonuid/anongid, secure/insecure (reserved source port only if `secure` is
-    given), sec=sys.  sync/async, no_subtree_check
-    and friends have no ganesha equivalent (ganesha honours the client's
-    stable flag and has no subtree checks) and are accepted silently.
-    """
-    opts: dict[str, str] = {}
-    for word in options.split(","):
-        key, _, value = word.strip().partition("=")
-        if key:
-            opts[key] = value
-    access = "RO" if "ro" in opts and "rw" not in opts else "RW"
-    squash = "No_Root_Squash" if "no_root_squash" in opts else (
-        "All_Squash" if "all_squash" in opts else "Root_Squash")
-    anonuid = opts.get("anonuid") or str(ANON_ID)
-    anongid = opts.get("anongid") or str(ANON_ID)
-    # Only an explicit `secure` (exportfs_adapter adds the exports(5) default)
-    # requires a reserved source port: the lab's own blocks never did, and
-    # QEMU's libnfs, running unprivileged, cannot bind one.
-    privileged = "true" if "secure" in opts and "insecure" not in opts else "false"
-    sec = opts.get("sec", "sys").replace(":", ", ")
-    return (
-        "    CLIENT {\n"
-        f"        Clients = {', '.join(clients)};\n"
-        f"        Access_Type = {access};\n"
-        f"        Squash = {squash};\n"
-        f"        Anonymous_Uid = {anonuid};\n"
-        f"        Anonymous_Gid = {anongid};\n"
-        f"        PrivilegedPort = {privileged};\n"
-        f"        SecType = {sec};\n"
-        "    }\n"
-    )
-
-
-def export_rules_block(export_id: int, path: Path | str, rules: Sequence[tuple[Sequence[str], str]]) -> str:
-    """A ganesha EXPORT block with one CLIENT block per (clients, options) rule.
-
-    Unlisted clients get no access (Access_Type = None at export level), as
-    with the kernel server.
-    """
-    return (
-        "EXPORT {\n"
-        f"    Export_Id = {export_id};\n"
-        f"    Path = {path};\n"
-        f"    Pseudo = {path};\n"
-        "    Protocols = 3, 4;\n"
-        "    Transports = TCP;\n"
-        "    Access_Type = None;\n"
-        "    # Short attribute cache, so a chmod on the server is seen soon (ganesha 4.x\n"
-        "    # takes this per export; in a CACHEINODE block it is ignored as unknown).\n"
-        "    Attr_Expiration_Time = 1;\n"
-        "    FSAL { Name = VFS; }\n"
-        + "".join(client_block(clients, options) for clients, options in rules)
-        + "}\n"
-    )
-
-
-def export_block(export_id: int, path: Path, clients: list[str], *, options: str = "rw,sync,root_squash") -> str:
-    """A ganesha EXPORT block equivalent to an /etc/exports line's options."""
-    return export_rules_block(export_id, path, [(clients, options)])
 
 
 def base_config(exports: str, *, bind_addr: str = NFS.ip) -> str:
@@ -115,15 +47,14 @@ def base_config(exports: str, *, bind_addr: str = NFS.ip) -> str:
     )
 
 
-def prepare(state_dir: Path, *, bind_addr: str = NFS.ip, exports: str | None = None) -> None:
+def prepare(state_dir: Path, *, bind_addr: str = NFS.ip, exports: str = "") -> None:
     """Per-node ganesha config and the exported directory (node's private copies).
 
-    `exports` are ganesha EXPORT blocks; by default the lab's export to h1 and h2.
+    `exports` are ganesha EXPORT blocks, none by default: the exports come
+    from /etc/exports through the lab's exportfs (exportfs_adapter).
     """
     etc = state_dir / "etc-ganesha"
     etc.mkdir(parents=True, exist_ok=True)
-    if exports is None:
-        exports = export_block(1, EXPORT_DIR, [H1.ip, H2.ip])
     (etc / "exports.conf").write_text(exports)
     (etc / "ganesha.conf").write_text(base_config(f'%include "{GANESHA_EXPORTS}"\n', bind_addr=bind_addr))
     (state_dir / "export").mkdir(exist_ok=True)
@@ -132,7 +63,7 @@ def prepare(state_dir: Path, *, bind_addr: str = NFS.ip, exports: str | None = N
 
 
 def start(node: Node, logs: Path, *, state_dir: Path | None = None, bind_addr: str | None = None,
-          export_dir: Path = EXPORT_DIR, exports: str | None = None) -> dict[str, int]:
+          export_dir: Path = EXPORT_DIR, exports: str = "") -> dict[str, int]:
     """Start rpcbind then ganesha inside the node; return their PIDs.
 
     The node must have a private /run (hostfs mounts a tmpfs there): rpcbind's
