@@ -6,7 +6,14 @@ and in teardown, so it accepts a domain in any state, or none at all.
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Sequence
+
 import libvirt
+
+#: Where libvirt's own error reports go instead of stderr (see `quiet_libvirt`).
+LIBVIRT_LOG = logging.getLogger("virtmig.libvirt")
 
 _STATE_NAMES = {
     libvirt.VIR_DOMAIN_NOSTATE: "nostate",
@@ -20,8 +27,31 @@ _STATE_NAMES = {
 }
 
 
+@functools.cache
+def quiet_libvirt() -> None:
+    """Send libvirt's error reports to a debug log instead of stderr (once per process).
+
+    Without a handler the C library prints every error it raises to stderr
+    ("libvirt: QEMU Driver error : Domain not found ..."), also the ones the
+    harness expects and handles, such as looking a domain up to see that it
+    is gone: dozens of lines a run, where a person looks for the real error.
+    Every such error also reaches the caller as the libvirtError its call
+    raises, with the same message, and the harness reports the ones it does
+    not expect in its own errors and the report.  The log (DEBUG, logger
+    "virtmig.libvirt") keeps the rest, e.g. a keepalive failure that fails
+    no call, for whoever runs with --log-level=DEBUG.
+    """
+    libvirt.registerErrorHandler(_log_libvirt_error, None)
+
+
+def _log_libvirt_error(_ctx: object, error: Sequence[object]) -> None:
+    """libvirt's handler signature; `error` is virGetLastError()'s tuple, message third."""
+    LIBVIRT_LOG.debug("libvirt: %s", error[2] if len(error) > 2 else error)
+
+
 def open_connection(uri: str) -> libvirt.virConnect:
     """Open a read-write connection; libvirt's own error names the URI on failure."""
+    quiet_libvirt()
     conn = libvirt.open(uri)
     if conn is None:  # older bindings returned None instead of raising
         raise libvirt.libvirtError(f"cannot connect to {uri}")
