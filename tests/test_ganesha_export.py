@@ -1,6 +1,6 @@
 """The ganesha export: its EXPORT block, the markers in ganesha.conf, and the config put back exactly.
 
-Provisioning is driven here against an in-memory server (files, a pid
+Provisioning is driven here against a replayed server (its files, a pid
 file, a ganesha process that "reloads" by re-reading the config) so that
 every failure path can be provoked; tests/test_lab_ganesha.py runs the
 same code against the lab's real ganesha.
@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import cast
 
 import pytest
 
+from tests.replay import Answer, Recorded, ReplayHost
 from virtmig.storage import exports_to_ganesha as tr
 from virtmig.storage import ganesha as g
 from virtmig.storage.ganesha_conf import configured_exports, includes
-from virtmig.host import CommandError, CommandResult, Host
 from virtmig.storage.exports import BEGIN, END, ExportError, ExportSpec, strip_managed_block
 
 pytest_plugins = ["pytester"]
@@ -112,90 +111,88 @@ def test_existing_exports_are_found_with_their_ids() -> None:
         g.choose_export_id(set(range(g.ID_BASE, g.ID_MAX + 1)))
 
 
-# -- provisioning against an in-memory server ---------------------------------------
+# -- provisioning against a replayed server ------------------------------------------
+
+WORK = "/srv/virtmig-export/virtmig"
+
 
 @dataclass
-class FakeServer:
-    """Files, `ganesha.nfsd` as pid 4242, and the exports it loaded at its last reload."""
+class GaneshaServer:
+    """An NFS server replayed (tests.replay.ReplayHost), and h1 of the pair, which mounts from it.
 
-    files: dict[str, str]
-    name: str = "nfs"
+    ganesha.nfsd runs as pid `ganesha_pid` (no systemd unit); at each SIGHUP
+    it loads what its config exports, unless told to refuse; h1's
+    `showmount -e nfs` lists what it loaded last.
+    """
+
+    host: ReplayHost
+    client: ReplayHost
     ganesha_pid: str = "4242"
     exported: set[str] = field(default_factory=set)
     refuse_reload: bool = False
-    writes: list[str] = field(default_factory=list)
-    commands: list[tuple[str, ...]] = field(default_factory=list)
 
-    def read_text(self, remote: str) -> str:
-        return self.files[remote]
+    @property
+    def files(self) -> dict[str, str]:
+        return self.host.files
 
-    def write_text(self, remote: str, text: str, mode: int | None = None) -> None:
-        self.writes.append(remote)
-        self.files[remote] = text
+    @property
+    def writes(self) -> list[str]:
+        return self.host.writes
 
-    def run(self, *argv: str, check: bool = True) -> CommandResult:
-        self.commands.append(argv)
-        rc, out = 0, ""
-        if argv[:2] == ("test", "-f"):
-            rc = 0 if argv[2] in self.files else 1
-        elif argv[:2] == ("test", "-d"):
-            rc = 0
-        elif argv[0] == "systemctl":
-            rc = 1
-        elif argv[0] == "cat":
-            if argv[1] == str(g.GANESHA_PIDFILE):
-                out = f"{self.ganesha_pid}\n"
-            elif argv[1] == "/proc/4242/comm":
-                out = "ganesha.nfsd\n"
-            else:
-                rc = 1
-        elif argv[:2] == ("kill", "-HUP"):
-            if not self.refuse_reload:
-                self.exported = {e.path for e in configured_exports(self.files[str(CONF)], "") if e.path}
-        result = CommandResult(rc=rc, stdout=out, stderr="", command=" ".join(argv), host=self.name)
-        if check and rc:
-            raise CommandError(result)
-        return result
+    def reload(self) -> Recorded:
+        if not self.refuse_reload:
+            self.exported = {e.path for e in configured_exports(self.files[str(CONF)], "") if e.path}
+        return (0, "", "")
 
+    def showmount(self) -> Recorded:
+        return (0, "Export list for nfs:\n" + "".join(f"{p} 198.18.0.11\n" for p in sorted(self.exported)), "")
 
-@dataclass
-class FakeClient:
-    """A host whose `showmount -e nfs` lists what the fake server exports."""
-
-    server: FakeServer
-    name: str = "h1"
-
-    def run(self, *argv: str, check: bool = True) -> CommandResult:
-        assert argv == ("showmount", "-e", "nfs")
-        out = "Export list for nfs:\n" + "".join(f"{p} 198.18.0.11\n" for p in sorted(self.server.exported))
-        return CommandResult(rc=0, stdout=out, stderr="", command="showmount", host=self.name)
+    def is_file(self, path: str) -> Answer:
+        return lambda: (0 if path in self.files else 1, "", "")
 
 
 @pytest.fixture
-def server() -> FakeServer:
-    return FakeServer({str(CONF): ORIGINAL, "/etc/ganesha/exports.d/extra.conf": EXTRA})
+def server() -> GaneshaServer:
+    nfs = GaneshaServer(ReplayHost("nfs", files={str(CONF): ORIGINAL, "/etc/ganesha/exports.d/extra.conf": EXTRA}),
+                        ReplayHost("h1"))
+    nfs.host.recorded.update({
+        f"test -f {CONF}": nfs.is_file(str(CONF)),
+        "test -f /etc/ganesha/exports.d/extra.conf": nfs.is_file("/etc/ganesha/exports.d/extra.conf"),
+        f"systemctl is-active --quiet {g.SERVICE}": (3, "", ""),
+        f"cat {g.GANESHA_PIDFILE}": lambda: (0, f"{nfs.ganesha_pid}\n", ""),
+        "cat /proc/4242/comm": (0, "ganesha.nfsd\n", ""),
+        "kill -HUP 4242": nfs.reload,
+        "test -d /srv/virtmig-export": (0, "", ""),
+        f"rm -rf --one-file-system {WORK}": (0, "", ""),
+        f"install -d -o 64055 -g 107 -m 0755 {WORK}": (0, "", ""),
+    })
+    nfs.client.recorded["showmount -e nfs"] = nfs.showmount
+    return nfs
 
 
-def provision(server: FakeServer, spec: ExportSpec = SPEC, **kw: object) -> g.GaneshaExport:
-    call = cast(Callable[..., g.GaneshaExport], g.provision_ganesha_export)
-    return call(cast(Host, server), spec, (64055, 107), "virtmig", server_name="nfs",
-                observers=[cast(Host, FakeClient(server))], timeout=kw.pop("timeout", 2.0), **kw)
+def provision(server: GaneshaServer, spec: ExportSpec = SPEC, *, timeout: float = 2.0) -> g.GaneshaExport:
+    return g.provision_ganesha_export(server.host, spec, (64055, 107), "virtmig", server_name="nfs",
+                                      observers=[server.client], timeout=timeout)
 
 
-def test_provision_reloads_and_restore_puts_the_config_back_byte_for_byte(server: FakeServer) -> None:
+def programs(server: GaneshaServer) -> list[str]:
+    """The program of each command the server ran."""
+    return [line.split()[0] for line in server.host.calls]
+
+
+def test_provision_reloads_and_restore_puts_the_config_back_byte_for_byte(server: GaneshaServer) -> None:
     handle = provision(server)
     assert handle.export_id == 60001, "60000 is taken in the config, 7 in its include"
     assert "/srv/virtmig-export" in server.exported
     assert 'Path = "/srv/virtmig-export"' in block_of(server.files[str(CONF)])
-    assert ("kill", "-HUP", "4242") in server.commands
-    g.restore_ganesha_config(server=cast(Host, server), handle=handle, observers=[cast(Host, FakeClient(server))],
-                             timeout=2.0)
+    assert "kill -HUP 4242" in server.host.calls
+    g.restore_ganesha_config(server=server.host, handle=handle, observers=[server.client], timeout=2.0)
     assert server.files[str(CONF)] == ORIGINAL
     assert "/srv/virtmig-export" not in server.exported
-    assert ("rm", "-rf", "--one-file-system", "/srv/virtmig-export/virtmig") in server.commands
+    assert f"rm -rf --one-file-system {WORK}" in server.host.calls
 
 
-def test_a_reload_ganesha_refuses_leaves_the_config_as_it_was(server: FakeServer) -> None:
+def test_a_reload_ganesha_refuses_leaves_the_config_as_it_was(server: GaneshaServer) -> None:
     server.refuse_reload = True
     with pytest.raises(ExportError, match="did not|log says why"):
         provision(server, timeout=0.5)
@@ -203,7 +200,7 @@ def test_a_reload_ganesha_refuses_leaves_the_config_as_it_was(server: FakeServer
     assert server.writes == [str(CONF), str(CONF)], "written once, then put back"
 
 
-def test_a_leftover_block_of_an_aborted_run_is_replaced_and_restore_keeps_it_out(server: FakeServer) -> None:
+def test_a_leftover_block_of_an_aborted_run_is_replaced_and_restore_keeps_it_out(server: GaneshaServer) -> None:
     aborted = g.with_block(ORIGINAL, g.render_block(SPEC, 60001))
     server.files[str(CONF)] = aborted
     handle = provision(server)
@@ -217,20 +214,20 @@ def test_a_leftover_block_of_an_aborted_run_is_replaced_and_restore_keeps_it_out
     (lambda s: setattr(s, "ganesha_pid", "999"), "pid 999, which is not running"),
     (lambda s: s.files.pop("/etc/ganesha/exports.d/extra.conf"), "extra.conf does not exist"),
 ])
-def test_refusals_come_before_anything_is_written(server: FakeServer, spoil: Callable[[FakeServer], object],
+def test_refusals_come_before_anything_is_written(server: GaneshaServer, spoil: Callable[[GaneshaServer], object],
                                                   message: str) -> None:
     spoil(server)
     before = dict(server.files)
     with pytest.raises(ExportError, match=message):
         provision(server)
     assert server.writes == [] and server.files == before
-    assert not any(c[0] in ("install", "rm", "kill") for c in server.commands)
+    assert not any(p in ("install", "rm", "kill") for p in programs(server))
 
 
-def test_an_option_ganesha_cannot_express_touches_nothing(server: FakeServer) -> None:
+def test_an_option_ganesha_cannot_express_touches_nothing(server: GaneshaServer) -> None:
     with pytest.raises(tr.GaneshaOptionError, match="async"):
         provision(server, ExportSpec(SPEC.path, SPEC.clients, "rw,async"))
-    assert server.writes == [] and not any(c[0] in ("install", "kill") for c in server.commands)
+    assert server.writes == [] and not any(p in ("install", "kill") for p in programs(server))
 
 
 # -- the option -----------------------------------------------------------------------
