@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import subprocess
 from pathlib import Path
 
@@ -20,10 +21,10 @@ from virtmig.diagnose.evidence import (
     parse_export_options,
     parse_image_facts,
     parse_mountinfo,
-    parse_qemu_conf,
     relocations,
 )
 from virtmig.localhost import LocalHost
+from virtmig.storage.qemu_user import parse_qemu_conf
 
 IMG = "/srv/shared/g/disk.raw"
 QEMU_OPEN = ("internal error: qemu unexpectedly closed the monitor: 2025-01-01T00:00:00.000000Z "
@@ -288,3 +289,114 @@ def test_path_walk_as_the_qemu_user_on_this_machine() -> None:
         assert missing.resolved is None and missing.found_at is not None
     finally:
         subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+# -- the fix names what the cause names: reason and fix come from the same facts -----
+
+RO_MOUNT = Mount("/srv/shared", "nfs4", "nfs:/srv/export", ("ro", "relatime"))
+ELSEWHERE = Mount("/var/lib/libvirt/gate/elsewhere", "fuse.nfs", "nfs:/srv/export/g", ("rw",))
+
+
+def _avc(tcontext: str, name: str = "disk.raw") -> str:
+    return (f'type=AVC msg=audit(1710238447.512:1893): avc:  denied  {{ read }} for  pid=48211 comm="qemu-kvm" '
+            f'name="{name}" dev="0:52" ino=2883603 scontext=system_u:system_r:svirt_t:s0:c193,c827 '
+            f"tcontext={tcontext} tclass=file permissive=0")
+
+
+def _names(text: str, path: str) -> bool:
+    """*text* names *path* itself, not merely a longer path that begins with it."""
+    return re.search(re.escape(path) + r"(?![\w/.-])", text) is not None
+
+
+@pytest.mark.parametrize(("text", "evidence", "cause", "named"), [
+    pytest.param(QEMU_OPEN, _ev(path_checks=_walk(blocked="/srv/shared/g")), Cause.DAC_PARENT_NOT_SEARCHABLE,
+                 ("/srv/shared/g",), id="parent-not-searchable"),
+    pytest.param(QEMU_OPEN, _ev(path_checks=_walk(blocked="/srv")), Cause.DAC_PARENT_NOT_SEARCHABLE,
+                 ("/srv",), id="parent-not-searchable-high-up"),
+    pytest.param(STORAGE, _ev(path_checks=_walk(image_ok=False), dynamic_ownership=False),
+                 Cause.DAC_IMAGE_NOT_ACCESSIBLE, (IMG,), id="image-mode-owner"),
+    # the message names the link; the reason quotes the mode and owner of the file behind it, which the fix chowns
+    pytest.param(GATE_OPEN, _gate_ev(SQUASHED, root_read=True), Cause.DAC_IMAGE_NOT_ACCESSIBLE, (SQUASHED,),
+                 id="image-mode-owner-behind-a-link"),
+    pytest.param(f"Could not open '{IMG}': Read-only file system", _ev(mounts=(ROOT, RO_MOUNT)),
+                 Cause.READ_ONLY_STORAGE, ("/srv/shared",), id="read-only-mount"),
+    pytest.param(GATE_OPEN, _gate_ev("/srv/shared/g/disk.raw", mounts=(ROOT, LOCAL, RO_MOUNT), root_read=True,
+                                     path_checks=_gate_walk("/srv/shared/g/disk.raw", read=True, write=False,
+                                                            mode="644", owner="64055:64055")),
+                 Cause.READ_ONLY_STORAGE, ("/srv/shared",), id="read-only-mount-refusing-with-eacces"),
+    pytest.param(f"Could not open '{IMG}': No such file or directory", _ev(), Cause.IMAGE_MISSING, (IMG,),
+                 id="image-missing"),
+    pytest.param(CASE_MISSING, _ev(path=CASE, mounts=(ROOT, LOCAL, SESSION, ELSEWHERE),
+                                   found_at=("/var/lib/libvirt/gate/elsewhere/disk.raw",),
+                                   path_checks=_missing_walk("/", "/var/lib/libvirt/gate")),
+                 Cause.MOUNT_PATH_DIFFERS, (CASE, ELSEWHERE.mountpoint), id="mount-path-differs-found-elsewhere"),
+    pytest.param(f"Could not open '{IMG}': No such file or directory",
+                 _ev(mounts=(ROOT, Mount("/mnt/other", "nfs4", "nfs:/srv/export", ("rw",)))),
+                 Cause.MOUNT_PATH_DIFFERS, (IMG, "/mnt/other"), id="mount-path-differs-not-searched"),
+    pytest.param(CASE_MISSING, _ev(path=CASE, mounts=(ROOT, LOCAL, SESSION), found_at=(), path_checks=_missing_walk(
+        "/", "/var/lib/libvirt", "/var/lib/libvirt/gate", "/var/lib/libvirt/gate/mnt")),
+                 Cause.DESTINATION_NOT_MOUNTED, ("/var/lib/libvirt/gate/mnt",), id="not-mounted"),
+    pytest.param(f"Could not open '{IMG}': No such file or directory", _ev(mounts=(ROOT,)),
+                 Cause.DESTINATION_NOT_MOUNTED, (IMG,), id="not-mounted-not-searched"),
+])
+def test_the_fix_names_the_paths_the_reason_names(text: str, evidence: Evidence, cause: Cause,
+                                                  named: tuple[str, ...]) -> None:
+    found = diagnose(text, evidence)
+    assert found.cause is cause, found.text()
+    assert found.reason in found.evidence_lines, found.text()
+    for path in named:
+        assert _names(found.reason, path), (path, found.text())
+        assert _names(found.fix, path), (path, found.text())
+
+
+def test_root_squash_fix_chowns_on_the_server_the_file_root_was_refused() -> None:
+    # the reason: the file behind the link, on which mount from which export; the fix: that file as the server names it
+    found = diagnose(GATE_OPEN, _gate_ev(SQUASHED, root_read=False))
+    assert found.cause is Cause.NFS_ROOT_SQUASH, found.text()
+    assert found.reason.startswith(f"{SQUASHED} is on /srv/shared (nfs4 from nfs:/srv/export) "), found.text()
+    assert "chown 64055:64055 nfs:/srv/export/g/root-owned.raw " in found.fix, found.text()
+
+
+def test_root_squash_told_by_the_export_options_names_the_file_behind_the_link() -> None:
+    found = diagnose(GATE_OPEN, _gate_ev(SQUASHED, export_options=("rw", "root_squash")))
+    assert found.cause is Cause.NFS_ROOT_SQUASH, found.text()
+    assert found.reason == f"{SQUASHED} is on nfs4 exported with root_squash", found.text()
+    assert "chown 64055:64055 nfs:/srv/export/g/root-owned.raw " in found.fix, found.text()
+    assert not _names(found.reason, GATE) and not _names(found.fix, GATE), found.text()
+
+
+def test_read_only_export_fix_names_the_export_and_the_mount_the_file_is_on() -> None:
+    walk = _gate_walk("/srv/shared/g/disk.raw", read=True, write=False, mode="644", owner="64055:64055")
+    by_table = diagnose(GATE_OPEN, _gate_ev("/srv/shared/g/disk.raw", path_checks=walk, root_read=True,
+                                            export_options=("ro", "sync", "root_squash")))
+    assert by_table.cause is Cause.READ_ONLY_STORAGE and by_table.reason == "the export is ro", by_table.text()
+    assert "/srv/shared/g/disk.raw is on /srv/shared (nfs4 from nfs:/srv/export" in by_table.text()
+    assert "export and mount nfs:/srv/export (at /srv/shared on h2) read-write" in by_table.fix, by_table.text()
+    # no export table: the qemu user owns the file and may write it by its mode, yet the server refuses
+    by_owner = diagnose(GATE_OPEN, _gate_ev("/srv/shared/g/disk.raw", path_checks=walk, root_read=True))
+    assert by_owner.cause is Cause.READ_ONLY_STORAGE, by_owner.text()
+    assert by_owner.reason.startswith("/srv/shared/g/disk.raw is mode 644 owner 64055:64055 "), by_owner.text()
+    assert "export and mount nfs:/srv/export (at /srv/shared on h2) read-write" in by_owner.fix, by_owner.text()
+
+
+def test_selinux_label_fix_relabels_the_image_the_avc_names_not_a_blocked_parent() -> None:
+    found = diagnose(QEMU_OPEN, _ev(avc=(_avc("system_u:object_r:default_t:s0"),), virt_use_nfs=True,
+                                    path_checks=_walk(blocked="/srv")))
+    assert found.cause is Cause.SELINUX_LABEL, found.text()
+    assert found.reason == "AVC denial, target context system_u:object_r:default_t:s0", found.text()
+    assert "avc:  denied  { read } for  pid=48211 comm=\"qemu-kvm\" name=\"disk.raw\"" in found.text()
+    assert f"restorecon -Rv /srv/shared/g, or chcon -t svirt_image_t {IMG};" in found.fix, found.text()
+
+
+def test_selinux_virt_use_nfs_fix_is_for_the_host_the_denial_is_on() -> None:
+    found = diagnose(QEMU_OPEN, _ev(avc=(_avc("system_u:object_r:nfs_t:s0"),), virt_use_nfs=False))
+    assert found.cause is Cause.SELINUX_VIRT_USE_NFS, found.text()
+    assert found.reason == "AVC denial on nfs_t with virt_use_nfs off", found.text()
+    assert found.fix == "setsebool -P virt_use_nfs 1 (on h2)"
+
+
+def test_an_unexplained_denial_is_checked_on_the_image_the_message_names() -> None:
+    found = diagnose(QEMU_OPEN, _ev(path_checks=_walk()))
+    assert found.cause is Cause.PERMISSION_DENIED_UNEXPLAINED and found.reason == "", found.text()
+    assert found.fix.startswith(f"check {IMG} as the qemu user on h2: ")
+    assert found.fix.endswith(f"test -r {IMG}; ausearch -m avc")

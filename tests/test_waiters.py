@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
-import libvirt
 import pytest
 
-from virtmig.waiters import WaitTimeout, wait_for, wait_for_agent, wait_for_domain_state
+from virtmig.guest.waits import wait_for_agent
+from virtmig.host import Host
+from virtmig.localhost import LocalHost
+from virtmig.waiters import WaitTimeout, wait_for, wait_for_command, wait_for_export_listing
 
 
 def test_returns_first_non_none_value() -> None:
@@ -78,38 +83,61 @@ def test_predicate_errors_propagate() -> None:
         wait_for(boom, target="t", state="s", timeout=1)
 
 
-class FakeDomain:
-    """Reports `states` in turn, then repeats the last one."""
-
-    def __init__(self, *states: tuple[int, int]) -> None:
-        self._states = list(states)
-
-    def state(self, flags: int = 0) -> list[int]:
-        if len(self._states) > 1:
-            return list(self._states.pop(0))
-        return list(self._states[0])
-
-    def name(self) -> str:
-        return "virtmig-guest"
+def test_importing_waiters_loads_neither_libvirt_nor_the_probe() -> None:
+    """The lab's helper scripts (exportfs, mount.nfs stand-ins) import waiters inside the lab's nodes."""
+    code = ("import sys, virtmig.waiters; "
+            "print(sorted(m for m in ('libvirt', 'virtmig.guest.probe') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
 
 
-def test_domain_state_reached_returns_reason() -> None:
-    dom = FakeDomain(
-        (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION),
-        (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_MIGRATED),
-    )
-    reason = wait_for_domain_state(dom, libvirt.VIR_DOMAIN_RUNNING, timeout=2, interval=0.01)
-    assert reason == libvirt.VIR_DOMAIN_RUNNING_MIGRATED
+def test_wait_for_command_returns_the_first_successful_run(tmp_path: Path) -> None:
+    flag = tmp_path / "ready"
+    timer = threading.Timer(0.2, flag.touch)
+    timer.start()
+    try:
+        result = wait_for_command(LocalHost("h2"), "test", "-e", str(flag), target=f"{flag} on h2", state="present",
+                                  timeout=5, interval=0.02)
+    finally:
+        timer.cancel()
+    assert result.ok
+    assert flag.exists()
 
 
-def test_domain_state_timeout_uses_state_names() -> None:
-    dom = FakeDomain((libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION))
+def test_wait_for_command_timeout_names_the_last_exit_and_stderr(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
     with pytest.raises(WaitTimeout) as info:
-        wait_for_domain_state(dom, libvirt.VIR_DOMAIN_RUNNING, timeout=0.1, interval=0.02)
+        wait_for_command(LocalHost("h2"), "cat", str(missing), target=f"{missing} on h2", state="readable",
+                         timeout=0.1, interval=0.02)
     msg = str(info.value)
-    assert "domain virtmig-guest" in msg
-    assert "to be running" in msg
-    assert f"paused (reason {libvirt.VIR_DOMAIN_PAUSED_MIGRATION})" in msg
+    assert f"{missing} on h2" in msg
+    assert "to be readable" in msg
+    assert "exited 1" in msg
+    assert "No such file or directory" in msg
+
+
+def test_export_listing_waits_until_every_observer_sees_it() -> None:
+    polls = {"h1": 0, "h2": 0}
+
+    def exported_to(host: Host, server: str) -> list[str]:
+        assert server == "nas"
+        polls[host.name] += 1
+        return ["/srv/vm"] if polls[host.name] >= (2 if host.name == "h1" else 4) else ["/srv/other"]
+
+    wait_for_export_listing((LocalHost("h1"), LocalHost("h2")), "nas", "/srv/vm", listed=True,
+                            exported_to=exported_to, timeout=5, interval=0.01)
+    assert polls["h2"] == 4  # h1 saw it first; the wait went on until h2 did
+
+
+def test_export_listing_timeout_says_what_each_observer_saw() -> None:
+    with pytest.raises(WaitTimeout) as info:
+        wait_for_export_listing((LocalHost("h1"),), "nas", "/srv/vm", listed=False,
+                                exported_to=lambda host, server: ["/srv/vm"], timeout=0.05, interval=0.01)
+    msg = str(info.value)
+    assert "/srv/vm in `showmount -e nas` on h1" in msg
+    assert "to be withdrawn" in msg
+    assert "h1: ['/srv/vm']" in msg
 
 
 @pytest.fixture

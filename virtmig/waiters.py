@@ -2,34 +2,29 @@
 
 A bare `TimeoutError` after a migration test sat for two minutes says
 nothing; `WaitTimeout` names what was awaited, which state, how long it
-waited and what it saw last. Fixtures and suites call these helpers rather
-than writing their own sleep loops (the tempest "waiters" pattern), so
-timeouts and intervals are tuned and reported uniformly.
+waited and what it saw last. Fixtures, suites, the storage layer and the
+lab call these helpers rather than writing their own sleep loops (the
+tempest "waiters" pattern), so timeouts and intervals are tuned and reported
+uniformly, and every wait checks the condition it waits for.
+
+This module is the bottom layer: it imports no libvirt and nothing of the
+guest or storage layers, because the lab's stand-ins for system tools
+(`exportfs`, `mount.nfs`) run as small scripts inside the lab's nodes and
+wait too.  A wait that needs a layer's code takes it as an argument (the
+export lister, the probe), or lives in that layer built on `wait_for`
+(`virtmig.guest.waits.wait_for_agent`, which needs the agent client).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-import libvirt
-
-from virtmig.guest.probe import AgentError, UdpEchoProbe, agent_command
+if TYPE_CHECKING:
+    from virtmig.host import CommandResult, Host
 
 T = TypeVar("T")
-
-#: libvirt's virDomainState values as virsh prints them.
-DOMAIN_STATE_NAMES: dict[int, str] = {
-    libvirt.VIR_DOMAIN_NOSTATE: "no state",
-    libvirt.VIR_DOMAIN_RUNNING: "running",
-    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
-    libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "in shutdown",
-    libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
-    libvirt.VIR_DOMAIN_CRASHED: "crashed",
-    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
-}
 
 
 class WaitTimeout(TimeoutError):
@@ -44,14 +39,6 @@ class WaitTimeout(TimeoutError):
             f"timed out after {elapsed:.1f} s waiting for {target} to be {state}; "
             f"last observed: {last_observed}"
         )
-
-
-class _HasState(Protocol):
-    """The part of libvirt.virDomain the waiters use (fakes are easy)."""
-
-    def state(self, flags: int = 0) -> list[int]: ...
-
-    def name(self) -> str: ...
 
 
 def wait_for(
@@ -90,60 +77,64 @@ def wait_for(
     raise WaitTimeout(target, state, time.monotonic() - start, observed)
 
 
-def domain_state_name(state: int) -> str:
-    return DOMAIN_STATE_NAMES.get(state, f"state {state}")
+def _exit_text(result: CommandResult) -> str:
+    """A failed command's status and the last line of its stderr, for a timeout's "last observed"."""
+    lines = result.stderr.strip().splitlines()
+    return f"`{result.command}` exited {result.rc}" + (f": {lines[-1]}" if lines else "")
 
 
-def wait_for_domain_state(dom: _HasState, state: int, timeout: float, interval: float = 0.2) -> int:
-    """Wait until `dom.state()` is `state` (a VIR_DOMAIN_* value); returns the reason.
+def wait_for_command(host: Host, *argv: str, target: str, state: str, timeout: float,
+                     interval: float = 0.5, command_timeout: float | None = None) -> CommandResult:
+    """Run `argv` on `host` until it exits 0; return that run's result.
 
-    libvirt errors (e.g. the domain vanished from this host) propagate.
+    For conditions a host can test with a command of its own (a file a user
+    can open, a socket that listens): the command is the check.  On timeout
+    the message gives the last run's exit status and stderr.
     """
-    last: list[int] = []
+    last: list[CommandResult] = []
 
-    def check() -> int | None:
-        nonlocal last
-        last = list(dom.state())
-        return last[1] if last[0] == state else None
+    def succeeded() -> CommandResult | None:
+        result = host.run(*argv, check=False, timeout=command_timeout)
+        last[:] = [result]
+        return result if result.ok else None
 
-    def describe() -> str:
-        if not last:
-            return "nothing"
-        return f"{domain_state_name(last[0])} (reason {last[1]})"
-
-    return wait_for(
-        check,
-        target=f"domain {dom.name()}",
-        state=domain_state_name(state),
-        timeout=timeout,
-        interval=interval,
-        describe=describe,
-    )
+    return wait_for(succeeded, target=target, state=state, timeout=timeout, interval=interval,
+                    describe=lambda: _exit_text(last[0]) if last else "no run")
 
 
-def wait_for_agent(ip: str, port: int, timeout: float, interval: float = 0.5) -> str:
-    """Wait until the guest agent answers `!ping`; returns its reply."""
-    last_error = "no attempt"
+def wait_for_export_listing(observers: Sequence[Host], server: str, path: str, *, listed: bool,
+                            exported_to: Callable[[Host, str], list[str]], timeout: float,
+                            interval: float = 0.3) -> None:
+    """Wait until every observer's export list of `server` has `path` (or, listed=False, no longer has it).
 
-    def ping() -> str | None:
-        nonlocal last_error
-        try:
-            return agent_command(ip, port, "ping", timeout=min(1.0, max(timeout, 0.05)), retries=1)
-        except AgentError as exc:
-            last_error = str(exc)
-            return None
+    `exported_to(host, server)` reads the list as `host` sees it (the storage
+    layer's `showmount -e`): a server may list an export only to the clients
+    it lets mount it, so each host looks for itself.  Its errors propagate.
+    """
+    last: dict[str, list[str]] = {}
 
-    return wait_for(
-        ping,
-        target=f"guest agent {ip}:{port}",
-        state="answering !ping",
-        timeout=timeout,
-        interval=interval,
-        describe=lambda: last_error,
-    )
+    def settled() -> bool | None:
+        for host in observers:
+            last[host.name] = exported_to(host, server)
+            if (path in last[host.name]) != listed:
+                return None
+        return True
+
+    wait_for(settled, target=f"{path} in `showmount -e {server}` on {', '.join(h.name for h in observers)}",
+             state="listed" if listed else "withdrawn", timeout=timeout, interval=interval,
+             describe=lambda: "; ".join(f"{h}: {paths}" for h, paths in last.items()))
 
 
-def wait_for_probe_answer(probe: UdpEchoProbe, after_ns: int, timeout: float, interval: float = 0.005) -> bool:
+class AnsweringProbe(Protocol):
+    """What `wait_for_probe_answer` needs of a running probe (`virtmig.guest.probe.UdpEchoProbe`)."""
+
+    @property
+    def target(self) -> tuple[str, int]: ...
+
+    def answered_since(self, t_ns: int) -> bool: ...
+
+
+def wait_for_probe_answer(probe: AnsweringProbe, after_ns: int, timeout: float, interval: float = 0.005) -> bool:
     """Wait until the running probe gets a reply to a datagram sent at/after `after_ns`.
 
     Called when a migration (or a restore, or a boot) returns: the guest may

@@ -32,7 +32,7 @@ from virtmig.host import Host, SshHost
 from virtmig.storage.exports import ExportSpec, Mounted, ProvisionedExport
 from virtmig.storage.staging import QemuIdentity
 from virtmig.lab.topology import GUEST_AGENT_PORT, GUEST_IP
-from virtmig.waiters import wait_for_agent
+from virtmig.guest.waits import wait_for_agent
 
 GATE_ROOT = "/var/lib/libvirt/virtmig-perm"
 BOOT_TIMEOUT_S = 90.0

@@ -13,7 +13,7 @@ from virtmig.migration.modes import DIRECT, P2P
 from virtmig.migration.runner import MigrationOutcome, migrate
 from virtmig.guest.probe import agent_command
 from virtmig.storage.staging import QemuIdentity
-from virtmig.waiters import wait_for
+from virtmig.waiters import wait_for_command
 
 
 def migrate_p2p(src: libvirt.virConnect, dst: libvirt.virConnect, dst_host: Host, name: str,
@@ -78,8 +78,6 @@ def wait_until_usable(host: Host, who: QemuIdentity, path: str, timeout: float =
     about a second, kernel clients for acregmin..acregmax), so a chown on the
     server reaches the hosts a little later; an operator waits too.
     """
-    def usable() -> bool | None:
-        return host.run(*who.setpriv(), "test", "-r", path, "-a", "-w", path, check=False).ok or None
-
-    wait_for(usable, target=f"{path} on {host.name} as uid {who.uid}", state="readable and writable",
-             timeout=timeout, interval=0.5)
+    wait_for_command(host, *who.setpriv(), "test", "-r", path, "-a", "-w", path,
+                     target=f"{path} on {host.name} as uid {who.uid}", state="readable and writable",
+                     timeout=timeout, interval=0.5)

@@ -56,7 +56,7 @@ FIXES: dict[Cause, str] = {
     Cause.NFS_ROOT_SQUASH: "on the NFS server: chown {ids} {server_path} (numeric ids, the qemu user's on {host}; "
                            "mode 0600 or 0660): root_squash makes the server refuse libvirt's own chown from the "
                            "host; or export with no_root_squash (insecure: root on the hosts is root on the export)",
-    Cause.READ_ONLY_STORAGE: "export and mount the storage read-write (rw in /etc/exports, no ro mount option), "
+    Cause.READ_ONLY_STORAGE: "export and mount {storage} read-write (rw in /etc/exports, no ro mount option), "
                              "or mark the disk <readonly/> if it is meant to be read-only",
     Cause.DESTINATION_NOT_MOUNTED: "mount the shared storage on {host} at {mount_dir}, the same path as on the "
                                    "source (and add it to /etc/fstab)",
@@ -176,7 +176,8 @@ def reason_for(cause: Cause, f: Facts) -> str:
     if cause is Cause.SELINUX_LABEL:
         return f"AVC denial, target context {f.avc_context}"
     if cause is Cause.DAC_PARENT_NOT_SEARCHABLE and f.blocked is not None:
-        return f"{f.blocked.path} (mode {f.blocked.mode}, owner {f.blocked.owner}) is not searchable by {f.user}"
+        return (f"{f.blocked.path} (mode {f.blocked.mode}, owner {f.blocked.owner}) is not searchable by "
+                f"{f.user or 'the qemu user'}")
     if cause is Cause.READ_ONLY_STORAGE:
         if f.read_only_mount:
             return f"{file_mp} is mounted ro"
@@ -184,7 +185,7 @@ def reason_for(cause: Cause, f: Facts) -> str:
             return "the export is ro"
         if f.owner_refused and f.file_check is not None:
             return (f"{f.file_check.path} is mode {f.file_check.mode} owner {f.file_check.owner} (the qemu user), "
-                    f"yet the server refuses {f.user} write access: the export is read-only")
+                    f"yet the server refuses {f.user or 'the qemu user'} write access: the export is read-only")
     if cause is Cause.NFS_ROOT_SQUASH:
         if f.root_refused and f.file_mount is not None:
             return (f"{f.file} is on {file_mp} ({file_fs} from {f.file_mount.source}) and root on {f.host} "
@@ -194,7 +195,7 @@ def reason_for(cause: Cause, f: Facts) -> str:
         return f"{f.file} is on {file_fs if f.file_mount else 'NFS'} exported with {squash}"
     if cause is Cause.DAC_IMAGE_NOT_ACCESSIBLE and f.file_check is not None:
         return (f"{f.file_check.path} is mode {f.file_check.mode} owner {f.file_check.owner}: "
-                f"{f.user} may not open it read-write")
+                f"{f.user or 'the qemu user'} may not open it read-write")
     if cause is Cause.IMAGE_MISSING and f.path and f.mounts_known and f.path_on_shared:
         return f"{f.path} is under the shared mount {path_mp}, but absent"
     if cause is Cause.MOUNT_PATH_DIFFERS:
@@ -233,6 +234,8 @@ def _placeholders(f: Facts) -> dict[str, str]:
         "file": f.file_check.path if f.file_check is not None else f.file or "the image",
         "blocked": f.blocked.path if f.blocked is not None else "the blocking directory",
         "server_path": _server_path(f),
+        "storage": (f"{f.file_mount.source} (at {f.file_mount.mountpoint} on {f.host or 'the failing host'})"
+                    if f.file_mount is not None else "the storage"),
         "mount_dir": mount_dir,
         "mountpoint": (f.relocated.mountpoint if f.relocated is not None
                        else ", ".join(m.mountpoint for m in f.shared_mounts) or source_mount),

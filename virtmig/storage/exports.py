@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from virtmig.host import Host
-from virtmig.waiters import wait_for
+from virtmig.waiters import wait_for_export_listing
 
 EXPORTS = "/etc/exports"
 BEGIN = "# BEGIN virtmig managed export"
@@ -226,18 +226,8 @@ def exported_to(host: Host, server: str) -> list[str]:
 def wait_listed(observers: Sequence[Host], server_name: str, path: PurePosixPath, *, listed: bool,
                 timeout: float = LISTED_TIMEOUT_S) -> None:
     """Wait until every observer's `showmount -e SERVER` lists `path` (or, listed=False, no longer does)."""
-    last: dict[str, list[str]] = {}
-
-    def settled() -> bool | None:
-        for host in observers:
-            last[host.name] = exported_to(host, server_name)
-            if (str(path) in last[host.name]) != listed:
-                return None
-        return True
-
-    wait_for(settled, target=f"{path} in `showmount -e {server_name}` on {', '.join(h.name for h in observers)}",
-             state="listed" if listed else "withdrawn", timeout=timeout, interval=0.3,
-             describe=lambda: "; ".join(f"{h}: {paths}" for h, paths in last.items()))
+    wait_for_export_listing(observers, server_name, str(path), listed=listed, exported_to=exported_to,
+                            timeout=timeout)
 
 
 @dataclass(frozen=True)
