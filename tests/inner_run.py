@@ -10,10 +10,16 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from virtmig.guest.console import TCG_DIRTY_FIX_COMMIT
+from virtmig.guest.console import TCG_DIRTY_FIX_COMMIT, crash_lines
+from virtmig.guest.integrity import AREAS
+from virtmig.guest.probe import ProbeResult
+from virtmig.migration import criteria
+from virtmig.migration.records import MigrationRecord
+from virtmig.report.results_json import record_from_dict
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,13 +45,72 @@ def output_tail(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
-def known_tcg_bug(hops: list[dict[str, Any]]) -> str | None:
+def known_tcg_bug(hops: Sequence[Mapping[str, Any]]) -> str | None:
     """The harness's diagnosis when every failed hop is the guest crash QEMU 7.2's TCG migration causes.
 
     That bug (lost dirty pages, fixed upstream in QEMU 9.0) is in the
     component under test, not in virtmig; the suite found and named it, which
-    is what the lab tests check.  Any other failure still fails them.
+    is what the lab tests check.  Any other failure still fails them, and so
+    does this crash when the harness may have caused it: `tcg_crash_after_good_start`
+    says when a failed hop counts.
     """
-    failed = [h for h in hops if not h["ok"]]
-    crashes = [next((n for n in h["notes"] if TCG_DIRTY_FIX_COMMIT in n), None) for h in failed]
-    return crashes[0] if failed and all(crashes) else None
+    records = [record_from_dict(h) for h in hops]
+    diagnoses = [tcg_crash_after_good_start(r, records[:i]) for i, r in enumerate(records) if not r.ok]
+    return diagnoses[0] if diagnoses and all(diagnoses) else None
+
+
+#: The record's note prefixes: what the harness found, and what the suite saw on a host.
+PROBLEM, EVIDENCE = "PROBLEM: ", "evidence: "
+
+#: The integrity failure a guest that is gone after the move causes (`Measurement.problems`).
+NOT_INTACT = " pattern not intact after the move: "
+
+
+def tcg_crash_after_good_start(hop: MigrationRecord, earlier: Sequence[MigrationRecord]) -> str | None:
+    """The crash diagnosis of a failed hop, if the hop is QEMU's bug and only that; else None.
+
+    `earlier`: the run's records before this one, in the order recorded.
+
+    The known signature, as the record shows it:
+    * the suite's diagnosis names the upstream fix, which `crash_diagnosis`
+      does only for a TCG guest on QEMU < 9.0 whose console shows a crash;
+    * the destination's console, kept in the record's evidence, shows a
+      crash line by `crash_lines` itself (the note is not taken on trust);
+    * libvirt completed the move (no error, statistics kept): the crash
+      came after the migration, not from a failed one.
+
+    The harness's own checks before the hop passed:
+    * every earlier hop of the same test passed (each verified the guest's
+      patterns and that it answered after its move);
+    * the guest answered this hop's probe before its outage began;
+    * the patterns were written: a record exists only then (`Measurement`
+      refuses to migrate when a write fails), and the verify ran.
+
+    And nothing else went wrong: each problem on the hop is the crash or one
+    a guest gone silent after the move causes (no answer to the probe after
+    the move, patterns not intact); a problem with libvirt's statistics,
+    the probe's setup or the mode is the harness's or libvirt's, not QEMU's.
+    """
+    diagnosis = next((n[len(PROBLEM):] for n in hop.notes if n.startswith(PROBLEM) and TCG_DIRTY_FIX_COMMIT in n),
+                     None)
+    if diagnosis is None or hop.kind != "live":
+        return None
+    console = [n.split(" console: ", 1)[1] for n in hop.notes if n.startswith(f"{EVIDENCE}{hop.dst} console: ")]
+    if not crash_lines(console) or hop.error is not None or hop.stats is None:
+        return None
+    test = hop.test_id.split("#", 1)[0]
+    if not all(r.ok for r in earlier if r.test_id.split("#", 1)[0] == test):
+        return None
+    if hop.probe is None or hop.integrity is None:
+        return None
+    probe = ProbeResult(**hop.probe)
+    if criteria.probe_problems(probe, answered_after=True) or probe.gap_first_lost_seq == 0:
+        return None  # no reply at all, a coarse probe, or the outage opened the window: silent before the move
+    silence = set(criteria.probe_problems(probe, answered_after=False))
+    for note in hop.notes:
+        problem = note[len(PROBLEM):] if note.startswith(PROBLEM) else None
+        if problem is None or problem == diagnosis or problem in silence:
+            continue
+        if not any(problem.startswith(f"{area}{NOT_INTACT}") for area in AREAS):
+            return None
+    return diagnosis
