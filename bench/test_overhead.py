@@ -26,9 +26,9 @@ import pytest
 
 from fixtures.guest import RunningGuest
 from virtmig.config import RunConfig
-from virtmig.host import SshHost
 from virtmig.migration.measure import GuestAccess, Leg, MeasuredMigration, measured_live_migration
 from virtmig.migration.modes import P2P
+from virtmig.sshhost import SshHost
 
 pytestmark = [pytest.mark.live, pytest.mark.lab]
 

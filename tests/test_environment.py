@@ -25,8 +25,8 @@ from virtmig.environment import (
     parse_virsh_version,
     version_text,
 )
-from virtmig.host import SshHost
 from virtmig.report import environment_table
+from virtmig.sshhost import SshHost
 
 CPUINFO_X86 = """processor\t: 0
 vendor_id\t: AuthenticAMD

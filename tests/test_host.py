@@ -17,8 +17,9 @@ import pytest
 
 from tests.conftest import Sshd
 from tests.replay import ReplayHost
-from virtmig.host import CommandError, CommandResult, CommandTimeout, Host, HostConnectionError, SshHost, ssh_wrapper
+from virtmig.host import CommandError, CommandResult, CommandTimeout, Host, HostConnectionError
 from virtmig.localhost import LocalHost
+from virtmig.sshhost import SshHost, ssh_wrapper
 from virtmig.waiters import wait_for
 
 AWKWARD = ["a b", "it's", '"dq"', "$HOME", "`id`", "x;y", "back\\slash", "*", "", "tab\there", "new\nline", "-n"]
@@ -181,9 +182,9 @@ def test_local_write_replaces_the_file_whole(tmp_path: Path) -> None:
 def test_unknown_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    with SshHost(sshd.alias, sshd.client_config("unknown", empty)) as h:
-        with pytest.raises(HostConnectionError, match=r"testhost: cannot ssh to root@127.0.0.1:\d+: .*not found"):
-            h.run("true")
+    h = SshHost(sshd.alias, sshd.client_config("unknown", empty))
+    with h, pytest.raises(HostConnectionError, match=r"testhost: cannot ssh to root@127.0.0.1:\d+: .*not found"):
+        h.run("true")
 
 
 def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
@@ -191,9 +192,9 @@ def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     kind, key = (tmp_path / "other.pub").read_text().split()[:2]
     wrong = tmp_path / "known_hosts"
     wrong.write_text(f"[127.0.0.1]:{sshd.port} {kind} {key}\n")
-    with SshHost(sshd.alias, sshd.client_config("changed", wrong)) as h:
-        with pytest.raises(HostConnectionError, match="does not match"):
-            h.run("true")
+    h = SshHost(sshd.alias, sshd.client_config("changed", wrong))
+    with h, pytest.raises(HostConnectionError, match="does not match"):
+        h.run("true")
 
 
 def test_libvirt_uri(sshd: Sshd) -> None:

@@ -7,8 +7,9 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from virtmig.host import Host, SshHost
+from virtmig.host import Host
 from virtmig.lab.topology import H1, H2, SSH_CONFIG
+from virtmig.sshhost import SshHost
 from virtmig.storage.exports import (
     BEGIN,
     END,

@@ -17,7 +17,8 @@ from pathlib import PurePosixPath as P
 import pytest
 
 from tests.conftest import Sshd
-from virtmig.host import Host, SshHost
+from virtmig.host import Host
+from virtmig.sshhost import SshHost
 from virtmig.storage.shared_check import (
     FAIL_MARK,
     PathStat,

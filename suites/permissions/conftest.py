@@ -28,7 +28,8 @@ from virtmig.guest import domains
 from virtmig.storage import exports
 from virtmig import sshconfig
 from virtmig.config import RunConfig
-from virtmig.host import Host, SshHost
+from virtmig.host import Host
+from virtmig.sshhost import SshHost
 from virtmig.storage.exports import ExportSpec, Mounted, ProvisionedExport
 from virtmig.storage.staging import QemuIdentity
 from virtmig.lab.topology import GUEST_AGENT_PORT, GUEST_IP
