@@ -9,6 +9,7 @@ interchangeable behind the `Host` protocol.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,8 @@ import pytest
 from tests.conftest import Sshd
 from tests.replay import ReplayHost
 from virtmig.host import CommandError, CommandResult, CommandTimeout, Host, HostConnectionError
+from virtmig.lab.netns import LabError, Node
+from virtmig.lab.topology import H1
 from virtmig.localhost import LocalHost
 from virtmig.sshhost import SshHost, ssh_wrapper
 from virtmig.waiters import wait_for
@@ -177,6 +180,19 @@ def test_local_write_replaces_the_file_whole(tmp_path: Path) -> None:
         assert reader.read() == "old\n"
     assert target.read_text() == "new\n" and oct(target.stat().st_mode & 0o777) == oct(0o640)
     assert os.listdir(tmp_path) == ["f"]
+
+
+def test_the_lab_node_runner_answers_the_same_result() -> None:
+    """virtmig.lab.netns.Node.run is LocalHost through nsenter (here into this process's own namespaces)."""
+    if os.geteuid() != 0 or shutil.which("nsenter") is None:
+        pytest.skip("needs root and nsenter")
+    node = Node(H1, os.getpid())
+    result = node.run(["sh", "-c", 'cat; echo "err $1" >&2; exit 3', "sh", "a b"], check=False, stdin="in\n")
+    assert (result.rc, result.stdout, result.stderr, result.host) == (3, "in\n", "err a b\n", H1.name)
+    assert result.command.startswith(f"nsenter -t {os.getpid()} ") and result.command.endswith(" sh 'a b'")
+    with pytest.raises(LabError, match="h1: command failed with rc=1: .* false") as info:
+        node.run(["false"])
+    assert isinstance(info.value.__cause__, CommandError)
 
 
 def test_unknown_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from virtmig.host import CommandResult
 from virtmig.lab import exportfs_adapter, nfs_fuse, nfsserver
 from virtmig.lab.netns import Node, netns_exists, netns_pids, sh, terminate
 from virtmig.lab.topology import LabNode
@@ -65,17 +65,17 @@ class NfsPair:
     rw_dir: Path
     ro_dir: Path
 
-    def as_user(self, uid: int, gid: int, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def as_user(self, uid: int, gid: int, argv: list[str]) -> CommandResult:
         """Run argv in the client node as uid:gid (no supplementary groups)."""
         return self.client.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *argv],
                                check=False)
 
-    def mount(self, export: Path, mnt: Path, opts: str = "vers=3") -> subprocess.CompletedProcess[str]:
+    def mount(self, export: Path, mnt: Path, opts: str = "vers=3") -> CommandResult:
         mnt.mkdir(exist_ok=True)
         return self.client.run(["mount", "-t", "nfs", "-o", opts, f"{SERVER_IP}:{export}", str(mnt)], check=False)
 
-    def exportfs(self, exports: str) -> subprocess.CompletedProcess[str]:
-        self.server.run(["sh", "-c", "cat > /etc/exports"], input=exports)
+    def exportfs(self, exports: str) -> CommandResult:
+        self.server.run(["sh", "-c", "cat > /etc/exports"], stdin=exports)
         return self.server.run(["exportfs", "-ra"], check=False)
 
 
@@ -130,7 +130,7 @@ def pair() -> Iterator[NfsPair]:
 def _wait_rpc(srv: Node) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if srv.run(["rpcinfo", "-t", SERVER_IP, "mountd", "3"], check=False).returncode == 0:
+        if srv.run(["rpcinfo", "-t", SERVER_IP, "mountd", "3"], check=False).rc == 0:
             return
         time.sleep(0.3)
     pytest.fail("ganesha's MOUNT v3 service never answered")
@@ -141,10 +141,10 @@ def mounted(pair: NfsPair) -> Path:
     exports = (f"{pair.rw_dir} {CLIENT_IP}(rw,sync,no_subtree_check,root_squash)\n"
                f"{pair.ro_dir} 198.18.2.0/24(ro,sync,no_subtree_check)\n")
     proc = pair.exportfs(exports)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.rc == 0, proc.stderr
     mnt = pair.root / "mnt-rw"
     proc = pair.mount(pair.rw_dir, mnt)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.rc == 0, proc.stderr
     return mnt
 
 
@@ -178,9 +178,9 @@ def test_owner_only_file_readable_by_owner_not_by_root(pair: NfsPair, mounted: P
     os.chown(secret, QEMU_UID, QEMU_GID)
     secret.chmod(0o600)
     ok = pair.as_user(QEMU_UID, QEMU_GID, ["cat", f"{mounted}/qemu-only.img"])
-    assert ok.returncode == 0 and ok.stdout == "disk\n", ok.stderr
+    assert ok.rc == 0 and ok.stdout == "disk\n", ok.stderr
     denied = pair.client.run(["cat", f"{mounted}/qemu-only.img"], check=False)
-    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    assert denied.rc != 0 and "Permission denied" in denied.stderr
 
 
 def test_directory_without_search_bit_blocks_traversal(pair: NfsPair, mounted: Path) -> None:
@@ -189,9 +189,9 @@ def test_directory_without_search_bit_blocks_traversal(pair: NfsPair, mounted: P
     (private / "inside").write_text("x\n")
     os.chown(private, QEMU_UID, QEMU_GID)
     private.chmod(0o700)
-    assert pair.as_user(QEMU_UID, QEMU_GID, ["cat", f"{mounted}/private/inside"]).returncode == 0
+    assert pair.as_user(QEMU_UID, QEMU_GID, ["cat", f"{mounted}/private/inside"]).rc == 0
     denied = pair.as_user(OTHER_UID, OTHER_UID, ["cat", f"{mounted}/private/inside"])
-    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    assert denied.rc != 0 and "Permission denied" in denied.stderr
 
 
 def test_owner_writes_and_changes_modes(pair: NfsPair, mounted: Path) -> None:
@@ -201,10 +201,10 @@ def test_owner_writes_and_changes_modes(pair: NfsPair, mounted: Path) -> None:
     script = (f"cd {mounted}/work && mkdir d && echo a > d/f && mv d/f d/g && chmod 640 d/g && truncate -s 3 d/g "
               "&& touch -d @1000000000 d/g && touch -a d/g && stat -c '%a %s %Y' d/g && ls d && rm d/g && rmdir d")
     proc = pair.as_user(QEMU_UID, QEMU_GID, ["sh", "-c", script])
-    assert proc.returncode == 0, proc.stderr
+    assert proc.rc == 0, proc.stderr
     assert proc.stdout.split() == ["640", "3", "1000000000", "g"]
     chown = pair.as_user(QEMU_UID, QEMU_GID, ["chown", "0", f"{mounted}/work"])
-    assert chown.returncode != 0 and "Operation not permitted" in chown.stderr
+    assert chown.rc != 0 and "Operation not permitted" in chown.stderr
 
 
 def test_direct_io_throughput(pair: NfsPair, mounted: Path) -> None:
@@ -212,10 +212,10 @@ def test_direct_io_throughput(pair: NfsPair, mounted: Path) -> None:
     for flag in ("oflag=direct", "conv=fsync"):
         dd = pair.as_user(QEMU_UID, QEMU_GID, ["dd", "if=/dev/zero", f"of={mounted}/dd.img", "bs=1M", "count=64",
                                                 flag])
-        assert dd.returncode == 0, dd.stderr
+        assert dd.rc == 0, dd.stderr
         print(f"write {flag}: {dd.stderr.strip().splitlines()[-1]}")
         rd = pair.as_user(QEMU_UID, QEMU_GID, ["dd", f"if={mounted}/dd.img", "of=/dev/null", "bs=1M", "iflag=direct"])
-        assert rd.returncode == 0, rd.stderr
+        assert rd.rc == 0, rd.stderr
         print(f"read iflag=direct: {rd.stderr.strip().splitlines()[-1]}")
     assert (pair.rw_dir / "dd.img").stat().st_size == 64 << 20
 
@@ -223,10 +223,10 @@ def test_direct_io_throughput(pair: NfsPair, mounted: Path) -> None:
 def test_read_only_export_gives_erofs(pair: NfsPair, mounted: Path) -> None:
     mnt = pair.root / "mnt-ro"
     proc = pair.mount(pair.ro_dir, mnt)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.rc == 0, proc.stderr
     try:
         write = pair.as_user(QEMU_UID, QEMU_GID, ["sh", "-c", f"echo x > {mnt}/new"])
-        assert write.returncode != 0 and "Read-only file system" in write.stderr
+        assert write.rc != 0 and "Read-only file system" in write.stderr
     finally:
         pair.client.run(["umount", str(mnt)])
 
@@ -235,15 +235,15 @@ def test_reexport_read_only_takes_effect(pair: NfsPair, mounted: Path) -> None:
     """exportfs -ra after an edit reaches the running ganesha (SIGHUP reload)."""
     ro = f"{pair.rw_dir} {CLIENT_IP}(ro,sync,no_subtree_check)\n{pair.ro_dir} 198.18.2.0/24(ro)\n"
     try:
-        assert pair.exportfs(ro).returncode == 0
+        assert pair.exportfs(ro).rc == 0
         mnt = pair.root / "mnt-reexported"
-        assert pair.mount(pair.rw_dir, mnt).returncode == 0
+        assert pair.mount(pair.rw_dir, mnt).rc == 0
         write = pair.as_user(QEMU_UID, QEMU_GID, ["sh", "-c", f"echo x > {mnt}/work/after-ro"])
-        assert write.returncode != 0 and "Read-only file system" in write.stderr
+        assert write.rc != 0 and "Read-only file system" in write.stderr
         pair.client.run(["umount", str(mnt)])
-        assert pair.exportfs(f"{pair.ro_dir} 198.18.2.0/24(ro)\n").returncode == 0
+        assert pair.exportfs(f"{pair.ro_dir} 198.18.2.0/24(ro)\n").rc == 0
         refused = pair.mount(pair.rw_dir, mnt)
-        assert refused.returncode != 0
+        assert refused.rc != 0
     finally:
         pair.exportfs(f"{pair.rw_dir} {CLIENT_IP}(rw,sync,no_subtree_check,root_squash)\n"
                       f"{pair.ro_dir} 198.18.2.0/24(ro,sync,no_subtree_check)\n")
@@ -251,7 +251,7 @@ def test_reexport_read_only_takes_effect(pair: NfsPair, mounted: Path) -> None:
 
 def test_umount_ends_the_daemon(pair: NfsPair) -> None:
     mnt = pair.root / "mnt-umount"
-    assert pair.mount(pair.rw_dir, mnt).returncode == 0
+    assert pair.mount(pair.rw_dir, mnt).rc == 0
     daemons = [p for p in netns_pids(pair.client.spec.netns) if "--serve" in _cmdline(p) and str(mnt) in _cmdline(p)]
     assert len(daemons) == 1
     pair.client.run(["umount", str(mnt)])
@@ -259,7 +259,7 @@ def test_umount_ends_the_daemon(pair: NfsPair) -> None:
     while time.monotonic() < deadline and Path(f"/proc/{daemons[0]}").exists():
         time.sleep(0.1)
     assert not Path(f"/proc/{daemons[0]}").exists()
-    assert pair.client.run(["findmnt", str(mnt)], check=False).returncode != 0
+    assert pair.client.run(["findmnt", str(mnt)], check=False).rc != 0
 
 
 def _cmdline(pid: int) -> str:
@@ -271,9 +271,9 @@ def _cmdline(pid: int) -> str:
 
 def test_exportfs_unexport_and_plain_listing(pair: NfsPair, mounted: Path) -> None:
     proc = pair.server.run(["exportfs", "-u", f"198.18.2.0/24:{pair.ro_dir}"], check=False)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.rc == 0, proc.stderr
     listing = pair.server.run(["exportfs"]).stdout
     assert str(pair.rw_dir) in listing and str(pair.ro_dir) not in listing
-    assert pair.mount(pair.ro_dir, pair.root / "mnt-unexported").returncode != 0
-    assert pair.server.run(["exportfs", "-ra"], check=False).returncode == 0
+    assert pair.mount(pair.ro_dir, pair.root / "mnt-unexported").rc != 0
+    assert pair.server.run(["exportfs", "-ra"], check=False).rc == 0
     assert str(pair.ro_dir) in pair.server.run(["exportfs"]).stdout

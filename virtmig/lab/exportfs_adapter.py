@@ -279,7 +279,7 @@ def setup_node(node: Node, state_dir: Path) -> None:
     top = [m for m in under if not any(m != o and m.startswith(o + "/") for o in under)]
     moves = [(m, stash / str(i)) for i, m in enumerate(top)]
     for target, aside in moves:
-        is_dir = node.run(["test", "-d", target], check=False).returncode == 0
+        is_dir = node.run(["test", "-d", target], check=False).ok
         aside.mkdir(exist_ok=True) if is_dir else aside.touch()
         node.run(["mount", "--move", target, str(aside)])
     node.run(["mount", "-t", "overlay", "overlay", "-o",

@@ -19,7 +19,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from virtmig.host import CommandError, CommandResult
 from virtmig.lab.topology import NETNS_PREFIX, LabNode
+from virtmig.localhost import LocalHost
 
 
 class LabError(RuntimeError):
@@ -100,6 +102,8 @@ class Node:
     def __init__(self, spec: LabNode, holder_pid: int) -> None:
         self.spec = spec
         self.holder_pid = holder_pid
+        #: The transport `run` goes through (named as the node, so errors say which).
+        self._local = LocalHost(spec.name)
 
     @classmethod
     def create(cls, spec: LabNode) -> Node:
@@ -126,9 +130,16 @@ class Node:
         """The command line that runs argv inside this node's namespaces."""
         return ["nsenter", "-t", str(self.holder_pid), "-m", "-u", "-n", "--", *argv]
 
-    def run(self, argv: Sequence[str], *, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run a short command inside the node (lab set-up only)."""
-        return sh(self.nsenter(argv), check=check, input=input)
+    def run(self, argv: Sequence[str], *, check: bool = True, stdin: str | None = None) -> CommandResult:
+        """Run a short command inside the node (lab set-up only), as `virtmig.host.Host.run` would.
+
+        The answer is the harness's own `CommandResult`; with check, a
+        non-zero exit raises `LabError` (a lab step failed), from the `CommandError`.
+        """
+        try:
+            return self._local.run(*self.nsenter(argv), check=check, stdin=stdin)
+        except CommandError as exc:
+            raise LabError(str(exc)) from exc
 
     def spawn(self, argv: Sequence[str], log: Path) -> int:
         """Start a daemon in the foreground inside the node; return its PID.

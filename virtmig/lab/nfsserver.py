@@ -78,7 +78,7 @@ def start(node: Node, logs: Path, *, state_dir: Path | None = None, bind_addr: s
     node.bind(state / "var-lib-nfs", "/var/lib/nfs")
     node.run(["mkdir", "-p", "/var/lib/nfs/ganesha"])
     pids = {"rpcbind": node.spawn(["rpcbind", "-f", "-w"], logs / "rpcbind.log")}
-    wait_for(lambda: node.run(["test", "-S", "/run/rpcbind.sock"], check=False).returncode == 0 or None,
+    wait_for(lambda: node.run(["test", "-S", "/run/rpcbind.sock"], check=False).ok or None,
              target=f"rpcbind on lab node {node.spec.name}", state="listening on /run/rpcbind.sock",
              timeout=5.0, interval=0.1)
     pids["ganesha"] = node.spawn(
