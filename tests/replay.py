@@ -14,7 +14,7 @@ the test changes as it goes (a daemon that re-reads its config on SIGHUP).
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
@@ -31,11 +31,13 @@ Answer: TypeAlias = Recorded | Callable[[], Recorded]
 class ReplayHost:
     """Answers commands from a table {command line: answer}, and files from {path: text}."""
 
-    def __init__(self, name: str, recorded: dict[str, Answer] | None = None,
-                 files: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, recorded: Mapping[str, Answer] | None = None,
+                 files: Mapping[str, str] | None = None) -> None:
         self.name = name
-        self.recorded: dict[str, Answer] = {} if recorded is None else recorded
-        self.files: dict[str, str] = {} if files is None else files
+        #: the recordings (a copy: a test changes them here, as the host's state changes)
+        self.recorded: dict[str, Answer] = dict(recorded or {})
+        #: the host's files by path (a copy, likewise)
+        self.files: dict[str, str] = dict(files or {})
         #: every command line asked, in order (run_script calls as their `script_key`)
         self.calls: list[str] = []
         #: every file written, in order
