@@ -27,7 +27,7 @@ from virtmig.lab import lifecycle
 from virtmig.lab.topology import H1, H2, LAB_LOCK, SSH_CONFIG
 from virtmig.storage.exports import ExportError, ExportSpec, exported_to, mount_nfs, unmount, wait_listed
 from virtmig.storage.exports_to_ganesha import GaneshaOptionError
-from virtmig.storage.staging import QemuIdentity
+from virtmig.storage.qemu_user import QemuIdentity
 
 pytestmark = pytest.mark.lab
 #: Not the lab's own export directory: a leftover of another run there must not matter.

@@ -6,26 +6,28 @@ costs a second.  Every check returns a `CheckResult` (never raises for a
 failed condition), so the verdict can list every reason at once, with its
 evidence, rather than the first.
 
-The shared-storage check belongs to `virtmig.storage.shared_check` (issue 3); when
-that module is importable its `gather`/`sentinel_roundtrip`/`compare` run
-here, else a sentinel file written on the source is read on the destination.
+Two checks are other modules' measurements, judged here: the clocks
+(virtmig.migration.clocks, as every record measures them) and the shared
+storage (virtmig.storage.shared_check, as the storage fixture runs it, as
+the qemu user of virtmig.storage.qemu_user).
 """
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
-import secrets
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 import libvirt
 
 from virtmig.environment import version_text
 from virtmig.host import CommandError, CommandTimeout, Host, HostConnectionError
+from virtmig.migration.clocks import measure_offset
+from virtmig.storage import shared_check
+from virtmig.storage.qemu_user import find_qemu_identity
 
 #: libvirt's default migration port range (qemu.conf migration_port_min/max).
 MIGRATION_PORTS = (49152, 49215)
@@ -55,13 +57,18 @@ class CheckResult:
 
 @dataclass
 class Pair:
-    """What the checks may use: both hosts, both libvirt connections, the shared path."""
+    """What the checks may use: both hosts, both libvirt connections, the shared path.
+
+    qemu_user: the user QEMU runs as, when the operator named it (--qemu-user);
+    None looks it up as virtmig.storage.qemu_user does.
+    """
 
     src: Host
     dst: Host
     src_conn: libvirt.virConnect
     dst_conn: libvirt.virConnect
     storage_path: str | None = None
+    qemu_user: str | None = None
     guest_cpu_xml: str = DEFAULT_GUEST_CPU
     domain_type: str = "qemu"
     notes: list[str] = field(default_factory=list)
@@ -199,23 +206,10 @@ def check_cpu(pair: Pair) -> CheckResult:
                        "use a guest CPU model both hosts provide (virsh hypervisor-cpu-baseline)")
 
 
-def _offset_ms(host: Host, now: Callable[[], float] = time.time) -> tuple[float, float]:
-    """(host clock - controller clock, half the round trip), best of three, ms."""
-    best: tuple[float, float] | None = None
-    for _ in range(3):
-        t0 = now()
-        out = host.run("date", "+%s.%N", timeout=CHECK_TIMEOUT_S).stdout.strip()
-        t1 = now()
-        sample = ((float(out) - (t0 + t1) / 2) * 1e3, (t1 - t0) / 2 * 1e3)
-        if best is None or sample[1] < best[1]:
-            best = sample
-    assert best is not None
-    return best
-
-
 def check_clocks(pair: Pair, tolerance_ms: float = CLOCK_TOLERANCE_MS) -> CheckResult:
     """The two hosts' clocks agree within tolerance (libvirt's timings and logs compare them)."""
-    (a, ua), (b, ub) = _offset_ms(pair.src), _offset_ms(pair.dst)
+    src, dst = measure_offset(pair.src), measure_offset(pair.dst)
+    (a, ua), (b, ub) = (src.offset_ms, src.uncertainty_ms), (dst.offset_ms, dst.uncertainty_ms)
     ok = abs(a - b) <= tolerance_ms + ua + ub
     ev = (f"{pair.src.name}: {a:+.1f} ms +-{ua:.1f} vs controller", f"{pair.dst.name}: {b:+.1f} ms +-{ub:.1f}",
           f"difference {abs(a - b):.1f} ms, tolerance {tolerance_ms:g} ms")
@@ -223,49 +217,22 @@ def check_clocks(pair: Pair, tolerance_ms: float = CLOCK_TOLERANCE_MS) -> CheckR
 
 
 def check_shared_storage(pair: Pair) -> CheckResult:
-    """Both hosts see one file system at the storage path (issue 3's check when available)."""
+    """Both hosts see one file system at the storage path, as the qemu user (virtmig.storage.shared_check)."""
     if pair.storage_path is None:
         return CheckResult("shared-storage", False, ("no shared storage path given",),
                            "mount the shared storage at the same path on both hosts")
-    try:
-        storage_check: Any = importlib.import_module("virtmig.storage.shared_check")
-    except ImportError:
-        storage_check = None
-    if storage_check is not None and hasattr(storage_check, "compare"):
-        return _storage_check_hook(pair, storage_check)
-    token = secrets.token_hex(8)
-    path = f"{pair.storage_path.rstrip('/')}/.virtmig-preflight-{token}"
-    # As the qemu user: on a root_squash export root may not write where QEMU can.
-    user = _qemu_user(pair.src)
-    as_user = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"]
-    try:
-        pair.src.run(*as_user, "sh", "-c", 'echo "$1" > "$2"', "_", token, path, timeout=CHECK_TIMEOUT_S)
-        seen = pair.dst.run("cat", path, check=False, timeout=CHECK_TIMEOUT_S)
-    finally:
-        pair.src.run(*as_user, "rm", "-f", path, check=False)
-    ok = seen.ok and seen.stdout.strip() == token
-    return CheckResult("shared-storage", ok,
-                       (f"wrote {path} on {pair.src.name}", f"read on {pair.dst.name}: rc={seen.rc} "
-                        f"{seen.stdout.strip() or seen.stderr.strip()}"),
-                       None if ok else "mount the same export at the same path on both hosts")
-
-
-def _qemu_user(host: Host) -> str:
-    return "libvirt-qemu" if host.run("id", "-u", "libvirt-qemu", check=False).ok else "qemu"
-
-
-def _storage_check_hook(pair: Pair, mod: Any) -> CheckResult:
-    """Run virtmig.storage.shared_check (issue 3) and turn its report into a CheckResult."""
-    from pathlib import PurePosixPath  # noqa: PLC0415 - only this path needs it
-
-    mount = PurePosixPath(pair.storage_path or "/")
-    user = _qemu_user(pair.src)
-    src = mod.gather(pair.src, mount, None, user)
-    dst = mod.gather(pair.dst, mount, None, user)
-    report = mod.compare(src, dst, mod.sentinel_roundtrip(pair.src, pair.dst, mount, as_user=user))
-    ok = bool(report.ok)
-    return CheckResult("shared-storage", ok, tuple(str(report.table()).splitlines()), None if ok else
-                       "see the rows marked " + str(getattr(mod, "FAIL_MARK", "!!")) + ": mount the same export, "
+    who = find_qemu_identity(pair.src, pair.qemu_user)
+    if who is None:
+        wanted = pair.qemu_user or "qemu.conf's user, libvirt-qemu or qemu"
+        return CheckResult("shared-storage", False, (f"{pair.src.name}: no qemu user ({wanted})",),
+                           "name the user QEMU runs as with --qemu-user")
+    mount = PurePosixPath(pair.storage_path)
+    src = shared_check.gather(pair.src, mount, None, who.user)
+    dst = shared_check.gather(pair.dst, mount, None, who.user)
+    report = shared_check.compare(src, dst, shared_check.sentinel_roundtrip(pair.src, pair.dst, mount,
+                                                                             as_user=who.user))
+    return CheckResult("shared-storage", report.ok, tuple(report.table().splitlines()), None if report.ok else
+                       f"see the rows marked {shared_check.FAIL_MARK}: mount the same export, "
                        "same options, same path on both hosts")
 
 
@@ -288,8 +255,3 @@ def run_check(name: str, pair: Pair) -> CheckResult:
         return CHECKS[name](pair)
     except Exception as exc:  # noqa: BLE001 - reported as the check's evidence
         return CheckResult(name, False, (f"check crashed: {type(exc).__name__}: {exc}",), None)
-
-
-def run_all(pair: Pair) -> list[CheckResult]:
-    """Every check, in order."""
-    return [run_check(name, pair) for name in CHECKS]

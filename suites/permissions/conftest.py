@@ -31,7 +31,7 @@ from virtmig.config import RunConfig
 from virtmig.host import Host
 from virtmig.sshhost import SshHost
 from virtmig.storage.exports import ExportSpec, Mounted, ProvisionedExport
-from virtmig.storage.staging import QemuIdentity
+from virtmig.storage.qemu_user import QemuIdentity
 from virtmig.lab.topology import GUEST_AGENT_PORT, GUEST_IP
 from virtmig.guest.waits import wait_for_agent
 

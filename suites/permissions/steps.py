@@ -12,7 +12,7 @@ from virtmig.lab.topology import GUEST_AGENT_PORT, GUEST_IP
 from virtmig.migration.modes import DIRECT, P2P
 from virtmig.migration.runner import MigrationOutcome, migrate
 from virtmig.guest.probe import agent_command
-from virtmig.storage.staging import QemuIdentity
+from virtmig.storage.qemu_user import QemuIdentity
 from virtmig.waiters import wait_for_command
 
 

@@ -34,7 +34,7 @@ from suites.permissions.steps import (
 from suites.permissions.conftest import Gate, GuestExport, start_on, with_disk
 from virtmig.diagnose import Cause
 from virtmig.host import Host
-from virtmig.storage.staging import QemuIdentity
+from virtmig.storage.qemu_user import QemuIdentity
 
 pytestmark = [pytest.mark.permissions, pytest.mark.lab]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from fixtures.storage import SharedStorage
+from fixtures.storage import SharedStorage, StorageConfig
 from fixtures.verdict import CheckLog
 from virtmig import preflight
 from virtmig.host import Host
@@ -19,8 +19,9 @@ pytestmark = [pytest.mark.preflight, pytest.mark.lab]
 
 @pytest.fixture(scope="module")
 def pair(src_host: Host, dst_host: Host, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
-         shared_storage: SharedStorage) -> preflight.Pair:
-    return preflight.Pair(src_host, dst_host, src_conn, dst_conn, storage_path=str(shared_storage.path))
+         shared_storage: SharedStorage, storage_config: StorageConfig) -> preflight.Pair:
+    return preflight.Pair(src_host, dst_host, src_conn, dst_conn, storage_path=str(shared_storage.path),
+                          qemu_user=storage_config.qemu_user)
 
 
 @pytest.mark.parametrize("name", list(preflight.CHECKS))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from virtmig.host import CommandResult, Host
 from virtmig.storage import shared_check
+from virtmig.storage.qemu_user import QEMU_CONF, find_qemu_identity, parse_qemu_conf
 
 #: File system types libvirt 9.0 treats as shared (virFileIsSharedFS), plus
 #: FUSE NFS clients (reported as fuse.nfs) so the lab's userspace NFS counts.
@@ -212,20 +213,6 @@ def parse_path_checks(text: str) -> tuple[PathCheck, ...]:
     return tuple(checks)
 
 
-def parse_qemu_conf(text: str) -> tuple[str | None, bool | None]:
-    """(user, dynamic_ownership) set in qemu.conf; None where left at the default."""
-    user: str | None = None
-    dyn: bool | None = None
-    for line in text.splitlines():
-        found = re.match(r'\s*user\s*=\s*"([^"]*)"', line)
-        if found:
-            user = found.group(1).lstrip("+")
-        found = re.match(r"\s*dynamic_ownership\s*=\s*(\d+)", line)
-        if found:
-            dyn = found.group(1) != "0"
-    return user, dyn
-
-
 def parse_image_facts(text: str) -> tuple[tuple[int, int] | None, str | None, bool | None]:
     """Output of IMAGE_SCRIPT -> (qemu uid/gid, resolved path, root could open it)."""
     facts = dict(line.split("|", 1) for line in text.splitlines() if "|" in line)
@@ -323,19 +310,17 @@ exit 0
 
 #: The export table of a Linux NFS server (kept by exportfs; also by the lab's adapter).
 ETAB = "/var/lib/nfs/etab"
-QEMU_CONF = "/etc/libvirt/qemu.conf"
 
 
-def qemu_user(host: Host) -> tuple[str, bool | None]:
-    """(the user QEMU runs as, dynamic_ownership) from qemu.conf, else the distribution's default."""
-    conf = host.run("cat", QEMU_CONF, check=False)
-    user, dyn = parse_qemu_conf(conf.stdout)
-    if user:
-        return user, dyn
-    for candidate in ("libvirt-qemu", "qemu"):  # Debian/Ubuntu, then RHEL/Fedora/SUSE
-        if host.run("getent", "passwd", candidate, check=False).ok:
-            return candidate, dyn
-    return "root", dyn
+def qemu_user(host: Host, user: str | None = None) -> tuple[str, bool | None]:
+    """(the user QEMU runs as, dynamic_ownership): virtmig.storage.qemu_user's lookup, and qemu.conf.
+
+    A user the host does not know is still named (as given, or as qemu.conf
+    says): the diagnosis then says so; with neither, QEMU runs as root.
+    """
+    configured, dyn = parse_qemu_conf(host.run("cat", QEMU_CONF, check=False).stdout)
+    found = find_qemu_identity(host, user)
+    return (found.user if found else user or configured or "root"), dyn
 
 
 def gather_evidence(host: Host, path: str | None = None, *, export_options: tuple[str, ...] = (),
@@ -346,8 +331,7 @@ def gather_evidence(host: Host, path: str | None = None, *, export_options: tupl
     server's table (see `parse_export_options`); a client cannot see them.
     server: the NFS server, to read them from its etab (the export holding the image).
     """
-    q_user, dyn = qemu_user(host)
-    q_user = user or q_user
+    q_user, dyn = qemu_user(host, user)
     mode = parse_getenforce(host.run("getenforce", check=False))
     use_nfs = parse_getsebool(host.run("getsebool", "virt_use_nfs", check=False)) if mode else None
     avc = parse_avc(host.run_script(AVC_SCRIPT, check=False).stdout) if mode else ()

@@ -19,15 +19,18 @@ WEAK = frozenset({Cause.UNKNOWN, Cause.PERMISSION_DENIED_UNEXPLAINED, Cause.IMAG
 
 
 def diagnose_on_hosts(error_text: str, hosts: Sequence[Host], *,
-                      export_options: tuple[str, ...] = ()) -> Diagnosis:
-    """The most specific diagnosis over *hosts* (in order); evidence is gathered only if the text needs it."""
+                      export_options: tuple[str, ...] = (), qemu_user: str | None = None) -> Diagnosis:
+    """The most specific diagnosis over *hosts* (in order); evidence is gathered only if the text needs it.
+
+    qemu_user: the user QEMU runs as, when the operator named it (else looked up on each host).
+    """
     found = match(error_text)
     if found is None or not isinstance(found[0].target, Family) or not hosts:
         return diagnose(error_text)
     path = next(iter(paths_in(error_text)), None)
     first: Diagnosis | None = None
     for host in hosts:
-        result = diagnose(error_text, gather_evidence(host, path, export_options=export_options))
+        result = diagnose(error_text, gather_evidence(host, path, export_options=export_options, user=qemu_user))
         if result.cause not in WEAK:
             return result
         first = first or result

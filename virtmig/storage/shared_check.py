@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from virtmig.host import CommandResult, Host
+from virtmig.storage.qemu_user import find_qemu_identity
 
 #: A hard NFS mount whose server is gone blocks stat(2) forever: fail, never hang the run.
 COMMAND_TIMEOUT_S = 60.0
@@ -204,24 +205,19 @@ def _stat_paths(host: Host, paths: list[PurePosixPath]) -> tuple[PathStat, ...]:
     return tuple(seen.get(str(p), PathStat(p, False)) for p in paths)
 
 
-def _identity(host: Host, user: str) -> tuple[int, int] | None:
-    uid, gid = _run(host, "id", "-u", user), _run(host, "id", "-g", user)
-    return (int(uid.stdout), int(gid.stdout)) if uid.ok and gid.ok else None
-
-
 def _qemu_access(host: Host, user: str, target: PurePosixPath, is_image: bool) -> QemuAccess:
-    ident = _identity(host, user)
+    ident = find_qemu_identity(host, user)
     if ident is None:
         return QemuAccess(user, None, None, ())
     dirs = _components(target.parent) if is_image else _components(target)
     wanted = [(d, "-x") for d in dirs] + ([(target, "-r"), (target, "-w")] if is_image else [])
-    args = [str(ident[0]), str(ident[1])] + [s for path, flag in wanted for s in (flag, str(path))]
+    args = [str(ident.uid), str(ident.gid)] + [s for path, flag in wanted for s in (flag, str(path))]
     res = host.run_script(_ACCESS_SCRIPT, args=args, check=False, timeout=COMMAND_TIMEOUT_S)
     answers = res.stdout.split()
     if len(answers) != len(wanted):
         raise RuntimeError(f"{host.name}: access check as {user} gave {len(answers)} answers "
                            f"for {len(wanted)} tests: {res.stderr.strip()}")
-    return QemuAccess(user, *ident, tuple((p, f, a == "ok") for (p, f), a in zip(wanted, answers)))
+    return QemuAccess(user, ident.uid, ident.gid, tuple((p, f, a == "ok") for (p, f), a in zip(wanted, answers)))
 
 
 def gather(host: Host, mount_point: PurePosixPath, image: PurePosixPath | None, qemu_user: str) -> StorageFacts:
@@ -270,12 +266,11 @@ def sentinel_roundtrip(writer: Host, reader: Host, mount_point: PurePosixPath, *
     as_writer: list[str] = []
     as_reader: list[str] = []
     if as_user is not None:
-        ids = [(h, _identity(h, as_user)) for h in (writer, reader)]
+        ids = [(h, find_qemu_identity(h, as_user)) for h in (writer, reader)]
         missing = [h.name for h, ident in ids if ident is None]
         if missing:
             return result(False, False, False, f"no user {as_user} on {', '.join(missing)}")
-        as_writer, as_reader = (["setpriv", f"--reuid={i[0]}", f"--regid={i[1]}", "--init-groups"]
-                                for _, i in ids if i is not None)
+        as_writer, as_reader = (i.setpriv() for _, i in ids if i is not None)
     content = f"{token} from {writer.name}"
     wrote = _run(writer, *as_writer, "sh", "-c", _WRITE_SCRIPT, "sentinel", str(path), content)
     if not wrote.ok:
