@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from tests.echo_agent import EchoAgent, until
 from tests.replay import ReplayHost
 from virtmig.localhost import LocalHost
 from virtmig.migration import clocks
@@ -135,48 +135,48 @@ def test_table_shows_asked_rate_beside_measured_and_flags_disagreement() -> None
 
 
 @pytest.fixture
-def echo_server() -> Iterator[tuple[int, threading.Event]]:
-    """A UDP echo on loopback that stays silent while `paused` is set."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.05)
-    paused, stop = threading.Event(), threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(64)
-            except TimeoutError:
-                continue
-            if not paused.is_set():
-                sock.sendto(data, peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1], paused
-    stop.set()
-    thread.join()
-    sock.close()
+def echo_server() -> Iterator[EchoAgent]:
+    """The guest agent's stand-in on loopback (tests/echo_agent.py): silent while `paused` is set."""
+    with EchoAgent() as agent:
+        yield agent
 
 
-def test_probe_is_kept_running_until_the_guest_answers_again(echo_server: tuple[int, threading.Event]) -> None:
-    port, paused = echo_server
-    with UdpEchoProbe("127.0.0.1", port, interval_s=0.005, drain_s=0.05) as probe:
-        time.sleep(0.1)
-        paused.set()
-        time.sleep(0.05)
+def answered(probe: UdpEchoProbe) -> int:
+    return sum(recv is not None for _, recv in probe.samples())
+
+
+def test_probe_is_kept_running_until_the_guest_answers_again(echo_server: EchoAgent) -> None:
+    agent, log = echo_server, echo_server.log
+    resumed: list[int] = []
+    with UdpEchoProbe("127.0.0.1", agent.port, interval_s=0.005, drain_s=0.05) as probe:
+        until(lambda: answered(probe) >= 10, "10 replies")
+        agent.paused.set()
+        until(lambda: len(log.dropped) >= 3 and answered(probe) == len(log.echoed),
+              "silent, and every reply sent before that read")
         returned = time.monotonic_ns()  # "migrate() returned" while the guest is still silent
-        threading.Timer(0.3, paused.clear).start()
-        assert wait_for_probe_answer(probe, returned, timeout=5)
-        result = probe.stop()
-    # Without the wait the gap would have been cut at ~50 ms; it is ~350 ms.
-    assert result.longest_gap_ms >= 300
+
+        def come_back() -> None:  # only once datagrams sent after the return went unanswered
+            until(lambda: sum(sent >= returned for _, sent in log.dropped) >= 3, "3 datagrams lost after the return")
+            resumed.append(time.monotonic_ns())
+            agent.paused.clear()
+
+        guest = threading.Thread(target=come_back)
+        guest.start()
+        try:
+            came_back = wait_for_probe_answer(probe, returned, timeout=30)
+            result = probe.stop()
+        finally:
+            guest.join()
+    assert came_back and resumed, "the guest answered again, and the wait saw it"
+    # Without the wait the gap would have been cut at the return; it runs on until the guest answered again.
+    assert result.longest_gap_ms * 1e6 >= resumed[0] - returned > 0
+    late = [recv for sent, recv in probe.samples() if sent >= returned and recv is not None]
+    assert late and late[0] > resumed[0], "the answer waited for came after the guest was back"
 
 
-def test_waiting_for_an_answer_that_never_comes_gives_up(echo_server: tuple[int, threading.Event]) -> None:
-    port, paused = echo_server
-    paused.set()
-    with UdpEchoProbe("127.0.0.1", port, interval_s=0.005, drain_s=0.01) as probe:
+def test_waiting_for_an_answer_that_never_comes_gives_up(echo_server: EchoAgent) -> None:
+    echo_server.paused.set()
+    with UdpEchoProbe("127.0.0.1", echo_server.port, interval_s=0.005, drain_s=0.01) as probe:
         assert not wait_for_probe_answer(probe, time.monotonic_ns(), timeout=0.2)
 
 
