@@ -259,7 +259,7 @@ def test_server_kind_reaches_the_storage_config(pytester: pytest.Pytester) -> No
 
 
 def test_a_ganesha_export_is_named_in_the_storage_label() -> None:
-    from fixtures.storage import SharedStorage
+    from virtmig.storage.shared import SharedStorage
 
     assert SharedStorage(PurePosixPath("/m"), "nfs-mount", True, server_kind="ganesha").label == \
         "nfs-mount from nfs-ganesha"

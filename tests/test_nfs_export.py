@@ -102,7 +102,7 @@ def test_exports_restored_byte_for_byte_after_use_and_after_failure(
 
 
 def test_an_insecure_export_is_flagged_in_the_storage_label() -> None:
-    from fixtures.storage import SharedStorage
+    from virtmig.storage.shared import SharedStorage
 
     loose = ExportSpec(PurePosixPath("/x"), ("*",), "rw,no_root_squash")
     storage = SharedStorage(PurePosixPath("/mnt/nfs/virtmig"), "nfs-mount", False,

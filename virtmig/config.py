@@ -91,6 +91,48 @@ def check_remote_path(value: str | PurePosixPath, what: str) -> PurePosixPath:
     return path
 
 
+#: kernel: /etc/exports + exportfs -ra; ganesha: an EXPORT block in ganesha.conf + reload.
+SERVER_KINDS = ("kernel", "ganesha")
+#: mount: the disk is a file on the hosts' NFS mount; qemu-nfs: QEMU opens it with its own NFS client.
+DISK_ACCESS = ("mount", "qemu-nfs")
+
+
+def check_option_list(value: str) -> str:
+    """*value* if it is a comma-separated list of option words (exports(5), mount(8)), else ConfigError.
+
+    Only the characters options are made of: anything else (a space, a
+    quote, a parenthesis) would change the meaning of the line it goes in.
+    """
+    for opt in value.split(","):
+        if not opt or not all(c.isalnum() or c in "_=.:/-" for c in opt):
+            raise ConfigError(f"{value!r} is not a comma-separated option list")
+    return value
+
+
+def check_server_kind(value: str) -> str:
+    """*value* if it names a kind of NFS server virtmig can provision on (SERVER_KINDS), else ConfigError."""
+    if value not in SERVER_KINDS:
+        raise ConfigError(f"{value!r} is not one of {', '.join(SERVER_KINDS)}")
+    return value
+
+
+def check_storage_options(*, provision: bool, disk_access: str, server_kind: str,
+                          ganesha_config_given: bool) -> None:
+    """Refuse storage options that contradict each other (each one's syntax is checked on its own).
+
+    Whether the export options suit the server kind is the storage layer's
+    to say (virtmig.storage.shared.build_storage_config), which knows what
+    each kind can express.
+    """
+    if disk_access not in DISK_ACCESS:
+        raise ConfigError(f"--disk-access {disk_access!r} is not one of {', '.join(DISK_ACCESS)}")
+    check_server_kind(server_kind)
+    if disk_access != "mount" and not provision:
+        raise ConfigError("--disk-access qemu-nfs needs the export provisioned (drop --no-provision)")
+    if ganesha_config_given and server_kind != "ganesha":
+        raise ConfigError("--ganesha-config applies only with --nfs-server-kind ganesha")
+
+
 def build_run_config(
     src: str | None,
     dst: str | None,

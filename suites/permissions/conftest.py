@@ -23,7 +23,7 @@ from pathlib import PurePosixPath
 import libvirt
 import pytest
 
-from fixtures.storage import ServerExport, StorageConfig
+from virtmig.storage.shared import ServerExport, StorageConfig
 from virtmig.guest import domains
 from virtmig.storage import exports
 from virtmig import sshconfig

@@ -13,7 +13,7 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from fixtures.storage import SharedStorage
+from virtmig.storage.shared import SharedStorage
 from suites.permissions.steps import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing
 from suites.permissions.conftest import CaseDir, FixMounts, Gate, start_on, with_disk
 from virtmig.diagnose import Cause

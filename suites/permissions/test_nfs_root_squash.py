@@ -23,7 +23,7 @@ from pathlib import PurePosixPath
 import libvirt
 import pytest
 
-from fixtures.storage import ServerExport, SharedStorage
+from virtmig.storage.shared import ServerExport, SharedStorage
 from suites.permissions.steps import (
     assert_happy_path,
     assert_left_intact,

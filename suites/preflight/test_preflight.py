@@ -9,10 +9,10 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from fixtures.storage import SharedStorage, StorageConfig
 from fixtures.verdict import CheckLog
 from virtmig import preflight
 from virtmig.host import Host
+from virtmig.storage.shared import SharedStorage, StorageConfig
 
 pytestmark = [pytest.mark.preflight, pytest.mark.lab]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from fixtures.storage import SharedStorage
+from virtmig.storage.shared import SharedStorage
 from virtmig.guest import domains
 from virtmig.diagnose import Cause, diagnose, gather_evidence, paths_in
 from virtmig.diagnose.selinux import SelinuxState, context_type, file_context
