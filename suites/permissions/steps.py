@@ -54,7 +54,7 @@ def assert_left_intact(src: libvirt.virConnect, dst: libvirt.virConnect, name: s
     (VIR_MIGRATE_PERSIST_DEST): it stays defined on the destination, shut
     off, no QEMU running.  The caller says so explicitly, and removes it.
     """
-    expected = "shutoff" if defined_on_dst else "absent"
+    expected = "shut off" if defined_on_dst else "absent"
     on_src, on_dst = domains.state_name(src, name), domains.state_name(dst, name)
     assert (on_src, on_dst) == ("running", expected), (
         f"after the failed migration: source {on_src}, destination {on_dst} (expected running, {expected})")

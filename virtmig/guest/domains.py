@@ -15,13 +15,15 @@ import libvirt
 #: Where libvirt's own error reports go instead of stderr (see `quiet_libvirt`).
 LIBVIRT_LOG = logging.getLogger("virtmig.libvirt")
 
-_STATE_NAMES = {
-    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
+#: libvirt's virDomainState values, spelled as `virsh domstate` prints them: the one
+#: table of state names, so an operator reads in messages and the report what virsh shows.
+STATE_NAMES: dict[int, str] = {
+    libvirt.VIR_DOMAIN_NOSTATE: "no state",
     libvirt.VIR_DOMAIN_RUNNING: "running",
-    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_BLOCKED: "idle",
     libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
-    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "in shutdown",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
     libvirt.VIR_DOMAIN_CRASHED: "crashed",
     libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
 }
@@ -69,12 +71,12 @@ def lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
 
 
 def state_name(conn: libvirt.virConnect, name: str) -> str:
-    """`running`, `paused`, `shutoff`, ... or `absent` when not on this host."""
+    """`running`, `paused`, `shut off`, ... (as virsh prints them) or `absent` when not on this host."""
     dom = lookup(conn, name)
     if dom is None:
         return "absent"
     state, _reason = dom.state()
-    return _STATE_NAMES.get(state, f"state-{state}")
+    return STATE_NAMES.get(state, f"state {state}")
 
 
 def define_and_start(conn: libvirt.virConnect, xml: str) -> libvirt.virDomain:
