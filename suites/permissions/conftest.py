@@ -11,40 +11,29 @@ its own here: an extra export of the guest's directory (in a tagged block of
 run's own export and its mounts at --mount-point are never touched, so a
 case's bad state cannot leak into the next test.  Tests list `case_cleanup`
 after these fixtures: the guest goes first at teardown, then the mounts it
-used, then the exports.
+used, then the exports.  Fixtures only: what the cases call themselves (and
+the types these fixtures return) is in suites/permissions/steps.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import libvirt
 import pytest
 
-from virtmig.storage.shared import ServerExport, StorageConfig
-from virtmig.guest import domains
-from virtmig.storage import exports
-from virtmig import sshconfig
+from suites.permissions.steps import CASE_EXPORT_TAG, CaseDir, FixMounts, Gate, GuestExport, extra_export
 from virtmig.config import RunConfig
+from virtmig.guest import domains
 from virtmig.host import Host
 from virtmig.sshhost import SshHost
-from virtmig.storage.exports import ExportSpec, Mounted, ProvisionedExport
+from virtmig.storage import exports
+from virtmig.storage.exports import ExportSpec
 from virtmig.storage.qemu_user import QemuIdentity
-from virtmig.lab.topology import GUEST_AGENT_PORT, GUEST_IP
-from virtmig.guest.waits import wait_for_agent
+from virtmig.storage.shared import ServerExport, StorageConfig
 
 GATE_ROOT = "/var/lib/libvirt/virtmig-perm"
-BOOT_TIMEOUT_S = 90.0
-
-
-@dataclass(frozen=True)
-class Gate:
-    """The case's disk path, the same string on both hosts, set up differently on each."""
-
-    dir: str
-    disk: str
 
 
 @pytest.fixture
@@ -60,23 +49,6 @@ def gate(request: pytest.FixtureRequest, src_host: Host, dst_host: Host) -> Iter
         host.run("rm", "-rf", "--one-file-system", d, check=False)
 
 
-def with_disk(xml: str, shared_disk: str, disk: str, *, relabel: bool = True) -> str:
-    """The domain XML with its disk at *disk*; relabel=False adds a per-disk DAC <seclabel relabel='no'/>,
-    which turns dynamic ownership off for that disk without touching qemu.conf."""
-    old = f"<source file='{shared_disk}'/>"
-    assert old in xml, f"disk source {old} not in the domain XML"
-    seclabel = "" if relabel else "<seclabel model='dac' relabel='no'/>"
-    return xml.replace(old, f"<source file='{disk}'>{seclabel}</source>")
-
-
-def start_on(conn: libvirt.virConnect, other: libvirt.virConnect, xml: str, name: str) -> None:
-    """Start the case's guest on *conn* (removing any leftover on both) and wait until it answers."""
-    for c in (conn, other):
-        domains.remove(c, name)
-    domains.define_and_start(conn, xml)
-    wait_for_agent(GUEST_IP, GUEST_AGENT_PORT, timeout=BOOT_TIMEOUT_S)
-
-
 @pytest.fixture
 def case_cleanup(src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect, domain_name: str) -> Iterator[None]:
     """Whatever happens, the case's guest is gone from both hosts afterwards."""
@@ -86,33 +58,6 @@ def case_cleanup(src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect, dom
 
 
 # -- NFS cases: the server, extra exports, mounts inside the gate ---------------
-
-#: Block names of a case's extra exports in /etc/exports (beside the run's own block).
-CASE_EXPORT_TAG = "virtmig-permissions-case"
-CASE_EXPORT_DST_TAG = "virtmig-permissions-case-dst"
-
-
-@dataclass(frozen=True)
-class GuestExport:
-    """The guest's directory as the NFS server names it, and as the run's mount shows it."""
-
-    server_dir: PurePosixPath
-    client_dir: PurePosixPath
-
-
-@dataclass(frozen=True)
-class CaseDir:
-    """A directory of the case's own on the server, beside the run's export, with a copy of the image.
-
-    Beside, not inside: an export nested in the run's export changes what the
-    hosts' existing mount of it sees (the lab's ganesha hands out handles of
-    the inner export, stale once it is gone), which would leak into other tests.
-    """
-
-    server_dir: PurePosixPath
-    source: str  # SERVER:DIR, for mount -t nfs
-    image: str  # the image's file name in it
-
 
 @pytest.fixture(scope="session")
 def nfs_server(run_config: RunConfig, storage_config: StorageConfig,
@@ -167,22 +112,6 @@ def case_dir(nfs_server: Host, nfs_export: ServerExport, guest_export: GuestExpo
     nfs_server.run("rm", "-rf", "--one-file-system", str(d), check=False)
 
 
-def extra_export(server: Host, run_export: ServerExport, spec: ExportSpec, tag: str) -> Iterator[ExportSpec]:
-    """A fixture's body: *spec* in the block *tag* of /etc/exports, and the file put back after."""
-    if not isinstance(run_export, ProvisionedExport):
-        pytest.skip("this case adds an export to /etc/exports: it needs --nfs-server-kind kernel")
-    handle = exports.add_export(server, spec, tag)
-    try:
-        yield spec
-    finally:
-        exports.remove_export(server, handle)
-
-
-def client_address(run_config: RunConfig, host: Host) -> str:
-    """How the server knows *host* (its address in the ssh config), for an export's client list."""
-    return sshconfig.resolve(run_config.ssh_config, host.name).hostname
-
-
 @pytest.fixture
 def case_export(nfs_server: Host, nfs_export: ServerExport, case_dir: CaseDir) -> Iterator[ExportSpec]:
     """The case's directory exported with the run's options, to both hosts."""
@@ -215,18 +144,6 @@ def dst_mount_elsewhere(dst_host: Host, gate: Gate, case_dir: CaseDir, case_expo
 def dst_case_mount(dst_host: Host, gate: Gate, case_dir: CaseDir, case_export: ExportSpec) -> Iterator[str]:
     """The case's export mounted on the destination at <gate>/mnt, as on the source."""
     yield from _mounted(dst_host, case_dir.source, f"{gate.dir}/mnt")
-
-
-class FixMounts:
-    """Mounts a case makes as its fix (after the failure); all are unmounted at teardown."""
-
-    def __init__(self) -> None:
-        self.made: list[tuple[Host, Mounted]] = []
-
-    def mount(self, host: Host, source: str, mount_point: str) -> None:
-        mounted = exports.mount_nfs(host, source, PurePosixPath(mount_point))
-        if mounted is not None:
-            self.made.append((host, mounted))
 
 
 @pytest.fixture

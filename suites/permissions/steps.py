@@ -1,10 +1,24 @@
-"""What every permission case asserts after its migration failed, and the happy path after the fix."""
+"""What every permission case does and asserts: set up its disk, fail the migration, check, fix, retry.
+
+Helpers the case files call and the types their fixtures (conftest.py) return.
+"""
 
 from __future__ import annotations
 
-import libvirt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
 
+import libvirt
+import pytest
+
+from virtmig import sshconfig
+from virtmig.config import RunConfig
 from virtmig.guest import domains
+from virtmig.guest.waits import wait_for_agent
+from virtmig.storage import exports
+from virtmig.storage.exports import ExportSpec, Mounted, ProvisionedExport
+from virtmig.storage.shared import ServerExport
 from virtmig.diagnose import Diagnosis, gather_evidence, paths_in
 from virtmig.diagnose import diagnose as diagnose_text
 from virtmig.host import Host
@@ -81,3 +95,89 @@ def wait_until_usable(host: Host, who: QemuIdentity, path: str, timeout: float =
     wait_for_command(host, *who.setpriv(), "test", "-r", path, "-a", "-w", path,
                      target=f"{path} on {host.name} as uid {who.uid}", state="readable and writable",
                      timeout=timeout, interval=0.5)
+
+
+# -- the case's disk, exports and mounts (moved from conftest.py: helpers, not fixtures) -----------
+
+#: Where the gate's guest must answer by after it starts.
+BOOT_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The case's disk path, the same string on both hosts, set up differently on each."""
+
+    dir: str
+    disk: str
+
+
+def with_disk(xml: str, shared_disk: str, disk: str, *, relabel: bool = True) -> str:
+    """The domain XML with its disk at *disk*; relabel=False adds a per-disk DAC <seclabel relabel='no'/>,
+    which turns dynamic ownership off for that disk without touching qemu.conf."""
+    old = f"<source file='{shared_disk}'/>"
+    assert old in xml, f"disk source {old} not in the domain XML"
+    seclabel = "" if relabel else "<seclabel model='dac' relabel='no'/>"
+    return xml.replace(old, f"<source file='{disk}'>{seclabel}</source>")
+
+
+def start_on(conn: libvirt.virConnect, other: libvirt.virConnect, xml: str, name: str) -> None:
+    """Start the case's guest on *conn* (removing any leftover on both) and wait until it answers."""
+    for c in (conn, other):
+        domains.remove(c, name)
+    domains.define_and_start(conn, xml)
+    wait_for_agent(GUEST_IP, GUEST_AGENT_PORT, timeout=BOOT_TIMEOUT_S)
+
+
+#: Block names of a case's extra exports in /etc/exports (beside the run's own block).
+CASE_EXPORT_TAG = "virtmig-permissions-case"
+CASE_EXPORT_DST_TAG = "virtmig-permissions-case-dst"
+
+
+@dataclass(frozen=True)
+class GuestExport:
+    """The guest's directory as the NFS server names it, and as the run's mount shows it."""
+
+    server_dir: PurePosixPath
+    client_dir: PurePosixPath
+
+
+@dataclass(frozen=True)
+class CaseDir:
+    """A directory of the case's own on the server, beside the run's export, with a copy of the image.
+
+    Beside, not inside: an export nested in the run's export changes what the
+    hosts' existing mount of it sees (the lab's ganesha hands out handles of
+    the inner export, stale once it is gone), which would leak into other tests.
+    """
+
+    server_dir: PurePosixPath
+    source: str  # SERVER:DIR, for mount -t nfs
+    image: str  # the image's file name in it
+
+
+def extra_export(server: Host, run_export: ServerExport, spec: ExportSpec, tag: str) -> Iterator[ExportSpec]:
+    """A fixture's body: *spec* in the block *tag* of /etc/exports, and the file put back after."""
+    if not isinstance(run_export, ProvisionedExport):
+        pytest.skip("this case adds an export to /etc/exports: it needs --nfs-server-kind kernel")
+    handle = exports.add_export(server, spec, tag)
+    try:
+        yield spec
+    finally:
+        exports.remove_export(server, handle)
+
+
+def client_address(run_config: RunConfig, host: Host) -> str:
+    """How the server knows *host* (its address in the ssh config), for an export's client list."""
+    return sshconfig.resolve(run_config.ssh_config, host.name).hostname
+
+
+class FixMounts:
+    """Mounts a case makes as its fix (after the failure); all are unmounted at teardown."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[Host, Mounted]] = []
+
+    def mount(self, host: Host, source: str, mount_point: str) -> None:
+        mounted = exports.mount_nfs(host, source, PurePosixPath(mount_point))
+        if mounted is not None:
+            self.made.append((host, mounted))

@@ -14,8 +14,17 @@ import libvirt
 import pytest
 
 from virtmig.storage.shared import SharedStorage
-from suites.permissions.steps import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing
-from suites.permissions.conftest import CaseDir, FixMounts, Gate, start_on, with_disk
+from suites.permissions.steps import (
+    CaseDir,
+    FixMounts,
+    Gate,
+    assert_happy_path,
+    assert_left_intact,
+    diagnose_on,
+    migrate_failing,
+    start_on,
+    with_disk,
+)
 from virtmig.diagnose import Cause
 from virtmig.host import Host
 

@@ -24,14 +24,17 @@ import libvirt
 import pytest
 
 from virtmig.storage.shared import ServerExport, SharedStorage
-from suites.permissions.steps import assert_happy_path, assert_left_intact, diagnose_on, migrate_failing
-from suites.permissions.conftest import (
+from suites.permissions.steps import (
     CASE_EXPORT_DST_TAG,
     CASE_EXPORT_TAG,
     CaseDir,
     Gate,
+    assert_happy_path,
+    assert_left_intact,
     client_address,
+    diagnose_on,
     extra_export,
+    migrate_failing,
     start_on,
     with_disk,
 )

@@ -25,13 +25,16 @@ import pytest
 
 from virtmig.storage.shared import ServerExport, SharedStorage
 from suites.permissions.steps import (
+    Gate,
+    GuestExport,
     assert_happy_path,
     assert_left_intact,
     diagnose_on,
     migrate_failing,
+    start_on,
     wait_until_usable,
+    with_disk,
 )
-from suites.permissions.conftest import Gate, GuestExport, start_on, with_disk
 from virtmig.diagnose import Cause
 from virtmig.host import Host
 from virtmig.storage.qemu_user import QemuIdentity
