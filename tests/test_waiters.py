@@ -15,6 +15,7 @@ import pytest
 
 from virtmig.guest.waits import wait_for_agent
 from virtmig.host import Host
+from virtmig.lab.netns import is_alive, terminate
 from virtmig.localhost import LocalHost
 from virtmig.waiters import WaitTimeout, wait_for, wait_for_command, wait_for_export_listing
 
@@ -180,3 +181,25 @@ def test_wait_for_agent_timeout_reports_last_error() -> None:
     assert f"guest agent 127.0.0.1:{port}" in msg
     assert "answering !ping" in msg
     assert "did not answer" in msg
+
+
+# -- the lab's own waits: each checks its condition ------------------------------------------
+
+
+def test_terminate_waits_until_the_processes_are_gone() -> None:
+    proc = subprocess.Popen(["sleep", "60"])
+    terminate([proc.pid], grace=5)
+    assert not is_alive(proc.pid)
+    proc.wait()
+
+
+def test_a_process_that_ignores_sigterm_survives_the_first_wait_and_is_killed() -> None:
+    # SIG_IGN survives exec: `sleep` ignores SIGTERM too, so only the escalation to SIGKILL ends it.
+    proc = subprocess.Popen(["sh", "-c", "trap '' TERM; echo ready; exec sleep 60"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        terminate([proc.pid], grace=0.2)
+        assert not is_alive(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -15,13 +15,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from virtmig.host import CommandError, CommandResult
 from virtmig.lab.topology import NETNS_PREFIX, LabNode
 from virtmig.localhost import LocalHost
+from virtmig.waiters import WaitTimeout, wait_for
 
 
 class LabError(RuntimeError):
@@ -63,11 +63,19 @@ def _signal_and_wait(pids: list[int], sig: int, grace: float) -> list[int]:
     """Send `sig` to each PID; return those still alive after up to `grace` seconds."""
     for pid in pids:
         _signal(pid, sig)
-    deadline = time.monotonic() + grace
-    while pids and time.monotonic() < deadline:
-        time.sleep(0.05)
-        pids = [p for p in pids if is_alive(p)]
-    return pids
+    alive = list(pids)
+
+    def ended() -> bool | None:
+        nonlocal alive
+        alive = [p for p in alive if is_alive(p)]
+        return True if not alive else None
+
+    try:
+        wait_for(ended, target=f"PIDs {pids}", state=f"ended by {signal.Signals(sig).name}", timeout=grace,
+                 interval=0.05, describe=lambda: f"still alive: {alive}")
+    except WaitTimeout:
+        pass  # the survivors are the answer: the caller escalates, or gives up on them
+    return alive
 
 
 def is_alive(pid: int) -> bool:

@@ -42,11 +42,14 @@ import mfusepy  # type: ignore[import-untyped]  # noqa: E402
 from virtmig.lab import launcher
 from virtmig.lab.libnfs import Context, NfsError, NfsStat64
 from virtmig.lab.netns import Node
+from virtmig.waiters import WaitTimeout, wait_for
 
 #: Where the daemon logs inside a node (the node's private /run).
 LOG_DIR = Path("/run/virtmig-nfs")
 #: Mount options of nfs(5) that this client honours; others are accepted and ignored.
 _PASSED_TO_FUSE = {"ro", "rw"}
+#: How long `mount.nfs` waits for its daemon's FUSE mount to appear (libnfs connects and mounts first).
+MOUNT_TIMEOUT_S = 30.0
 #: utimensat(2)'s tv_nsec markers, as libfuse hands them on (with tv_sec 0).
 _UTIME_NOW, _UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
 
@@ -312,18 +315,25 @@ def mount_helper(argv: list[str]) -> int:
             [sys.executable, "-m", "virtmig.lab.nfs_fuse", "--serve", source, mountpoint, "-o", opts.strip(",")],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def settled() -> str | None:
         if is_mounted(mountpoint, source):
-            return 0
-        if daemon.poll() is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-            print(f"mount.nfs: {source} on {mountpoint} failed: {' / '.join(tail)}", file=sys.stderr)
-            return 32
-        time.sleep(0.05)
-    daemon.kill()
-    print(f"mount.nfs: timed out mounting {source} on {mountpoint}", file=sys.stderr)
-    return 32
+            return "mounted"
+        return "exited" if daemon.poll() is not None else None
+
+    try:
+        outcome = wait_for(settled, target=f"{source} on {mountpoint}",
+                           state=f"mounted by its daemon (pid {daemon.pid})", timeout=MOUNT_TIMEOUT_S, interval=0.05,
+                           describe=lambda: "daemon running, mount not in /proc/self/mountinfo")
+    except WaitTimeout as exc:
+        daemon.kill()
+        print(f"mount.nfs: {exc}", file=sys.stderr)
+        return 32
+    if outcome == "exited":
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        print(f"mount.nfs: {source} on {mountpoint} failed: {' / '.join(tail)}", file=sys.stderr)
+        return 32
+    return 0
 
 
 def is_mounted(mountpoint: str, source: str | None = None) -> bool:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from virtmig.host import CommandResult, Host
 from virtmig.storage.qemu_user import find_qemu_identity
+from virtmig.waiters import WaitTimeout, wait_for
 
 #: A hard NFS mount whose server is gone blocks stat(2) forever: fail, never hang the run.
 COMMAND_TIMEOUT_S = 60.0
@@ -275,12 +275,20 @@ def sentinel_roundtrip(writer: Host, reader: Host, mount_point: PurePosixPath, *
     wrote = _run(writer, *as_writer, "sh", "-c", _WRITE_SCRIPT, "sentinel", str(path), content)
     if not wrote.ok:
         return result(False, False, False, f"cannot write on {writer.name}: {wrote.stderr.strip()}")
+    reads: list[CommandResult] = []
+
+    def visible() -> CommandResult | None:
+        reads.append(_run(reader, *as_reader, "cat", "--", str(path)))
+        return reads[-1] if reads[-1].ok else None
+
     try:
-        deadline = time.monotonic() + SENTINEL_WAIT_S
-        while not (read := _run(reader, *as_reader, "cat", "--", str(path))).ok and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_for(visible, target=f"{path} on {reader.name}", state="readable", timeout=SENTINEL_WAIT_S,
+                 interval=0.5)
+    except WaitTimeout:
+        pass  # not seeing it is the finding, reported below with the last read's error
     finally:
         removed = _run(writer, *as_writer, "rm", "-f", "--", str(path))
+    read = reads[-1]
     left = "" if removed.ok else f"; could not remove it: {removed.stderr.strip()}"
     if not read.ok:
         why = read.stderr.strip().rpartition(": ")[2]
