@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 from virtmig import sshconfig
-from virtmig.config import ConfigError, RunConfig, build_run_config
+from virtmig.config import ConfigError, DefaultPair, RunConfig, build_run_config
 
 pytest_plugins = ["pytester"]
 
 LAB_CFG = Path("/nonexistent/lab_ssh_config")  # lab mode must not touch it
+LAB = DefaultPair("h1", "h2", "nfs", "/srv/virtmig-export", LAB_CFG)
 
 SSH_CONFIG = """\
 Host alpha
@@ -41,13 +42,13 @@ def ssh_cfg(tmp_path: Path) -> Path:
 
 def build(ssh_cfg: Path | None, **kw: Any) -> RunConfig:
     args: dict[str, Any] = dict(src="alpha", dst="beta", nfs_server=None, export=None,
-                                mount_point="/mnt/nfs", ssh_config=ssh_cfg, lab_ssh_config=LAB_CFG)
+                                mount_point="/mnt/nfs", ssh_config=ssh_cfg, lab=LAB)
     args.update(kw)
     return build_run_config(**args)
 
 
 def test_lab_mode_without_src_and_dst() -> None:
-    rc = build_run_config(None, None, None, None, "/mnt/nfs", None, LAB_CFG)
+    rc = build_run_config(None, None, None, None, "/mnt/nfs", None, LAB)
     assert rc == RunConfig(src="h1", dst="h2", nfs_server="nfs", export="/srv/virtmig-export",
                            mount_point=PurePosixPath("/mnt/nfs"), ssh_config=LAB_CFG, lab=True)
 
@@ -95,7 +96,7 @@ def test_missing_ssh_config_file(tmp_path: Path) -> None:
 
 def test_lab_mode_rejects_real_host_options() -> None:
     with pytest.raises(ConfigError, match="--nfs-server, --export only apply with --src/--dst"):
-        build_run_config(None, None, "nfs", "/e", "/mnt/nfs", None, LAB_CFG)
+        build_run_config(None, None, "nfs", "/e", "/mnt/nfs", None, LAB)
 
 
 def test_unknown_name_message_suggests_a_fix(ssh_cfg: Path) -> None:

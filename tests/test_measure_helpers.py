@@ -16,7 +16,7 @@ from virtmig.localhost import LocalHost
 from virtmig.migration import clocks
 
 from virtmig.migration import modes
-from virtmig.config import ConfigError, build_run_config, check_dirty_rate, check_round_trips
+from virtmig.config import ConfigError, DefaultPair, build_run_config, check_dirty_rate, check_round_trips
 from virtmig.migration.jobstats import JobProgress
 from virtmig.migration.runner import postcopy_blocker, progress_line
 from virtmig.guest.probe import UdpEchoProbe
@@ -92,7 +92,8 @@ def test_round_trips_and_dirty_rate_are_validated() -> None:
             check_round_trips(bad)
     with pytest.raises(ConfigError, match="--dirty-rate"):
         check_dirty_rate(-1)
-    rc = build_run_config(None, None, None, None, "/mnt/nfs", None, clocks_path(), round_trips=2, dirty_rate_mib_s=16)
+    lab = DefaultPair("h1", "h2", "nfs", "/srv/virtmig-export", clocks_path())
+    rc = build_run_config(None, None, None, None, "/mnt/nfs", None, lab, round_trips=2, dirty_rate_mib_s=16)
     assert (rc.round_trips, rc.dirty_rate_mib_s) == (2, 16)
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from virtmig import sshconfig
-from virtmig.lab.topology import EXPORT_DIR, H1, H2, NFS
 
 DEFAULT_MOUNT_POINT = PurePosixPath("/mnt/nfs")
 
@@ -49,6 +48,21 @@ class RunConfig:
     lab: bool
     round_trips: int = 1
     dirty_rate_mib_s: int = 0
+
+
+@dataclass(frozen=True)
+class DefaultPair:
+    """What a run targets without --src/--dst: the embedded lab's hosts, NFS export and ssh config.
+
+    Given by the caller (fixtures.options builds it from virtmig.lab.topology),
+    so that the settings layer knows no site: the lab is one site among others.
+    """
+
+    src: str
+    dst: str
+    nfs_server: str
+    export: str
+    ssh_config: Path
 
 
 def check_host_name(value: str, what: str = "host name") -> str:
@@ -140,16 +154,16 @@ def build_run_config(
     export: str | None,
     mount_point: str | PurePosixPath,
     ssh_config: Path | None,
-    lab_ssh_config: Path,
+    lab: DefaultPair,
     *,
     round_trips: int = 1,
     dirty_rate_mib_s: int = 0,
 ) -> RunConfig:
     """Check the options together and return the RunConfig, or raise ConfigError.
 
-    Without --src and --dst the run targets the embedded lab (h1 -> h2, NFS
-    from the lab's server); nothing lab-related is checked, since the lab may
-    not be up yet when options are parsed.
+    Without --src and --dst the run targets `lab`, the embedded lab (h1 -> h2,
+    NFS from the lab's server); nothing lab-related is checked, since the lab
+    may not be up yet when options are parsed.
     """
     trips, dirty = check_round_trips(round_trips), check_dirty_rate(dirty_rate_mib_s)
     mount = check_remote_path(mount_point, "--mount-point")
@@ -160,8 +174,8 @@ def build_run_config(
                                       ("--ssh-config", ssh_config)) if val is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} only apply with --src/--dst (without them the embedded lab is used)")
-        return RunConfig(src=H1.name, dst=H2.name, nfs_server=NFS.name, export=str(EXPORT_DIR),
-                         mount_point=mount, ssh_config=lab_ssh_config, lab=True,
+        return RunConfig(src=lab.src, dst=lab.dst, nfs_server=lab.nfs_server, export=lab.export,
+                         mount_point=mount, ssh_config=lab.ssh_config, lab=True,
                          round_trips=trips, dirty_rate_mib_s=dirty)
     if src is None or dst is None:
         missing = "--src" if src is None else "--dst"
