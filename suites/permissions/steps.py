@@ -99,7 +99,7 @@ def wait_until_usable(host: Host, who: QemuIdentity, path: str, timeout: float =
 
 # -- the case's disk, exports and mounts (moved from conftest.py: helpers, not fixtures) -----------
 
-#: Where the gate's guest must answer by after it starts.
+#: How long a case's guest may take to answer its agent after it starts (TCG boots slowly).
 BOOT_TIMEOUT_S = 90.0
 
 
