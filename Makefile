@@ -1,6 +1,7 @@
 # virtmig: two commands do all set-up on a fresh Debian 12 machine (as root).
 #   make certify   install, bring up the embedded lab, certify its host pair, write the report
 #   make test      install, run the project's own tests (unit + real-lab)
+#   make unit      the unit tests only: seconds, no root, no daemons, no lab
 # Against real hosts: make certify ARGS="--src h1 --dst h2"
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ RUN := $(shell date -u +%Y%m%dT%H%M%SZ)
 REPORT_DIR := reports/$(RUN)
 ARGS ?=
 
-.PHONY: deps certify test lint lab-up lab-down bench clean
+.PHONY: deps certify test unit lint lab-up lab-down bench clean
 
 $(VENV)/.apt-stamp: debian-packages.txt
 	apt-get update -qq
@@ -38,6 +39,10 @@ lint: deps
 
 test: deps lint
 	$(PY) -m pytest tests $(ARGS)
+
+# Leaves out the lab tests and those that start a root sshd; no cache written into the checkout.
+unit: deps
+	$(PY) -m pytest tests -m "not lab and not sshd" -p no:cacheprovider $(ARGS)
 
 lab-up: deps
 	$(PY) -m virtmig.lab up

@@ -2,7 +2,8 @@
 
 `sshd` starts a throwaway OpenSSH server on 127.0.0.1 so that `virtmig.host`
 is tested against the real thing (quoting, exit codes, SFTP, host keys)
-rather than a mock.
+rather than a mock.  That needs root and a daemon, so every test using it
+is marked `sshd`, and `make unit` (-m "not lab and not sshd") leaves them out.
 """
 
 from __future__ import annotations
@@ -78,6 +79,14 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"test sshd not listening on 127.0.0.1:{port} after 10 s: {log.read_text()}")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `sshd` every test that uses the sshd fixture, directly or through another fixture."""
+    for item in items:
+        if "sshd" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.sshd)
 
 
 @pytest.fixture(scope="session")

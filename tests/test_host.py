@@ -32,7 +32,7 @@ AWKWARD = ["a b", "it's", '"dq"', "$HOME", "`id`", "x;y", "back\\slash", "*", ""
 AnyHost = SshHost | LocalHost
 
 
-@pytest.fixture(params=["ssh", "local"])
+@pytest.fixture(params=[pytest.param("ssh", marks=pytest.mark.sshd), "local"])  # ssh: the sshd fixture, by name
 def host(request: pytest.FixtureRequest) -> Iterator[AnyHost]:
     if request.param == "local":
         yield LocalHost("local")
