@@ -14,6 +14,7 @@ round trips) are printed by bench/test_probe_resolution.py.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from collections.abc import Iterator
@@ -137,10 +138,9 @@ def test_summarize() -> None:
 
 
 def test_probe_payload_never_looks_like_a_command() -> None:
-    from virtmig.guest.probe import _PAYLOAD
-
-    assert _PAYLOAD.size == 16
-    assert _PAYLOAD.pack(2**40, time.monotonic_ns())[:1] != b"!"
+    payload = probe_module._PAYLOAD
+    assert payload.size == 16
+    assert payload.pack(2**40, time.monotonic_ns())[:1] != b"!"
 
 
 # --- the send schedule, on a clock that steps per reading ----------------------
@@ -204,8 +204,8 @@ def test_a_stalled_probe_skips_the_missed_slots_instead_of_bursting(sink: int,
     clock = SteppingClock(step, stall_at=60, stall_ns=stall)
     sends = run_on(clock, sink, 60, interval / 1e9, monkeypatch)
     slots = [(s - T0) // interval for s in sends]
-    assert all(b > a for a, b in zip(slots, slots[1:])), "two sends in one slot: a burst"
-    skipped = [(a, b) for a, b in zip(slots, slots[1:]) if b - a > 1]
+    assert all(b > a for a, b in itertools.pairwise(slots)), "two sends in one slot: a burst"
+    skipped = [(a, b) for a, b in itertools.pairwise(slots) if b - a > 1]
     assert len(skipped) == 1 and skipped[0][1] - skipped[0][0] >= 5, slots
     after = slots.index(skipped[0][1])
     for k in range(after + 1, len(sends)):  # back on the grid after the first late send
