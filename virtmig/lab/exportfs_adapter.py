@@ -6,8 +6,9 @@ nfs-ganesha (this kernel has no nfsd), which has its own config syntax.  This
 module is the lab's stand-in for exportfs(8): it reads /etc/exports (and
 /etc/exports.d/*.exports), keeps the export table in /var/lib/nfs/etab as the
 real tool does, writes the equivalent ganesha EXPORT blocks into the file
-ganesha.conf includes, makes ganesha re-read them with SIGHUP, and checks over
-the MOUNT protocol (`showmount -e`) that the server now lists what was asked.
+ganesha.conf includes, makes ganesha re-read them with SIGHUP, and checks in
+the export list ganesha logs after the reload that it now serves what was
+asked (virtmig.lab.ganesha_reload).
 
 Inside the nfs node only, `setup_node` puts it in place:
   * /usr/local/sbin (empty on Debian, first in root's PATH, and not where any
@@ -21,16 +22,13 @@ Inside the nfs node only, `setup_node` puts it in place:
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import signal
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from virtmig.lab import launcher, nfsserver
+from virtmig.lab import ganesha_reload, launcher, nfsserver
 from virtmig.lab.netns import LabError, Node
 from virtmig.storage import exports_to_ganesha
 from virtmig.storage.exports_to_ganesha import GaneshaOptionError
@@ -183,40 +181,19 @@ def _verbose_order(options: tuple[str, ...]) -> list[str]:
 
 
 def apply(exports: list[Export], *, timeout: float = 15.0) -> None:
-    """Record the table, rewrite ganesha's exports, SIGHUP ganesha and check its verdict.
+    """Record the table, rewrite ganesha's exports, reload ganesha and check that it serves them.
 
-    ganesha 4.x re-reads its config on SIGHUP and adds, updates and removes
-    exports.  Its verdict is only in its log (`showmount -e` cannot check:
-    ganesha lists only the exports the *asking* host may mount), so the log is
-    read through the daemon's own stderr (/proc/PID/fd/2).
+    The check reads the export list ganesha logs after the reload
+    (virtmig.lab.ganesha_reload): every path of the table under its
+    Export_Id, and none of the ids this adapter gave paths no longer in it.
     """
     ETAB.parent.mkdir(parents=True, exist_ok=True)
     ETAB.write_text("".join(e.etab_line() for e in exports))
     ids = export_ids(list(dict.fromkeys(e.path for e in exports)))
-    Path(nfsserver.GANESHA_EXPORTS).write_text(ganesha_exports(exports, ids))
+    Path(nfsserver.GANESHA_EXPORTS).write_text(ganesha_exports(exports, ids) + ganesha_reload.LOG_BLOCK)
     pid = int(Path(nfsserver.GANESHA_PIDFILE).read_text().split()[0])
-    try:
-        log = open(f"/proc/{pid}/fd/2", "rb")  # noqa: SIM115 - closed below
-    except OSError:
-        log = None
-    with log or open(os.devnull, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        os.kill(pid, signal.SIGHUP)
-        if log is None:
-            time.sleep(1.0)
-            return
-        text, deadline = "", time.monotonic() + timeout
-        while "Reread exports complete" not in text and time.monotonic() < deadline:
-            time.sleep(0.1)
-            text += f.read().decode(errors="replace")
-        time.sleep(0.3)  # ganesha logs the config errors just after "complete"
-        text += f.read().decode(errors="replace")
-    if "Reread exports complete" not in text:
-        raise LabError(f"ganesha (pid {pid}) did not finish re-reading its exports within {timeout} s")
-    errors = [line.split(" :", 1)[-1] for line in text.splitlines()
-              if ":CONFIG :CRIT" in line or ":CONFIG :MAJ" in line or "EXPORT :CRIT" in line]
-    if errors:
-        raise LabError(f"ganesha (pid {pid}) rejected exports: {'; '.join(errors)}")
+    managed = json.loads(EXPORT_IDS.read_text()).values()
+    ganesha_reload.reload(pid, {export_id: path for path, export_id in ids.items()}, managed, timeout=timeout)
 
 
 def main(argv: list[str]) -> int:
