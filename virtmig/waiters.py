@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class WaitTimeout(TimeoutError):
+class WaitTimeout(TimeoutError):  # noqa: N818 - a TimeoutError by type; callers know it by this name
     """A wait_for* gave up; the message says what, which state, and last seen."""
 
     def __init__(self, target: str, state: str, elapsed: float, last_observed: str) -> None:
@@ -72,7 +72,7 @@ def wait_for(
     if describe is not None:
         try:
             observed = describe()
-        except Exception as exc:  # the timeout is the news; keep it
+        except Exception as exc:  # noqa: BLE001 - the timeout is the news; keep it
             observed = f"(describe failed: {exc!r})"
     raise WaitTimeout(target, state, time.monotonic() - start, observed)
 

@@ -12,6 +12,7 @@ would reach real hosts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -70,11 +71,9 @@ def _signal_and_wait(pids: list[int], sig: int, grace: float) -> list[int]:
         alive = [p for p in alive if is_alive(p)]
         return True if not alive else None
 
-    try:
+    with contextlib.suppress(WaitTimeout):  # the survivors are the answer: the caller escalates, or gives up
         wait_for(ended, target=f"PIDs {pids}", state=f"ended by {signal.Signals(sig).name}", timeout=grace,
                  interval=0.05, describe=lambda: f"still alive: {alive}")
-    except WaitTimeout:
-        pass  # the survivors are the answer: the caller escalates, or gives up on them
     return alive
 
 

@@ -23,6 +23,7 @@ mountinfo shows the mount as `SERVER:/EXPORT` of type `fuse.nfs`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -30,10 +31,9 @@ import subprocess
 import sys
 import threading
 import time
+from ctypes.util import find_library
 from pathlib import Path
 from typing import Any
-
-from ctypes.util import find_library
 
 # mfusepy prefers libfuse2 when both are installed; this client is tested on libfuse3.
 os.environ.setdefault("FUSE_LIBRARY_PATH", find_library("fuse3") or "")
@@ -221,11 +221,8 @@ class NfsFuse(mfusepy.Operations):  # type: ignore[misc]
     def release(self, path: str, fh: Any) -> int:
         ctx, nfh = self._files.pop(fh.fh, (None, 0))
         if ctx is not None:
-            with ctx.lock:
-                try:
-                    ctx.close_fh(nfh)
-                except NfsError:
-                    pass
+            with ctx.lock, contextlib.suppress(NfsError):
+                ctx.close_fh(nfh)
         return 0
 
     # Names -----------------------------------------------------------------
