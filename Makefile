@@ -34,7 +34,9 @@ certify: deps
 	    --junitxml=$(REPORT_DIR)/junit.xml; \
 	rc=$$?; echo "report: $(REPORT_DIR)/report.html (also reports/latest/report.html)"; exit $$rc
 
+# ruff: the rules in pyproject.toml ([tool.ruff]); mypy --strict; the layer rule runs in tests/test_layers.py.
 lint: deps
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
 test: deps lint

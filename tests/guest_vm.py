@@ -64,7 +64,7 @@ def netns_socket(netns: str) -> socket.socket:
             finally:
                 os.close(fd)
             made.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-        except BaseException as exc:  # re-raised in the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             made.append(exc)
 
     worker = threading.Thread(target=enter_and_create)

@@ -24,7 +24,8 @@ from virtmig.report.results_json import record_from_dict
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_suite(tmp_path: Path, suite: str, *args: str, timeout: float = 900) -> tuple[subprocess.CompletedProcess[str], Path]:
+def run_suite(tmp_path: Path, suite: str, *args: str,
+              timeout: float = 900) -> tuple[subprocess.CompletedProcess[str], Path]:
     """`pytest SUITE ARGS --html=...` from the repository; the process and its report's path."""
     html = tmp_path / "run" / "report.html"
     proc = subprocess.run(

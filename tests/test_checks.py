@@ -9,9 +9,9 @@ from __future__ import annotations
 import libvirt
 import pytest
 
+from virtmig.guest.probe import ProbeResult, summarize
 from virtmig.migration import criteria
 from virtmig.migration.jobstats import JobStats, JobStatsError
-from virtmig.guest.probe import ProbeResult, summarize
 from virtmig.migration.records import MigrationRecord
 
 MS = 1_000_000

@@ -38,7 +38,8 @@ def lab_spec(disk: FileDisk | NfsDisk) -> DomainSpec:
         uuid=UUID,
         mac=GUEST_MAC,
         disk=disk,
-        kernel=KernelBoot("/var/cache/virtmig/guest/vmlinuz", "/var/cache/virtmig/guest/initrd.img", "console=ttyS0 quiet"),
+        kernel=KernelBoot("/var/cache/virtmig/guest/vmlinuz", "/var/cache/virtmig/guest/initrd.img",
+                          "console=ttyS0 quiet"),
         serial_log="/var/log/libvirt/qemu/virtmig-guest-serial.log",
     )
 

@@ -17,8 +17,9 @@ import pytest
 from tests.replay import Answer, Recorded, ReplayHost
 from virtmig.storage import exports_to_ganesha as tr
 from virtmig.storage import ganesha as g
-from virtmig.storage.ganesha_conf import configured_exports, includes
 from virtmig.storage.exports import BEGIN, END, ExportError, ExportSpec, strip_managed_block
+from virtmig.storage.ganesha_conf import configured_exports, includes
+from virtmig.storage.shared import SharedStorage
 
 pytest_plugins = ["pytester"]
 
@@ -259,8 +260,6 @@ def test_server_kind_reaches_the_storage_config(pytester: pytest.Pytester) -> No
 
 
 def test_a_ganesha_export_is_named_in_the_storage_label() -> None:
-    from virtmig.storage.shared import SharedStorage
-
     assert SharedStorage(PurePosixPath("/m"), "nfs-mount", True, server_kind="ganesha").label == \
         "nfs-mount from nfs-ganesha"
     assert SharedStorage(PurePosixPath("/m"), "nfs-mount", True, server_kind="kernel").label == "nfs-mount"

@@ -46,7 +46,8 @@ def test_cmdline_carries_address_and_dirty_rate() -> None:
     assert image.cmdline("198.18.3.100", 24, 50).endswith("virtmig.ip=198.18.3.100/24 virtmig.dirty=50")
 
 
-@pytest.mark.parametrize(("ip", "prefix", "dirty"), [("198.18.0", 24, 0), ("198.18.0.1", 33, 0), ("198.18.0.1", 24, -1)])
+@pytest.mark.parametrize(("ip", "prefix", "dirty"),
+                         [("198.18.0", 24, 0), ("198.18.0.1", 33, 0), ("198.18.0.1", 24, -1)])
 def test_cmdline_rejects_nonsense(ip: str, prefix: int, dirty: int) -> None:
     with pytest.raises(ValueError):
         guest_cmdline(ip, prefix, dirty)

@@ -98,7 +98,8 @@ def test_to_dict_is_json_serialisable_and_complete() -> None:
 
 
 def test_missing_keys_become_none() -> None:
-    partial = {k: v for k, v in COMPLETED_OUT.items() if k not in ("downtime_net", "time_elapsed_net", "memory_page_size")}
+    dropped = ("downtime_net", "time_elapsed_net", "memory_page_size")
+    partial = {k: v for k, v in COMPLETED_OUT.items() if k not in dropped}
     st = JobStats.from_libvirt(partial)
     assert st.downtime_net_ms is None
     assert st.time_elapsed_net_ms is None
@@ -114,7 +115,8 @@ def test_no_job_is_just_a_type() -> None:
 
 def test_failed_job_keeps_errmsg() -> None:
     st = JobStats.from_libvirt(
-        {"type": libvirt.VIR_DOMAIN_JOB_FAILED, "operation": 5, "success": False, "errmsg": "operation failed: migration out job: unexpectedly failed"}
+        {"type": libvirt.VIR_DOMAIN_JOB_FAILED, "operation": 5, "success": False,
+         "errmsg": "operation failed: migration out job: unexpectedly failed"}
     )
     assert st.success is False
     assert st.errmsg is not None and "unexpectedly failed" in st.errmsg

@@ -20,11 +20,11 @@ import pytest
 from filelock import FileLock
 
 from tests.inner_run import known_tcg_bug, migrations, output_tail, run_suite
-from virtmig.sshhost import SshHost
-from virtmig.storage import ganesha as g
 from virtmig.host import Host
 from virtmig.lab import lifecycle
 from virtmig.lab.topology import H1, H2, LAB_LOCK, SSH_CONFIG
+from virtmig.sshhost import SshHost
+from virtmig.storage import ganesha as g
 from virtmig.storage.exports import ExportError, ExportSpec, exported_to, mount_nfs, unmount, wait_listed
 from virtmig.storage.exports_to_ganesha import GaneshaOptionError
 from virtmig.storage.qemu_user import QemuIdentity

@@ -12,15 +12,13 @@ import pytest
 
 from tests.echo_agent import EchoAgent, until
 from tests.replay import ReplayHost
-from virtmig.localhost import LocalHost
-from virtmig.migration import clocks
-
-from virtmig.migration import modes
 from virtmig.config import ConfigError, DefaultPair, build_run_config, check_dirty_rate, check_round_trips
-from virtmig.migration.jobstats import JobProgress
-from virtmig.migration.runner import postcopy_blocker, progress_line
 from virtmig.guest.probe import UdpEchoProbe
+from virtmig.localhost import LocalHost
+from virtmig.migration import clocks, modes
+from virtmig.migration.jobstats import JobProgress
 from virtmig.migration.records import MigrationRecord
+from virtmig.migration.runner import postcopy_blocker, progress_line
 from virtmig.report import tables
 from virtmig.waiters import wait_for_probe_answer
 
@@ -182,7 +180,8 @@ def test_waiting_for_an_answer_that_never_comes_gives_up(echo_server: EchoAgent)
 
 
 def test_postcopy_blocker() -> None:
-    files = {"/proc/sys/vm/unprivileged_userfaultfd": "0\n", "/etc/libvirt/qemu.conf": '#user = "x"\nuser = "libvirt-qemu"\n'}
+    files = {"/proc/sys/vm/unprivileged_userfaultfd": "0\n",
+             "/etc/libvirt/qemu.conf": '#user = "x"\nuser = "libvirt-qemu"\n'}
     assert "libvirt-qemu" in (postcopy_blocker(files.__getitem__) or "")
     files["/proc/sys/vm/unprivileged_userfaultfd"] = "1\n"
     assert postcopy_blocker(files.__getitem__) is None

@@ -24,6 +24,7 @@ from virtmig.storage.exports import (
     unmount,
     with_managed_block,
 )
+from virtmig.storage.shared import SharedStorage
 
 ORIGINAL = "# operator's exports\n/srv/other 10.0.0.0/8(ro)\n\n/home  host1(rw)   \n"
 SPEC = ExportSpec(PurePosixPath("/srv/virtmig-export"), (H1.ip, H2.ip))
@@ -102,8 +103,6 @@ def test_exports_restored_byte_for_byte_after_use_and_after_failure(
 
 
 def test_an_insecure_export_is_flagged_in_the_storage_label() -> None:
-    from virtmig.storage.shared import SharedStorage
-
     loose = ExportSpec(PurePosixPath("/x"), ("*",), "rw,no_root_squash")
     storage = SharedStorage(PurePosixPath("/mnt/nfs/virtmig"), "nfs-mount", False,
                             insecure=tuple(loose.insecurities()))

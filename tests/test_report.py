@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from virtmig.migration.records import MigrationRecord
-from virtmig.report import DASH, MIB, dirty_rate_bytes_per_s, progress_points
-from virtmig.report import svg, tables
 from tests.plugin_session import run_with_plugins
+from virtmig.migration.records import MigrationRecord
+from virtmig.report import DASH, MIB, dirty_rate_bytes_per_s, progress_points, svg, tables
 from virtmig.report.results_json import (
     RESULTS_SCHEMA_VERSION,
     read_run,

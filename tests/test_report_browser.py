@@ -73,7 +73,9 @@ window.addEventListener("load", function () {
     }),
     migrations: all("table.virtmig-migrations tbody tr").map(box),
     environment: all("table.virtmig-environment tbody tr").map(box),
-    trends: all("table.virtmig-trends tbody tr").map(function (tr) { var r = box(tr); r.cls = tr.className; return r; }),
+    trends: all("table.virtmig-trends tbody tr").map(function (tr) {
+      var r = box(tr); r.cls = tr.className; return r;
+    }),
     results: all("#results-table > tbody.results-table-row").map(box),
     page_width: document.documentElement.scrollWidth
   };

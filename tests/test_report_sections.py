@@ -12,7 +12,6 @@ section has a history to compare with.  The browser test reuses this run.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from virtmig.migration.records import MigrationRecord
+from virtmig.report import trends_table
 from virtmig.report.results_json import update_latest, write_run
 from virtmig.report.trends import (
     IMPROVED,
@@ -29,7 +30,6 @@ from virtmig.report.trends import (
     pair_of,
     percentile,
 )
-from virtmig.report import trends_table
 
 
 def rec(downtime: float | None, gap: float | None = None, total: float = 3000.0, *, mode: str = "p2p",
@@ -45,7 +45,7 @@ def night(run_id: str, downtimes: Sequence[float], gaps: Sequence[float] | None 
           **kw: Any) -> PastRun:
     gaps = gaps if gaps is not None else [d + 30 for d in downtimes]
     return PastRun(run_id, f"2024-05-{run_id[-2:]}T02:00:00+00:00", ("h1", "h2"),
-                   tuple(rec(d, g, **kw) for d, g in zip(downtimes, gaps)))
+                   tuple(rec(d, g, **kw) for d, g in zip(downtimes, gaps, strict=True)))
 
 
 #: Ten quiet nights: downtime around 100 ms, p95 around 120 ms.

@@ -16,13 +16,13 @@ import pytest
 
 from fixtures.guest import RunningGuest
 from fixtures.report import MigrationLog
-from virtmig.guest import domains
 from virtmig.config import RunConfig
+from virtmig.guest import domains
 from virtmig.guest.console import crash_diagnosis, silent_guest_evidence
 from virtmig.host import Host
 from virtmig.migration.measure import GuestAccess, Leg, measured_live_migration
-from virtmig.migration.runner import ProgressCallback, postcopy_blocker
 from virtmig.migration.modes import LIVE_MATRIX, MigrationMode
+from virtmig.migration.runner import ProgressCallback, postcopy_blocker
 
 pytestmark = [pytest.mark.live, pytest.mark.lab]
 

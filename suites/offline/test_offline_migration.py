@@ -13,8 +13,8 @@ import pytest
 
 from fixtures.guest import RunningGuest
 from fixtures.report import MigrationLog
-from virtmig.guest import domains
 from virtmig.config import RunConfig
+from virtmig.guest import domains
 from virtmig.host import Host
 from virtmig.migration.measure import GuestAccess, Leg
 from virtmig.migration.offline import KINDS, measured_move

@@ -14,19 +14,19 @@ import pytest
 
 from virtmig import sshconfig
 from virtmig.config import RunConfig
-from virtmig.guest import domains
-from virtmig.guest.waits import wait_for_agent
-from virtmig.storage import exports
-from virtmig.storage.exports import ExportSpec, Mounted, ProvisionedExport
-from virtmig.storage.shared import ServerExport
 from virtmig.diagnose import Diagnosis, gather_evidence, paths_in
 from virtmig.diagnose import diagnose as diagnose_text
+from virtmig.guest import domains
+from virtmig.guest.probe import agent_command
+from virtmig.guest.waits import wait_for_agent
 from virtmig.host import Host
 from virtmig.lab.topology import GUEST_AGENT_PORT, GUEST_IP
 from virtmig.migration.modes import DIRECT, P2P
 from virtmig.migration.runner import MigrationOutcome, migrate
-from virtmig.guest.probe import agent_command
+from virtmig.storage import exports
+from virtmig.storage.exports import ExportSpec, Mounted, ProvisionedExport
 from virtmig.storage.qemu_user import QemuIdentity
+from virtmig.storage.shared import ServerExport
 from virtmig.waiters import wait_for_command
 
 

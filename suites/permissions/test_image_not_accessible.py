@@ -12,7 +12,6 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from virtmig.storage.shared import SharedStorage
 from suites.permissions.steps import (
     Gate,
     assert_happy_path,
@@ -22,9 +21,10 @@ from suites.permissions.steps import (
     start_on,
     with_disk,
 )
-from virtmig.guest import domains
 from virtmig.diagnose import Cause
+from virtmig.guest import domains
 from virtmig.host import Host
+from virtmig.storage.shared import SharedStorage
 
 pytestmark = [pytest.mark.permissions, pytest.mark.lab]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from virtmig.storage.shared import SharedStorage
 from suites.permissions.steps import (
     CaseDir,
     FixMounts,
@@ -27,6 +26,7 @@ from suites.permissions.steps import (
 )
 from virtmig.diagnose import Cause
 from virtmig.host import Host
+from virtmig.storage.shared import SharedStorage
 
 pytestmark = [pytest.mark.permissions, pytest.mark.lab]
 

@@ -23,7 +23,6 @@ from dataclasses import replace
 import libvirt
 import pytest
 
-from virtmig.storage.shared import ServerExport, SharedStorage
 from suites.permissions.steps import (
     CASE_EXPORT_DST_TAG,
     CASE_EXPORT_TAG,
@@ -38,12 +37,13 @@ from suites.permissions.steps import (
     start_on,
     with_disk,
 )
-from virtmig.guest import domains
-from virtmig.storage import exports
 from virtmig.config import RunConfig
 from virtmig.diagnose import Cause
+from virtmig.guest import domains
 from virtmig.host import Host
+from virtmig.storage import exports
 from virtmig.storage.exports import ExportSpec
+from virtmig.storage.shared import ServerExport, SharedStorage
 
 pytestmark = [pytest.mark.permissions, pytest.mark.lab]
 

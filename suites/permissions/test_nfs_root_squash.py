@@ -23,7 +23,6 @@ from pathlib import PurePosixPath
 import libvirt
 import pytest
 
-from virtmig.storage.shared import ServerExport, SharedStorage
 from suites.permissions.steps import (
     Gate,
     GuestExport,
@@ -38,6 +37,7 @@ from suites.permissions.steps import (
 from virtmig.diagnose import Cause
 from virtmig.host import Host
 from virtmig.storage.qemu_user import QemuIdentity
+from virtmig.storage.shared import ServerExport, SharedStorage
 
 pytestmark = [pytest.mark.permissions, pytest.mark.lab]
 

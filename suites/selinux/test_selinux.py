@@ -10,11 +10,11 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from virtmig.storage.shared import SharedStorage
-from virtmig.guest import domains
 from virtmig.diagnose import Cause, diagnose, gather_evidence, paths_in
 from virtmig.diagnose.selinux import SelinuxState, context_type, file_context
+from virtmig.guest import domains
 from virtmig.host import Host
+from virtmig.storage.shared import SharedStorage
 
 pytestmark = [pytest.mark.selinux, pytest.mark.lab]
 

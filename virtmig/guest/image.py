@@ -33,6 +33,7 @@ is at the top of guest_agent.c):
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import gzip
 import hashlib
@@ -307,10 +308,10 @@ def _stage_initramfs(staging: Path, modroot: Path, agent_out: Path) -> None:
     shutil.copyfile(INIT_SCRIPT, init)
     init.chmod(0o755)
     (staging / "tmp").chmod(0o1777)
-    try:  # the kernel opens /dev/console for /init before devtmpfs exists
+    # The kernel opens /dev/console for /init before devtmpfs exists; not
+    # root: /init re-opens the console after mounting devtmpfs.
+    with contextlib.suppress(PermissionError):
         os.mknod(staging / "dev" / "console", 0o600 | 0o020000, os.makedev(5, 1))
-    except PermissionError:
-        pass  # not root: /init re-opens the console after mounting devtmpfs
 
 
 def _write_initramfs(staging: Path, out: Path) -> None:

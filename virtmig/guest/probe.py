@@ -134,7 +134,7 @@ def summarize(
     gap = probe_gap(samples, window_end_ns)
     rtts = sorted(r - s for s, r in samples if r is not None)
     sends = [s for s, _ in samples]
-    send_gaps = [b - a for a, b in zip(sends, sends[1:])]
+    send_gaps = [b - a for a, b in zip(sends, sends[1:], strict=False)]
     end = (sends[-1] if window_end_ns is None else window_end_ns) if sends else 0
     return ProbeResult(
         sent=len(samples),
@@ -191,7 +191,7 @@ class ProbeLog:
             self.last_answered_send_ns = max(self.last_answered_send_ns, echoed_send_ns)
 
     def samples(self) -> list[Sample]:
-        return list(zip(self._send_ns, self._recv_ns))
+        return list(zip(self._send_ns, self._recv_ns, strict=False))
 
 
 class UdpEchoProbe:
@@ -279,7 +279,7 @@ class UdpEchoProbe:
     def _run(self) -> None:
         try:
             self._loop()
-        except BaseException as exc:  # surfaced by stop(), not lost in a thread
+        except BaseException as exc:  # noqa: BLE001 - surfaced by stop(), not lost in a thread
             self._error = exc
 
     def _loop(self) -> None:

@@ -103,7 +103,8 @@ def _start_daemons(node: Node) -> dict[str, int]:
 
 
 def _wait_ssh(spec: LabNode, timeout: float) -> None:
-    wait_for(lambda: _ssh_answers(spec) or None, target=f"sshd on lab node {spec.name} ({spec.ip}:22)", state="answering", timeout=timeout)
+    wait_for(lambda: _ssh_answers(spec) or None, target=f"sshd on lab node {spec.name} ({spec.ip}:22)",
+             state="answering", timeout=timeout)
 
 
 def _wait_libvirt(spec: LabNode, timeout: float) -> None:

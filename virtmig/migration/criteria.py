@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from virtmig.migration.jobstats import JobStats
 from virtmig.guest.probe import ProbeResult
+from virtmig.migration.jobstats import JobStats
 
 
 @dataclass(frozen=True)

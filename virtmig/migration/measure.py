@@ -27,15 +27,14 @@ from typing import Any
 
 import libvirt
 
-from virtmig.migration import criteria
-
 from virtmig.guest import integrity
-from virtmig.migration.clocks import measure_offsets
 from virtmig.guest.integrity import Agent, AreaCheck
-from virtmig.migration.modes import MigrationMode
-from virtmig.migration.runner import MigrationOutcome, ProgressCallback, migrate
 from virtmig.guest.probe import ProbeResult, UdpEchoProbe
+from virtmig.migration import criteria
+from virtmig.migration.clocks import measure_offsets
+from virtmig.migration.modes import MigrationMode
 from virtmig.migration.records import MigrationRecord
+from virtmig.migration.runner import MigrationOutcome, ProgressCallback, migrate
 from virtmig.waiters import wait_for_probe_answer
 
 #: How long the probe keeps going after an operation for the guest to answer.
@@ -101,7 +100,7 @@ class Measurement:
             integrity.write_patterns(send, self.seed, self.areas)
         if self.clock_hosts:
             self.clock_offsets = measure_offsets(*self.clock_hosts)
-        self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         self._probe = UdpEchoProbe(self.guest.ip, self.guest.agent_port, interval_s=self.guest.probe_interval_s)
         self._probe.start()
         return self

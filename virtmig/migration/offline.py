@@ -31,14 +31,13 @@ from typing import Any
 
 import libvirt
 
-from virtmig.migration import criteria
-
 from virtmig.guest import integrity
 from virtmig.guest.integrity import Agent
+from virtmig.migration import criteria
 from virtmig.migration.jobstats import JobStats
 from virtmig.migration.measure import GuestAccess, Leg, Measurement
-from virtmig.migration.runner import read_completed_stats
 from virtmig.migration.records import MigrationRecord
+from virtmig.migration.runner import read_completed_stats
 
 OFFLINE_FLAGS = (libvirt.VIR_MIGRATE_OFFLINE | libvirt.VIR_MIGRATE_PERSIST_DEST
                  | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE | libvirt.VIR_MIGRATE_PEER2PEER)

@@ -106,7 +106,7 @@ class ProgressSampler:
             if self._on_sample is not None and self.callback_error is None:
                 try:
                     self._on_sample(sample)
-                except Exception as exc:  # display only; keep migrating
+                except Exception as exc:  # noqa: BLE001 - display only; keep migrating
                     self.callback_error = exc
 
 

@@ -33,7 +33,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -51,7 +51,7 @@ _RECORD_FIELDS: Final = frozenset(f.name for f in fields(MigrationRecord))
 
 def utc_now() -> str:
     """The timestamp format used throughout results.json."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _single(values: Sequence[str]) -> str | None:

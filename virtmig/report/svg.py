@@ -140,7 +140,8 @@ def _document(width: float, height: float, title: str, body: Sequence[str]) -> s
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{_n(width)}" height="{_n(height)}" '
             f'viewBox="0 0 {_n(width)} {_n(height)}" role="img" aria-label="{_esc(title)}" '
             f'font-family="sans-serif" font-size="11" class="virtmig-chart">')
-    caption = f'<text x="{_n(width / 2)}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{_esc(title)}</text>'
+    caption = (f'<text x="{_n(width / 2)}" y="16" text-anchor="middle" font-size="13" font-weight="bold">'
+               f'{_esc(title)}</text>')
     return "\n".join([head, f"<title>{_esc(title)}</title>", caption, *body, "</svg>"])
 
 
@@ -214,7 +215,7 @@ def downtime_chart(
             *_swatch(plot.left + 130, 34, PROBE_COLOUR, "probe longest gap"),
             *plot.y_axis(y_ticks, "downtime (ms)"), *plot.x_axis(None, "")]
     bar_w = min(16.0, bar_group_px * 0.36)
-    for idx, (record, (libvirt_v, probe_v)) in enumerate(zip(records, values)):
+    for idx, (record, (libvirt_v, probe_v)) in enumerate(zip(records, values, strict=True)):
         centre = plot.x(idx + 0.5)
         for offset, colour, value, what in ((-bar_w, LIBVIRT_COLOUR, libvirt_v, "libvirt downtime"),
                                             (0.0, PROBE_COLOUR, probe_v, "probe longest gap")):
@@ -228,8 +229,9 @@ def downtime_chart(
             body.append(f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(bar_w)}" height="{_n(plot.bottom - y)}" '
                         f'fill="{colour}"><title>{_esc(tip)}</title></rect>')
         if not record.ok:
+            failed = _esc(f"#{idx + 1} failed: {record.error or DASH}")
             body.append(f'<text x="{_n(centre)}" y="{_n(plot.bottom - 16)}" text-anchor="middle" fill="{FAIL_COLOUR}" '
-                        f'font-weight="bold">✗<title>{_esc(f"#{idx + 1} failed: {record.error or DASH}")}</title></text>')
+                        f'font-weight="bold">✗<title>{failed}</title></text>')
         label = f"#{idx + 1} {short_label(record, 24)}"
         ly = plot.bottom + 12
         fill = "" if record.ok else f' fill="{FAIL_COLOUR}"'

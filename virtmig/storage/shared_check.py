@@ -217,7 +217,8 @@ def _qemu_access(host: Host, user: str, target: PurePosixPath, is_image: bool) -
     if len(answers) != len(wanted):
         raise RuntimeError(f"{host.name}: access check as {user} gave {len(answers)} answers "
                            f"for {len(wanted)} tests: {res.stderr.strip()}")
-    return QemuAccess(user, ident.uid, ident.gid, tuple((p, f, a == "ok") for (p, f), a in zip(wanted, answers)))
+    verdicts = tuple((p, f, a == "ok") for (p, f), a in zip(wanted, answers, strict=True))
+    return QemuAccess(user, ident.uid, ident.gid, verdicts)
 
 
 def gather(host: Host, mount_point: PurePosixPath, image: PurePosixPath | None, qemu_user: str) -> StorageFacts:
@@ -332,10 +333,10 @@ class StorageReport:
         blank = " " * len(FAIL_MARK)
 
         def line(mark: str, cols: tuple[str, str, str]) -> str:
-            return f"{mark} " + " | ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()
+            return f"{mark} " + " | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()
 
         rule = "-" * (len(FAIL_MARK) + 1) + "-+-".join("-" * w for w in widths)
-        body = [line(blank if r.ok else FAIL_MARK, c) for r, c in zip(self.rows, cells[1:])]
+        body = [line(blank if r.ok else FAIL_MARK, c) for r, c in zip(self.rows, cells[1:], strict=True)]
         return "\n".join([line(blank, head), rule, *body])
 
 
