@@ -36,6 +36,8 @@ from virtmig.migration.records import MigrationRecord
 from virtmig.report import MIB
 
 ENV_MODE = {env_mode!r}
+WITH_OFFLINE = {offline!r}
+UNSAFE = '--unsafe: lab NFS mount is a FUSE client (fuse.nfs); libvirt 9.0 only trusts kernel NFS'
 
 
 @pytest.fixture(scope="session")
@@ -67,8 +69,9 @@ def rec(test_id, downtime, ok=True, src="h1", dst="h2"):
         stats={{"downtime_ms": downtime, "time_elapsed_ms": 3000, "data_processed_bytes": 300 * MIB,
                "memory_bytes_per_s": 100 * MIB, "memory_iteration": 3}} if ok else None,
         probe={{"longest_gap_ms": downtime + 35, "lost": 1}} if ok else None,
-        progress=[{{"time_elapsed_ms": t, "memory_remaining_bytes": r * MIB}}
-                  for t, r in ((100, 256), (1500, 90), (2900, 4))] if ok else [],
+        progress=[{{"time_elapsed_ms": t, "memory_remaining_bytes": r * MIB, "memory_iteration": n}}
+                  for t, r, n in ((50, 0, 0), (100, 256, 1), (1500, 90, 2), (2900, 4, 3))] if ok else [],
+        notes=[UNSAFE],
         dirty_rate_asked_mib_s=8, error=None if ok else "operation failed: migration cancelled")
 
 
@@ -79,8 +82,13 @@ def test_round_trip(migration_log, src_host, dst_host, request, trip):
     migration_log.add(rec(request.node.nodeid + " hop 2", back, src="h2", dst="h1"))
 
 
-def test_unrelated():
-    pass
+def test_unrelated(migration_log):
+    if WITH_OFFLINE:  # an outage of another order: a cold move of 31 s
+        migration_log.add(MigrationRecord(
+            test_id="suites/offline/t.py::test_cold", kind="cold", mode="cold", src="h1", dst="h2", domain="vm",
+            started_at="2099-12-31T23:59:59+00:00", wall_s=33.0, ok=True, storage="nfs-mount",
+            stats={{"downtime_ms": 31000, "time_elapsed_ms": 31000}}, probe={{"longest_gap_ms": 31800}},
+            notes=[UNSAFE]))
 '''
 
 
@@ -111,12 +119,15 @@ def write_history(reports: Path, nights: int = 4, downtime: float = 100.0) -> li
 
 
 def synthetic_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *args: str,
-                  env_mode: str = "ok", history: bool = True) -> SyntheticRun:
-    """Run the inner suite as suites/live/test_synthetic.py with --html into reports/<RUN_ID>/."""
+                  env_mode: str = "ok", history: bool = True, offline: bool = False) -> SyntheticRun:
+    """Run the inner suite as suites/live/test_synthetic.py with --html into reports/<RUN_ID>/.
+
+    offline=True adds a cold move (31 s outage) to the 8 live hops.
+    """
     suite = pytester.mkpydir("suites") / "live"
     suite.mkdir()
     (suite / "__init__.py").write_text("")
-    (suite / "test_synthetic.py").write_text(INNER_TESTS.format(env_mode=env_mode))
+    (suite / "test_synthetic.py").write_text(INNER_TESTS.format(env_mode=env_mode, offline=offline))
     reports = pytester.path / "reports"
     if history:
         write_history(reports)
