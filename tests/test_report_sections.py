@@ -253,3 +253,32 @@ def test_make_certify_writes_report_results_and_junit_in_one_run_dir() -> None:
                          text=True, check=True).stdout
     assert "--html=reports/20240501T000000Z/report.html --self-contained-html" in out
     assert "--junitxml=reports/20240501T000000Z/junit.xml" in out
+
+
+def test_fail_on_regression_turns_the_night_red_in_exit_status_and_junit(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history regresses (tests/test_report_sections.write_history): with the flag, CI must see it."""
+    junit = pytester.path / "reports" / RUN_ID / "junit.xml"
+    run = synthetic_run(pytester, monkeypatch, "--fail-on-regression", f"--junitxml={junit}")
+    run.result.assert_outcomes(passed=5, failed=2)
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
+    failures = ET.parse(junit).getroot().findall(".//testcase/failure")
+    assert len(failures) == 2, "one failing case per regressed metric"
+    texts = sorted(f.get("message", "") + (f.text or "") for f in failures)
+    assert all("regression of h1 / h2" in t and "p50" in t for t in texts), texts
+    assert any("libvirt downtime" in t for t in texts) and any("probe longest gap" in t for t in texts)
+    page = run.html.read_text()
+    assert 'class="virtmig-verdict warn"' in page and "CERTIFIED, REGRESSED" in page
+    assert json.loads((run.run_dir / "results.json").read_text())["run"]["exit_status"] == 1
+    run.result.stdout.fnmatch_lines(["*virtmig verdict for *: CERTIFIED, REGRESSED*"])
+
+
+def test_without_fail_on_regression_a_regression_is_reported_but_does_not_fail(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = synthetic_run(pytester, monkeypatch)
+    run.result.assert_outcomes(passed=5)
+    assert run.result.ret == pytest.ExitCode.OK
+    page = run.html.read_text()
+    assert "2 regression(s)" in page and 'class="virtmig-verdict ok"' in page
