@@ -282,3 +282,13 @@ def test_without_fail_on_regression_a_regression_is_reported_but_does_not_fail(
     assert run.result.ret == pytest.ExitCode.OK
     page = run.html.read_text()
     assert "2 regression(s)" in page and 'class="virtmig-verdict ok"' in page
+
+
+def test_each_run_rewrites_the_index_of_every_night(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = synthetic_run(pytester, monkeypatch)
+    index = pytester.path / "reports" / "index.html"
+    page = index.read_text()
+    assert page.count("h1 -&gt; h2") >= 5, "4 nights of history and this run"
+    assert f'<a href="{RUN_ID}/report.html">{RUN_ID}</a>' in page
+    assert json.loads((run.run_dir / "results.json").read_text())["run"]["verdict"] == "CERTIFIED"
+    run.result.stdout.fnmatch_lines(["*virtmig: every night: *index.html"])
