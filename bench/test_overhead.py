@@ -26,6 +26,7 @@ import pytest
 
 from fixtures.guest import RunningGuest
 from virtmig.config import RunConfig
+from virtmig.migration.clocks import HostClock
 from virtmig.migration.measure import GuestAccess, Leg, MeasuredMigration, measured_live_migration
 from virtmig.migration.modes import P2P
 from virtmig.sshhost import SshHost
@@ -57,7 +58,7 @@ def _downtime_from_domjobinfo(text: str) -> float | None:
 
 def test_overhead_and_probe_agreement(
     run_config: RunConfig, test_domain: RunningGuest, src_host: SshHost, dst_host: SshHost,
-    src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
+    src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect, host_clocks: tuple[HostClock, HostClock],
 ) -> None:
     unsafe = test_domain.storage.unsafe
     bare: list[float] = []
@@ -80,7 +81,7 @@ def test_overhead_and_probe_agreement(
             t0 = time.monotonic()
             m = measured_live_migration(
                 leg, test_domain.name, P2P, guest=guest, test_id=f"bench#{trip}", storage=test_domain.storage.label,
-                unsafe_reason=test_domain.storage.why if unsafe else None, clock_hosts=(src_host, dst_host))
+                unsafe_reason=test_domain.storage.why if unsafe else None, clock_hosts=host_clocks)
             harness.append(time.monotonic() - t0)
             measured.append(m)
             assert m.outcome.ok, m.outcome.error

@@ -6,7 +6,8 @@ different parties on different clocks, so agreement between them is
 evidence and disagreement is a finding (`virtmig.migration.criteria.compare_downtime`).
 Around the move, the guest writes a fresh RAM and disk pattern and verifies
 both afterwards (`virtmig.guest.integrity`), and each host's clock offset is taken
-(`virtmig.migration.clocks`) so host-side times can be compared with ours.
+(`virtmig.migration.clocks`, over channels the caller keeps open across
+hops) so host-side times can be compared with ours.
 
 The probe is kept running after the migration call returns until the guest
 answers a datagram sent after that moment (bounded): stopping it at once
@@ -23,7 +24,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
 
 import libvirt
 
@@ -31,7 +31,7 @@ from virtmig.guest import integrity
 from virtmig.guest.integrity import Agent, AreaCheck
 from virtmig.guest.probe import ProbeResult, UdpEchoProbe
 from virtmig.migration import criteria
-from virtmig.migration.clocks import measure_offsets
+from virtmig.migration.clocks import HostClock, measure_offsets
 from virtmig.migration.modes import MigrationMode
 from virtmig.migration.records import MigrationRecord
 from virtmig.migration.runner import MigrationOutcome, ProgressCallback, migrate
@@ -82,7 +82,7 @@ class Measurement:
     guest: GuestAccess
     seed: str
     areas: Sequence[str]
-    clock_hosts: Sequence[Any] = ()
+    clock_hosts: Sequence[HostClock] = ()
     agent: Agent | None = None
     started_at: str = ""
     clock_offsets: dict[str, dict[str, object]] | None = None
@@ -149,7 +149,7 @@ class MeasuredMigration:
 
 def measured_live_migration(
     leg: Leg, domain: str, mode: MigrationMode, *, guest: GuestAccess, test_id: str, storage: str,
-    unsafe_reason: str | None = None, clock_hosts: Sequence[Any] = (),
+    unsafe_reason: str | None = None, clock_hosts: Sequence[HostClock] = (),
     on_progress: ProgressCallback | None = None, agent: Agent | None = None,
     tolerance: criteria.DowntimeTolerance = criteria.DEFAULT_TOLERANCE,
 ) -> MeasuredMigration:
