@@ -35,7 +35,7 @@ def test_matrix_ids_are_unique_and_readable() -> None:
 
 
 def test_modes_carry_what_they_are_named_for() -> None:
-    assert modes.POSTCOPY.flags & libvirt.VIR_MIGRATE_POSTCOPY and modes.POSTCOPY.postcopy_after_first_pass
+    assert modes.POSTCOPY.flags & libvirt.VIR_MIGRATE_POSTCOPY and modes.POSTCOPY.switch_to_postcopy
     assert modes.AUTO_CONVERGE.flags & libvirt.VIR_MIGRATE_AUTO_CONVERGE
     assert modes.BANDWIDTH_LIMIT.params == {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: modes.BANDWIDTH_LIMIT_MIB_S}
     assert modes.MAX_DOWNTIME.max_downtime_ms == modes.MAX_DOWNTIME_MS

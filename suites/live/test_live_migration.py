@@ -40,7 +40,7 @@ def test_round_trip(
     host_clocks: tuple[HostClock, HostClock],
     migration_progress: ProgressCallback | None,
 ) -> None:
-    if mode.postcopy_after_first_pass:
+    if mode.switch_to_postcopy:
         for host in (src_host, dst_host):  # each is the destination of one hop
             if reason := postcopy_blocker(host.read_text):
                 pytest.skip(f"{host.name}: {reason}")

@@ -161,7 +161,7 @@ def measured_live_migration(
         meas.finish(verify=outcome.ok)
     assert meas.probe is not None
     problems = [] if not outcome.ok else criteria.stats_problems(outcome.stats) + meas.problems()
-    if mode.postcopy_after_first_pass and outcome.postcopy_switched is False and outcome.ok:
+    if mode.switch_to_postcopy and outcome.postcopy_switched is False and outcome.ok:
         problems.append("the post-copy mode never switched to post-copy")
     stats = outcome.stats.to_dict() if outcome.stats else None
     agreement = criteria.compare_downtime(
