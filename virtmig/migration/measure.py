@@ -128,7 +128,12 @@ class Measurement:
         return found
 
     def notes(self) -> list[str]:
-        return [] if self.probe is None else criteria.probe_caveats(self.probe)
+        if self.probe is None:
+            return []
+        found = criteria.probe_caveats(self.probe)
+        if self._probe is not None and not self._probe.scheduling.startswith("SCHED_FIFO"):
+            found.append(f"probe thread ran {self._probe.scheduling}: its send gaps may stretch under load")
+        return found
 
 
 @dataclass(frozen=True)
