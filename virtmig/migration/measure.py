@@ -31,6 +31,7 @@ from virtmig.guest import integrity
 from virtmig.guest.integrity import Agent, AreaCheck
 from virtmig.guest.probe import ProbeResult, UdpEchoProbe
 from virtmig.migration import criteria
+from virtmig.migration.breakdown import OutageBreakdown, outage_breakdown
 from virtmig.migration.clocks import HostClock, measure_offsets
 from virtmig.migration.modes import MigrationMode
 from virtmig.migration.records import MigrationRecord
@@ -150,6 +151,7 @@ class MeasuredMigration:
     record: MigrationRecord
     problems: list[str]
     agreement: criteria.DowntimeAgreement
+    breakdown: OutageBreakdown | None = None
 
 
 def measured_live_migration(
@@ -176,6 +178,10 @@ def measured_live_migration(
     if mode.describe():
         notes.append(f"mode: {mode.describe()}")
     notes += list(outcome.notes) + meas.notes()
+    breakdown = (outage_breakdown(meas.probe, outcome.events, outcome.stats)
+                 if outcome.events and meas.answered_after else None)
+    if breakdown is not None:
+        notes.append(breakdown.describe())
     if agreement.note:
         notes.append(agreement.note)
     notes += [f"PROBLEM: {p}" for p in problems]
@@ -188,4 +194,4 @@ def measured_live_migration(
         integrity=integrity.summary(meas.integrity_checks) if meas.integrity_checks else None,
         downtime_agreement=agreement.to_dict(),
     )
-    return MeasuredMigration(outcome, meas.probe, record, problems, agreement)
+    return MeasuredMigration(outcome, meas.probe, record, problems, agreement, breakdown)
