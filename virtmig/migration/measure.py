@@ -66,6 +66,9 @@ class GuestAccess:
     dirty_rate_mib_s: int | None = None
     probe_interval_s: float = 0.005
     answer_timeout_s: float = ANSWER_TIMEOUT_S
+    #: How long the probe waits for late replies when stopped: the guest has already answered a
+    #: datagram sent after the call, so this only needs to cover a round trip or two.
+    probe_drain_s: float = 0.05
 
     def agent(self) -> Agent:
         return integrity.lab_agent(self.ip, self.agent_port)
@@ -90,31 +93,48 @@ class Measurement:
     probe: ProbeResult | None = None
     answered_after: bool = False
     integrity_checks: list[AreaCheck] = field(default_factory=list)
+    #: Seconds each part of the measurement cost (dirty rate and patterns, clock offsets, probe start,
+    #: waiting for the answer and stopping the probe, verification): the harness's overhead, by part.
+    costs: dict[str, float] = field(default_factory=dict)
     _probe: UdpEchoProbe | None = None
 
+    def _cost(self, part: str, since: float) -> float:
+        now = time.monotonic()
+        self.costs[part] = self.costs.get(part, 0.0) + now - since
+        return now
+
     def __enter__(self) -> Measurement:
+        t = time.monotonic()
         send = self.agent or self.guest.agent()
         self.agent = send
         if self.guest.dirty_rate_mib_s is not None:
             send(f"dirty {self.guest.dirty_rate_mib_s}")
         if self.areas:
             integrity.write_patterns(send, self.seed, self.areas)
+        t = self._cost("patterns", t)
         if self.clock_hosts:
             self.clock_offsets = measure_offsets(*self.clock_hosts)
+        t = self._cost("clock offsets", t)
         self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        self._probe = UdpEchoProbe(self.guest.ip, self.guest.agent_port, interval_s=self.guest.probe_interval_s)
+        self._probe = UdpEchoProbe(self.guest.ip, self.guest.agent_port, interval_s=self.guest.probe_interval_s,
+                                   drain_s=self.guest.probe_drain_s)
         self._probe.start()
+        self._cost("probe start/stop", t)
         return self
 
     def finish(self, *, verify: bool = True) -> None:
         """Wait (bounded) for an answer sent after now, stop the probe, verify the patterns."""
         assert self._probe is not None, "finish() outside the with block"
+        t = time.monotonic()
         if self.probe is None:
             self.answered_after = wait_for_probe_answer(
                 self._probe, time.monotonic_ns(), timeout=self.guest.answer_timeout_s)
+            t = self._cost("probe: wait for an answer after the call", t)
             self.probe = self._probe.stop()
+            t = self._cost("probe start/stop", t)
         if verify and self.areas and self.agent is not None and not self.integrity_checks:
             self.integrity_checks = integrity.verify_patterns(self.agent, self.seed, self.areas)
+            self._cost("verification", t)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -152,6 +172,7 @@ class MeasuredMigration:
     problems: list[str]
     agreement: criteria.DowntimeAgreement
     breakdown: OutageBreakdown | None = None
+    costs: dict[str, float] = field(default_factory=dict)
 
 
 def measured_live_migration(
@@ -194,4 +215,4 @@ def measured_live_migration(
         integrity=integrity.summary(meas.integrity_checks) if meas.integrity_checks else None,
         downtime_agreement=agreement.to_dict(),
     )
-    return MeasuredMigration(outcome, meas.probe, record, problems, agreement, breakdown)
+    return MeasuredMigration(outcome, meas.probe, record, problems, agreement, breakdown, meas.costs)
