@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,11 +166,17 @@ def migrate(
                     postcopy.stop()
         wall = time.monotonic() - started
         if postcopy is not None:
+            if recorder is not None:
+                postcopy.confirm_from_events(recorder.events, started)
             notes.append(postcopy.describe())
         stats = None if error else read_completed_stats(dst, name)
         if stats is None and error is None and postcopy is not None and postcopy.switched_at is not None:
             stats = _postcopy_stats(recorder, notes)
         events = () if recorder is None else tuple(recorder.events)
+        if events:
+            notes.append("events: " + ", ".join(
+                f"{e.where} {e.name}{'' if e.detail < 0 else f'({e.detail})'} "
+                f"+{(e.at_mono_ns / 1e9 - started) * 1e3:.0f} ms" for e in events))
     return MigrationOutcome(
         mode=mode, wall_s=wall, stats=stats, progress=sampler.samples, error=error, notes=tuple(notes),
         postcopy_switched=None if postcopy is None else postcopy.switched_at is not None,
@@ -247,6 +253,7 @@ class _PostcopySwitch:
         self.requested_at: int | None = None
         self.switched_at: int | None = None
         self.switched_after_ms: float | None = None
+        self.seen_by = "the source's state (paused: post-copy)"
         self.refusals: dict[str, int] = {}
         self.error: str | None = None
         self._thread = threading.Thread(target=self._run, name="virtmig-postcopy", daemon=True)
@@ -261,10 +268,31 @@ class _PostcopySwitch:
         asked = (f"never accepted; refusals: {refused}" if self.requested_at is None
                  else f"accepted at pass {self.requested_at}; refusals before: {refused}")
         if self.switched_at is not None:
-            return (f"switched to post-copy at pass {self.switched_at}, {self.switched_after_ms:.0f} ms into the "
-                    f"job (request {asked})")
+            return (f"switched to post-copy {self.switched_after_ms:.0f} ms into the job (pass {self.switched_at}), "
+                    f"seen by {self.seen_by} (request {asked})")
         return (f"never seen in post-copy (request {asked}; "
                 f"{self.error or 'the job ended before the source paused for post-copy'})")
+
+    def confirm_from_events(self, events: Sequence[DomainEvent], started_s: float) -> None:
+        """Take the switch as seen when the source said it paused for post-copy (or the destination resumed so).
+
+        The state poll can miss a short post-copy phase between two reads;
+        libvirt's lifecycle events cannot: SUSPENDED with detail POSTCOPY on
+        the source, RESUMED with detail POSTCOPY on the destination.
+        """
+        if self.switched_at is not None:
+            return
+        for e in events:
+            if e.kind != "lifecycle":
+                continue
+            if ((e.where, e.event, e.detail) in (
+                    ("src", libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY),
+                    ("dst", libvirt.VIR_DOMAIN_EVENT_RESUMED, libvirt.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY))):
+                self.switched_at = self.requested_at if self.requested_at is not None else -1
+                self.switched_after_ms = (e.at_mono_ns / 1e9 - started_s) * 1e3
+                self.seen_by = f"the {e.where} {e.name}(post-copy) event"
+                self.error = None
+                return
 
     def _pass(self) -> int:
         return int(self._dom.jobStats(0).get("memory_iteration", 0))
