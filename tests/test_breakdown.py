@@ -33,6 +33,8 @@ def test_segments_cut_the_gap_at_the_events() -> None:
     assert b.lead_ms + b.paused_ms + b.return_ms == pytest.approx(b.gap_ms)
     assert (b.libvirt_downtime_ms, b.libvirt_setup_ms, b.libvirt_total_ms) == (65, 3, 2100)
     assert "stopped -> destination resumed 70.0" in b.describe()
+    assert b.pause_note() is None  # 70 ms by the events, 65 by libvirt: within the events' trips
+    assert "PAUSE DISAGREEMENT" in (b.pause_note(within_ms=4) or "")
 
 
 def test_missing_events_leave_their_segments_unknown() -> None:

@@ -37,6 +37,11 @@ from virtmig.migration.events import DomainEvent
 from virtmig.migration.jobstats import JobStats
 
 
+#: How far the events' stop -> resume may sit from libvirt's downtime on a pre-copy hop, ms: the
+#: two events' trips over the libvirt connection differ by this much at most (lab: within 4 ms).
+PAUSE_AGREEMENT_MS = 10.0
+
+
 @dataclass(frozen=True)
 class OutageBreakdown:
     """The segments of one hop's outage, ms (None when an end was not seen), and libvirt's own figures."""
@@ -51,6 +56,16 @@ class OutageBreakdown:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def pause_note(self, within_ms: float = PAUSE_AGREEMENT_MS) -> str | None:
+        """A note when the events' stop -> resume and libvirt's downtime differ by more than `within_ms` (pre-copy)."""
+        if self.paused_ms is None or self.libvirt_downtime_ms is None:
+            return None
+        diff = self.paused_ms - self.libvirt_downtime_ms
+        if abs(diff) <= within_ms:
+            return None
+        return (f"PAUSE DISAGREEMENT: the events say the guest was stopped {self.paused_ms:.1f} ms, libvirt's "
+                f"downtime is {self.libvirt_downtime_ms:.0f} ms ({diff:+.1f} ms; within {within_ms:g} ms expected)")
 
     def describe(self) -> str:
         def ms(v: float | None) -> str:

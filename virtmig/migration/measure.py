@@ -194,7 +194,8 @@ def measured_live_migration(
     stats = outcome.stats.to_dict() if outcome.stats else None
     agreement = criteria.compare_downtime(
         None if outcome.stats is None or outcome.stats.downtime_ms is None else float(outcome.stats.downtime_ms),
-        meas.probe.longest_gap_ms if meas.answered_after else None, tolerance)
+        meas.probe.longest_gap_ms if meas.answered_after else None, tolerance,
+        postcopy=outcome.postcopy_switched is True)
     notes = [f"--unsafe: {unsafe_reason}"] if unsafe_reason else []
     if mode.describe():
         notes.append(f"mode: {mode.describe()}")
@@ -203,6 +204,8 @@ def measured_live_migration(
                  if outcome.events and meas.answered_after else None)
     if breakdown is not None:
         notes.append(breakdown.describe())
+        if outcome.postcopy_switched is not True and (pause := breakdown.pause_note()):
+            notes.append(pause)
     if agreement.note:
         notes.append(agreement.note)
     notes += [f"PROBLEM: {p}" for p in problems]
