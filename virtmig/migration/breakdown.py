@@ -36,7 +36,6 @@ from virtmig.guest.probe import ProbeResult
 from virtmig.migration.events import DomainEvent
 from virtmig.migration.jobstats import JobStats
 
-
 #: How far the events' stop -> resume may sit from libvirt's downtime on a pre-copy hop, ms: the
 #: two events' trips over the libvirt connection differ by this much at most (lab: within 4 ms).
 PAUSE_AGREEMENT_MS = 10.0
