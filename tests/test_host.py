@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import Sshd
 from tests.replay import ReplayHost
+from virtmig.guest.domains import quiet_libvirt
 from virtmig.host import CommandError, CommandResult, CommandTimeout, Host, HostConnectionError
 from virtmig.lab.netns import LabError, Node
 from virtmig.lab.topology import H1
@@ -245,6 +246,9 @@ def test_libvirt_runs_the_uri_command(sshd: Sshd, tmp_path: Path) -> None:
     except libvirt.libvirtError as exc:
         # The far end of ssh ran: its helper could not reach a libvirtd socket.
         assert "virt-ssh-helper" in str(exc) or "libvirt-sock" in str(exc), exc
+    finally:  # the process-wide handler back to the harness's, for the tests after this one
+        quiet_libvirt.cache_clear()
+        quiet_libvirt()
     assert sshd.alias in calls.read_text().splitlines()
 
 
