@@ -116,7 +116,7 @@ def test_overhead_and_outage_breakdown(
 
     print("\n== where the outage goes (controller's clock; ms) ==")
     print(f"{'hop':>3} {'gap':>7} {'lead':>7} {'paused':>7} {'return':>7} {'libvirt':>8} {'setup':>6} "
-          f"{'total':>7} {'send gap max':>12}  scheduling")
+          f"{'total':>7} {'send gap max':>12}")
     worst_send_gap = 0.0
     for i, m in enumerate(measured, 1):
         b = m.breakdown
