@@ -2,6 +2,7 @@
 #   make certify   install, bring up the embedded lab, certify its host pair, write the report
 #   make test      install, run the project's own tests (unit + real-lab)
 #   make unit      the unit tests only: seconds, no root, no daemons, no lab
+#   make soak      the live matrix with --round-trips 5 (nightly)
 # Against real hosts: make certify ARGS="--src h1 --dst h2"
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ RUN := $(shell date -u +%Y%m%dT%H%M%SZ)
 REPORT_DIR := reports/$(RUN)
 ARGS ?=
 
-.PHONY: deps certify test unit lint lab-up lab-down bench clean
+.PHONY: deps certify soak test unit lint lab-up lab-down bench clean
 
 $(VENV)/.apt-stamp: debian-packages.txt
 	apt-get update -qq
@@ -33,6 +34,14 @@ certify: deps
 	    --html=$(REPORT_DIR)/report.html --self-contained-html \
 	    --junitxml=$(REPORT_DIR)/junit.xml; \
 	rc=$$?; echo "report: $(REPORT_DIR)/report.html (also reports/latest/report.html)"; exit $$rc
+
+# The whole live matrix, five round trips per column: what a nightly run does; a false failure shows here.
+soak: deps
+	mkdir -p $(REPORT_DIR)
+	$(PY) -m pytest suites/live -p no:cacheprovider --round-trips 5 $(ARGS) \
+	    --html=$(REPORT_DIR)/report.html --self-contained-html \
+	    --junitxml=$(REPORT_DIR)/junit.xml; \
+	rc=$$?; echo "report: $(REPORT_DIR)/report.html"; exit $$rc
 
 # ruff: the rules in pyproject.toml ([tool.ruff]); mypy --strict; the layer rule runs in tests/test_layers.py.
 lint: deps

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import Sshd
 from tests.replay import ReplayHost
+from virtmig.guest.domains import quiet_libvirt
 from virtmig.host import CommandError, CommandResult, CommandTimeout, Host, HostConnectionError
 from virtmig.lab.netns import LabError, Node
 from virtmig.lab.topology import H1
@@ -245,4 +246,34 @@ def test_libvirt_runs_the_uri_command(sshd: Sshd, tmp_path: Path) -> None:
     except libvirt.libvirtError as exc:
         # The far end of ssh ran: its helper could not reach a libvirtd socket.
         assert "virt-ssh-helper" in str(exc) or "libvirt-sock" in str(exc), exc
+    finally:  # the process-wide handler back to the harness's, for the tests after this one
+        quiet_libvirt.cache_clear()
+        quiet_libvirt()
     assert sshd.alias in calls.read_text().splitlines()
+
+
+# --- line channels ------------------------------------------------------------
+
+
+def test_line_channel_answers_line_by_line_and_names_its_end(host: AnyHost) -> None:
+    channel = host.open_channel('echo "ready $1"; while read -r x; do echo "got $x"; done', args=["a b"])
+    try:
+        assert channel.read_line(5) == "ready a b"
+        assert [channel.exchange(w, 5) for w in ("a", "b c")] == ["got a", "got b c"]
+    finally:
+        channel.close()
+    with pytest.raises(ConnectionError, match="closed"):
+        channel.exchange("again", 5)
+    ended = host.open_channel("printf partial")
+    try:
+        with pytest.raises(ConnectionError, match="ended; it had printed 'partial'"):
+            ended.read_line(5)
+    finally:
+        ended.close()
+
+
+def test_line_channel_times_out(host: AnyHost) -> None:
+    channel = host.open_channel("exec sleep 3")
+    with pytest.raises(CommandTimeout, match=f"{host.name}: command timed out after 0.2 s"):
+        channel.exchange("hello", 0.2)
+    channel.close()  # locally: killed after its grace period; over ssh: the channel closes

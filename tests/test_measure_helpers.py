@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import libvirt
@@ -14,6 +14,7 @@ from tests.echo_agent import EchoAgent, until
 from tests.replay import ReplayHost
 from virtmig.config import ConfigError, DefaultPair, build_run_config, check_dirty_rate, check_round_trips
 from virtmig.guest.probe import UdpEchoProbe
+from virtmig.host import LineChannel
 from virtmig.localhost import LocalHost
 from virtmig.migration import clocks, modes
 from virtmig.migration.jobstats import JobProgress
@@ -34,7 +35,7 @@ def test_matrix_ids_are_unique_and_readable() -> None:
 
 
 def test_modes_carry_what_they_are_named_for() -> None:
-    assert modes.POSTCOPY.flags & libvirt.VIR_MIGRATE_POSTCOPY and modes.POSTCOPY.postcopy_after_first_pass
+    assert modes.POSTCOPY.flags & libvirt.VIR_MIGRATE_POSTCOPY and modes.POSTCOPY.switch_to_postcopy
     assert modes.AUTO_CONVERGE.flags & libvirt.VIR_MIGRATE_AUTO_CONVERGE
     assert modes.BANDWIDTH_LIMIT.params == {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: modes.BANDWIDTH_LIMIT_MIB_S}
     assert modes.MAX_DOWNTIME.max_downtime_ms == modes.MAX_DOWNTIME_MS
@@ -54,30 +55,82 @@ def test_progress_line() -> None:
 # --- clock offsets ----------------------------------------------------------
 
 
-def test_offset_from_one_exchange() -> None:
-    off = clocks.offset_from_exchange("h1", 100.0, 100.5, 100.2)
-    assert off.offset_ms == pytest.approx(400)
-    assert off.uncertainty_ms == pytest.approx(100) and off.rtt_ms == pytest.approx(200)
-    with pytest.raises(ValueError):
-        clocks.offset_from_exchange("h1", 100.2, 100.0, 100.0)
+def test_offset_is_the_middle_of_the_kept_intervals_intersection() -> None:
+    # The 10 ms exchange bounds the offset to [395, 405], the 6 ms one to [396, 402]: together
+    # [396, 402], so 399 +- 3; the 200 ms exchange (which would allow 300..500) is not among the 2 kept.
+    ms = 1_000_000
+    ex = [clocks.Exchange(0, 405 * ms, 10 * ms), clocks.Exchange(100 * ms, 502 * ms, 106 * ms),
+          clocks.Exchange(0, 500 * ms, 200 * ms)]
+    off = clocks.offset_from_exchanges("h1", ex, keep=2)
+    assert off.offset_ms == pytest.approx(399) and off.uncertainty_ms == pytest.approx(3)
+    assert off.rtt_ms == pytest.approx(6) and (off.samples, off.kept, off.consistent) == (3, 2, True)
+    with pytest.raises(ValueError, match="backwards"):
+        clocks.offset_from_exchanges("h1", [clocks.Exchange(10, 5, 0)])
+    with pytest.raises(ValueError, match="no clock samples"):
+        clocks.offset_from_exchanges("h1", [])
 
 
-def test_measure_offset_finds_a_skew_within_its_uncertainty() -> None:
-    # This machine's real `date`, against a controller clock 2.5 s behind it.
-    off = clocks.measure_offset(LocalHost(), now=lambda: time.time() - 2.5)
-    assert abs(off.offset_ms - 2500) <= off.uncertainty_ms + 1
+def test_disjoint_intervals_fall_back_to_the_shortest_exchange() -> None:
+    # A clock that stepped 50 ms between two exchanges: no offset fits both.
+    ms = 1_000_000
+    off = clocks.offset_from_exchanges("h1", [clocks.Exchange(0, 1 * ms, 2 * ms), clocks.Exchange(0, 51 * ms, 3 * ms)])
+    assert not off.consistent
+    assert off.offset_ms == pytest.approx(0) and off.uncertainty_ms == pytest.approx(1)
 
 
-def test_measure_offset_refuses_garbage() -> None:
-    host = ReplayHost("h1", {"date +%s.%N": (0, "date: invalid\n", "")})
-    with pytest.raises(ValueError, match="printed"):
-        clocks.measure_offset(host, samples=1)
-    assert host.calls == ["date +%s.%N"]
+def test_host_clock_finds_a_skew_within_its_uncertainty() -> None:
+    # This machine's real clock loop (python3), against a controller clock 2.5 s behind it.
+    with clocks.HostClock(LocalHost(), now=lambda: time.time_ns() - 2_500_000_000) as clock:
+        first, second = clock.measure(), clock.measure()  # the same channel serves both
+    assert clock.method == "python3"
+    for off in (first, second):
+        assert abs(off.offset_ms - 2500) <= off.uncertainty_ms
+        assert off.consistent and off.samples == clocks.SAMPLES and off.kept == clocks.KEEP
+    assert off.chrony is not None and off.chrony["status"]  # chrony or the reason it is absent
 
 
-def test_best_of_takes_the_shortest_round_trip() -> None:
-    a, b = clocks.offset_from_exchange("h", 0, 5, 10), clocks.offset_from_exchange("h", 0, 0.05, 0.1)
-    assert clocks.best_of([a, b]) is b
+def test_host_clock_without_skew_is_zero_within_a_millisecond() -> None:
+    # One kernel clock on both ends: the bound must hold 0, and a local pipe is fast enough for <1 ms.
+    off = clocks.measure_offset(LocalHost())
+    assert abs(off.offset_ms) <= off.uncertainty_ms
+    assert off.uncertainty_ms < 1.0
+
+
+def test_the_date_fallback_loop_answers_too() -> None:
+    # Hosts without python3 answer through `date`; run the loop's fallback half alone.
+    fallback = clocks.CLOCK_LOOP[clocks.CLOCK_LOOP.index("echo date"):]
+    channel = LocalHost().open_channel(fallback)
+    try:
+        assert channel.read_line(5) == "date"
+        before = time.time_ns()
+        answer = int(channel.exchange("t", 5))
+        assert before <= answer <= time.time_ns()
+    finally:
+        channel.close()
+
+
+def test_a_clock_loop_printing_garbage_is_named() -> None:
+    class Garbage(LocalHost):
+        def open_channel(self, script: str, *, args: Sequence[str] = ()) -> LineChannel:
+            return super().open_channel("echo odd; while read -r _; do echo nonsense; done")
+
+    with pytest.raises(ValueError, match="odd.*printed 'nonsense'"):
+        clocks.measure_offset(Garbage("h9"))
+
+
+def test_chrony_tracking_is_parsed_with_its_sign() -> None:
+    text = ("Reference ID    : C0A80001 (ntp.example)\nStratum         : 3\n"
+            "System time     : 0.000123456 seconds slow of NTP time\nLast offset     : +0.000010000 seconds\n"
+            "RMS offset      : 0.000020000 seconds\nLeap status     : Normal\n")
+    got = clocks.parse_chrony_tracking(text)
+    assert got["system_time_ms"] == pytest.approx(-0.123456)
+    assert got["leap_status"] == "Normal" and got["stratum"] == "3"
+    fast = clocks.parse_chrony_tracking("System time     : 0.001 seconds fast of NTP time\n")
+    assert fast["system_time_ms"] == pytest.approx(1.0)
+    absent = ReplayHost("h1", {"chronyc tracking": (127, "", "chronyc: not found\n")})
+    assert clocks.chrony_tracking(absent) == {"status": "chronyc not installed"}
+    down = ReplayHost("h1", {"chronyc tracking": (1, "", "506 Cannot talk to daemon\n")})
+    assert "Cannot talk" in clocks.chrony_tracking(down)["status"]
 
 
 # --- options ----------------------------------------------------------------

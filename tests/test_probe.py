@@ -15,7 +15,10 @@ round trips) are printed by bench/test_probe_resolution.py.
 from __future__ import annotations
 
 import itertools
+import os
 import socket
+import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -321,3 +324,37 @@ def test_agent_command_closed_port() -> None:
         port = s.getsockname()[1]
     with pytest.raises(AgentError, match="did not answer"):
         agent_command("127.0.0.1", port, "ping", timeout=0.1, retries=2)
+
+
+def test_probe_shortens_the_gil_switch_interval_while_it_runs_and_says_how_it_was_scheduled(
+        agent: EchoAgent) -> None:
+    before = sys.getswitchinterval()
+    first = UdpEchoProbe("127.0.0.1", agent.port, interval_s=0.005)
+    second = UdpEchoProbe("127.0.0.1", agent.port, interval_s=0.005)
+    first.start()
+    second.start()
+    assert sys.getswitchinterval() == pytest.approx(0.0005)
+    first.stop()
+    assert sys.getswitchinterval() == pytest.approx(0.0005), "the other probe still runs"
+    second.stop()
+    assert sys.getswitchinterval() == before
+    # root may have SCHED_FIFO; anyone else is told why not.  Either way the thread asked.
+    expected = "SCHED_FIFO" if _fifo_permitted() else "SCHED_OTHER"
+    assert first.scheduling.startswith(expected), first.scheduling
+
+
+def _fifo_permitted() -> bool:
+    """Whether this process may use SCHED_FIFO: ask for it on a throwaway thread."""
+    got: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            got.append(True)
+        except PermissionError:
+            got.append(False)
+
+    t = threading.Thread(target=attempt)
+    t.start()
+    t.join()
+    return got[0]

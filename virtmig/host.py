@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import shlex
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -109,6 +109,57 @@ def script_shown(script: str, args: Sequence[str]) -> str:
     return f"sh -c <<'SCRIPT' {shlex.join(args)}\n{script.rstrip()}\nSCRIPT"
 
 
+class LineChannel:
+    """A long-lived command on a host that answers each line it is sent with one line.
+
+    Why: some measurements need many short exchanges with a host (the clock
+    offsets, `virtmig.migration.clocks`), and a fresh command per exchange
+    costs a whole SSH exec (tens of ms) that then sits in every figure.  One
+    command kept open answers in the time the link takes.  The transports
+    (`SshHost.open_channel`, `LocalHost.open_channel`) supply the byte stream;
+    the line handling is here, once.
+
+    send(data): write all of it; recv(timeout): up to a few KiB, b"" at end of
+    stream, TimeoutError when nothing came in time; end(): close the stream
+    and reap the command.
+    """
+
+    def __init__(self, host: str, command: str, send: Callable[[bytes], None],
+                 recv: Callable[[float], bytes], end: Callable[[], None]) -> None:
+        self.host, self.command = host, command
+        self._send, self._recv, self._end = send, recv, end
+        self._buffer = b""
+        self.closed = False
+
+    def exchange(self, line: str, timeout: float) -> str:
+        """Send *line* (a newline is added) and return the next line the command prints, without its newline."""
+        if self.closed:
+            raise ConnectionError(f"{self.host}: channel to {self.command!r} is closed")
+        self._send(line.encode() + b"\n")
+        return self.read_line(timeout)
+
+    def read_line(self, timeout: float) -> str:
+        """The next line the command prints (CommandTimeout after *timeout* s, ConnectionError at its end)."""
+        while b"\n" not in self._buffer:
+            try:
+                data = self._recv(timeout)
+            except TimeoutError:
+                raise CommandTimeout(self.host, self.command, timeout, self._buffer.decode(errors="replace"),
+                                     "") from None
+            if not data:
+                raise ConnectionError(f"{self.host}: {self.command!r} ended; it had printed "
+                                      f"{self._buffer.decode(errors='replace')!r}")
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode(errors="replace")
+
+    def close(self) -> None:
+        """End the command (its stdin closes first, so a read loop ends by itself)."""
+        if not self.closed:
+            self.closed = True
+            self._end()
+
+
 @runtime_checkable
 class Host(Protocol):
     """What the harness needs of a host, whatever reaches it: this is the type code annotates with.
@@ -149,4 +200,13 @@ class Host(Protocol):
 
     def put(self, local: Path, path: str, mode: int | None = None) -> None:
         """Copy a file of this machine to *path* on the host; mode *mode*, else the local file's."""
+        ...
+
+
+@runtime_checkable
+class ChannelHost(Host, Protocol):
+    """A `Host` that can also keep a command open and talk to it line by line (SshHost, LocalHost)."""
+
+    def open_channel(self, script: str, *, args: Sequence[str] = ()) -> LineChannel:
+        """Start a literal sh script (as `run_script` does) and keep it open: see `LineChannel`."""
         ...

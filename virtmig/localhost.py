@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import stat
@@ -28,7 +29,15 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from virtmig.host import CommandResult, CommandTimeout, command_line, script_argv, script_shown, temp_name
+from virtmig.host import (
+    CommandResult,
+    CommandTimeout,
+    LineChannel,
+    command_line,
+    script_argv,
+    script_shown,
+    temp_name,
+)
 
 #: What a shell answers for a program it cannot find / cannot execute.
 _NOT_FOUND_RC = 127
@@ -83,6 +92,36 @@ class LocalHost:
             raise
         rc = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
         return self._result(rc, _text(out), _text(err), shown, check)
+
+    def open_channel(self, script: str, *, args: Sequence[str] = ()) -> LineChannel:
+        """Start a literal sh script here and keep it open (`LineChannel`); stderr is discarded."""
+        proc = subprocess.Popen(script_argv(script, args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin, stdout = proc.stdin.fileno(), proc.stdout.fileno()
+
+        def send(data: bytes) -> None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(stdin, view):]
+
+        def recv(timeout: float) -> bytes:
+            ready, _, _ = select.select([stdout], [], [], timeout)
+            if not ready:
+                raise TimeoutError
+            return os.read(stdout, 4096)
+
+        def end() -> None:
+            proc.stdin.close()  # type: ignore[union-attr]
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:  # it ignored its end of input: as a closed SSH channel would
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            proc.stdout.close()  # type: ignore[union-attr]
+
+        return LineChannel(self.name, script_shown(script, args), send, recv, end)
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:

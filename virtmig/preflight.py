@@ -24,7 +24,7 @@ from typing import Any
 import libvirt
 
 from virtmig.environment import version_text
-from virtmig.host import CommandError, CommandTimeout, Host, HostConnectionError
+from virtmig.host import ChannelHost, CommandError, CommandTimeout, Host, HostConnectionError
 from virtmig.migration.clocks import measure_offset
 from virtmig.storage import shared_check
 from virtmig.storage.qemu_user import find_qemu_identity
@@ -63,8 +63,8 @@ class Pair:
     None looks it up as virtmig.storage.qemu_user does.
     """
 
-    src: Host
-    dst: Host
+    src: ChannelHost
+    dst: ChannelHost
     src_conn: libvirt.virConnect
     dst_conn: libvirt.virConnect
     storage_path: str | None = None
@@ -211,9 +211,16 @@ def check_clocks(pair: Pair, tolerance_ms: float = CLOCK_TOLERANCE_MS) -> CheckR
     src, dst = measure_offset(pair.src), measure_offset(pair.dst)
     (a, ua), (b, ub) = (src.offset_ms, src.uncertainty_ms), (dst.offset_ms, dst.uncertainty_ms)
     ok = abs(a - b) <= tolerance_ms + ua + ub
-    ev = (f"{pair.src.name}: {a:+.1f} ms +-{ua:.1f} vs controller", f"{pair.dst.name}: {b:+.1f} ms +-{ub:.1f}",
+    ev = (f"{pair.src.name}: {a:+.2f} ms +-{ua:.2f} vs controller", f"{pair.dst.name}: {b:+.2f} ms +-{ub:.2f}",
+          *(f"{o.host}: chronyc: {_chrony_line(o.chrony)}" for o in (src, dst) if o.chrony),
           f"difference {abs(a - b):.1f} ms, tolerance {tolerance_ms:g} ms")
     return CheckResult("clocks", ok, ev, None if ok else "run NTP (chronyd) on both hosts against the same servers")
+
+
+def _chrony_line(chrony: dict[str, Any]) -> str:
+    if "system_time_ms" in chrony:
+        return f"system time {chrony['system_time_ms']:+.3f} ms from NTP, leap status {chrony.get('leap_status', '?')}"
+    return str(chrony.get("status"))
 
 
 def check_shared_storage(pair: Pair) -> CheckResult:

@@ -35,6 +35,7 @@ from virtmig.host import (
     CommandResult,
     CommandTimeout,
     HostConnectionError,
+    LineChannel,
     command_line,
     script_argv,
     script_shown,
@@ -146,6 +147,28 @@ class SshHost:
         """
         line = command_line(script_argv(script, args))
         return self._exec(line, script_shown(script, args), check=check, timeout=timeout, stdin=None)
+
+    def open_channel(self, script: str, *, args: Sequence[str] = ()) -> LineChannel:
+        """Start a literal sh script on its own channel of this connection and keep it open (`LineChannel`).
+
+        The channel shares the SSH connection, so it costs no new handshake;
+        it may be used from another thread than this SshHost's commands
+        (paramiko multiplexes channels), but each channel from one thread.
+        """
+        chan = self._connection().client.get_transport().open_session()
+        chan.exec_command(command_line(script_argv(script, args)))
+
+        def recv(timeout: float) -> bytes:
+            chan.settimeout(timeout)  # recv then raises socket.timeout, which is TimeoutError
+            data: bytes = chan.recv(4096)
+            return data
+
+        def end() -> None:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                chan.shutdown_write()
+            chan.close()
+
+        return LineChannel(self.name, script_shown(script, args), chan.sendall, recv, end)
 
     def _exec(self, line: str, shown: str, *, check: bool, timeout: float | None,
               stdin: str | None) -> CommandResult:

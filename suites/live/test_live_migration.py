@@ -20,6 +20,7 @@ from virtmig.config import RunConfig
 from virtmig.guest import domains
 from virtmig.guest.console import crash_diagnosis, silent_guest_evidence
 from virtmig.host import Host
+from virtmig.migration.clocks import HostClock
 from virtmig.migration.measure import GuestAccess, Leg, measured_live_migration
 from virtmig.migration.modes import LIVE_MATRIX, MigrationMode
 from virtmig.migration.runner import ProgressCallback, postcopy_blocker
@@ -36,9 +37,10 @@ def test_round_trip(
     src_host: Host, dst_host: Host,
     src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
     migration_log: MigrationLog,
+    host_clocks: tuple[HostClock, HostClock],
     migration_progress: ProgressCallback | None,
 ) -> None:
-    if mode.postcopy_after_first_pass:
+    if mode.switch_to_postcopy:
         for host in (src_host, dst_host):  # each is the destination of one hop
             if reason := postcopy_blocker(host.read_text):
                 pytest.skip(f"{host.name}: {reason}")
@@ -53,7 +55,7 @@ def test_round_trip(
             measured = measured_live_migration(
                 leg, test_domain.name, mode, guest=guest, test_id=f"{request.node.nodeid}#trip{trip}-hop{hop}",
                 storage=storage.label, unsafe_reason=storage.why if storage.unsafe else None,
-                clock_hosts=(src_host, dst_host), on_progress=migration_progress,
+                clock_hosts=host_clocks, on_progress=migration_progress,
             )
             evidence: list[str] = []
             if measured.problems:  # what the guest and the bridges say, while it is still there to see

@@ -16,6 +16,7 @@ from fixtures.report import MigrationLog
 from virtmig.config import RunConfig
 from virtmig.guest import domains
 from virtmig.host import Host
+from virtmig.migration.clocks import HostClock
 from virtmig.migration.measure import GuestAccess, Leg
 from virtmig.migration.offline import KINDS, measured_move
 
@@ -31,6 +32,7 @@ def test_move(
     src_host: Host, dst_host: Host,
     src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
     migration_log: MigrationLog,
+    host_clocks: tuple[HostClock, HostClock],
 ) -> None:
     storage = test_domain.storage
     if kind == "save-restore" and storage.save_blocker:
@@ -39,7 +41,7 @@ def test_move(
     guest = GuestAccess(test_domain.ip, test_domain.agent_port, dirty_rate_mib_s=run_config.dirty_rate_mib_s)
     save_path = str(storage.path / test_domain.name / "saved-state.img")
     measured = measured_move(kind, leg, test_domain.name, guest=guest, test_id=request.node.nodeid,
-                             storage=storage.label, save_path=save_path, clock_hosts=(src_host, dst_host))
+                             storage=storage.label, save_path=save_path, clock_hosts=host_clocks)
     migration_log.add(measured.record)
     assert measured.outcome.ok, f"{kind} failed: {measured.outcome.error}"
     assert domains.state_name(dst_conn, test_domain.name) == "running"

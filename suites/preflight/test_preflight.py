@@ -11,14 +11,14 @@ import pytest
 
 from fixtures.verdict import CheckLog
 from virtmig import preflight
-from virtmig.host import Host
+from virtmig.host import ChannelHost
 from virtmig.storage.shared import SharedStorage, StorageConfig
 
 pytestmark = [pytest.mark.preflight, pytest.mark.lab]
 
 
 @pytest.fixture(scope="module")
-def pair(src_host: Host, dst_host: Host, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
+def pair(src_host: ChannelHost, dst_host: ChannelHost, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
          shared_storage: SharedStorage, storage_config: StorageConfig) -> preflight.Pair:
     return preflight.Pair(src_host, dst_host, src_conn, dst_conn, storage_path=str(shared_storage.path),
                           qemu_user=storage_config.qemu_user)

@@ -14,9 +14,11 @@ synthetic timelines; the thread only records (send_ns, recv_ns) per seq.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -194,12 +196,57 @@ class ProbeLog:
         return list(zip(self._send_ns, self._recv_ns, strict=False))
 
 
+#: Real-time priority of the probe thread where the process may ask for it (SCHED_FIFO, 1..99).
+PROBE_RT_PRIORITY = 10
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+def _shorten_switch_interval(interval_s: float) -> None:
+    """While any probe runs, let the interpreter hand the GIL over within a tenth of its interval.
+
+    Why: the probe shares one interpreter with the progress sampler, the
+    post-copy switcher and paramiko's threads.  A thread that wakes for its
+    deadline waits for the GIL up to sys.getswitchinterval() (5 ms by
+    default): that alone made the probe's worst send gap 6-9 ms at a 5 ms
+    interval.  Restored when the last probe stops.
+    """
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+        _switch_users += 1
+        sys.setswitchinterval(min(sys.getswitchinterval(), max(interval_s / 10, 1e-4)))
+
+
+def _restore_switch_interval() -> None:
+    global _switch_users
+    with _switch_lock:
+        _switch_users -= 1
+        if _switch_users == 0:
+            sys.setswitchinterval(_switch_saved)
+
+
+def _raise_thread_priority() -> str:
+    """Make the calling thread SCHED_FIFO where permitted; the scheduling it ends up with, for the record."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(PROBE_RT_PRIORITY))  # 0: this thread
+    except (PermissionError, OSError, AttributeError) as exc:
+        return f"SCHED_OTHER ({type(exc).__name__}: real-time scheduling not permitted)"
+    return f"SCHED_FIFO {PROBE_RT_PRIORITY}"
+
+
 class UdpEchoProbe:
     """Background UDP echo probe against the guest agent.
 
     Sends are scheduled on absolute deadlines (start + k*interval), so the
     rate does not drift; if the thread falls behind it skips the missed
     slots instead of bursting. Use as a context manager or start()/stop().
+    To keep its interval under load the thread asks for SCHED_FIFO (where
+    permitted; `scheduling` says what it got) and, while it runs, the
+    interpreter's GIL switch interval is shortened (`_shorten_switch_interval`).
     """
 
     def __init__(self, target_ip: str, port: int, interval_s: float = 0.005, drain_s: float = 0.2) -> None:
@@ -215,6 +262,8 @@ class UdpEchoProbe:
         self._send_errors = 0
         self._error: BaseException | None = None
         self._result: ProbeResult | None = None
+        #: The probe thread's scheduling policy, once it runs (see `_raise_thread_priority`).
+        self.scheduling = ""
 
     def start(self) -> None:
         if self._thread is not None:
@@ -224,6 +273,7 @@ class UdpEchoProbe:
         sock.connect(self.target)
         sock.setblocking(False)
         self._sock = sock
+        _shorten_switch_interval(self.interval_s)
         self._thread = threading.Thread(target=self._run, name=f"udp-probe-{self.target[0]}", daemon=True)
         self._thread.start()
 
@@ -235,6 +285,7 @@ class UdpEchoProbe:
             raise RuntimeError("probe not started")
         self._stop.set()
         self._thread.join()
+        _restore_switch_interval()
         self._sock.close()
         if self._error is not None:
             raise RuntimeError(f"probe thread failed: {self._error!r}") from self._error
@@ -277,6 +328,7 @@ class UdpEchoProbe:
             self.stop()
 
     def _run(self) -> None:
+        self.scheduling = _raise_thread_priority()
         try:
             self._loop()
         except BaseException as exc:  # noqa: BLE001 - surfaced by stop(), not lost in a thread

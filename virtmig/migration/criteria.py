@@ -23,29 +23,47 @@ from virtmig.migration.jobstats import JobStats
 
 @dataclass(frozen=True)
 class DowntimeTolerance:
-    """How far the probe's gap may sit from libvirt's downtime, in ms.
+    """How far the probe's gap may sit from libvirt's downtime, in ms (pre-copy hops).
 
-    The gap is expected to be *longer* than libvirt's downtime: libvirt
-    times the pause from stopping the CPUs on the source to resuming them on
-    the destination, while the guest is reachable again only after QEMU's
-    announce has moved the MAC over the bridges, and the probe adds up to
-    one interval plus one round trip at each end.  Measured on the lab:
-    gap - downtime = +45..+55 ms (203/207 ms vs 258/252 ms), +36..+63 ms
-    over the live matrix, and up to +100 ms in other lab runs.  So:
+    The rule comes from the outage breakdown (virtmig.migration.breakdown),
+    which cuts the gap at the source's stop and the destination's resume:
 
-    below_ms: the gap may be shorter than libvirt's downtime by at most
-        this (probe resolution: two 5 ms intervals and some scheduling
-        jitter).  Shorter than that means the probe missed the outage.
-    above_ms: the gap may exceed libvirt's downtime by at most this
-        (largest excess seen, 100 ms, plus 50 ms headroom).  More than that
-        means the guest was unreachable for longer than libvirt says.
+        gap - downtime = lead + (paused - downtime) + return
+
+    measured on the lab over 8 pre-copy hops (p2p, p2p-tunnelled, dirtying
+    8 MiB/s; issue #13): lead (last answer -> source stopped) 2.4..8.7 ms,
+    once 28.4 (the guest answered late just before a tunnelled switch-over);
+    paused - downtime -4..+4 ms (the event's trip over the libvirt
+    connection: libvirt's figure is confirmed independently); return
+    (resumed -> first answer: QEMU's announce, bridge learning, one probe
+    interval and round trip) 29..87 ms.  Excess seen: +35..+112 ms.  A
+    `make soak` afterwards (60 pre-copy hops, six modes) stayed inside:
+    lead 0.9..29.9, paused - downtime -5.6..+5.5, return 28..84, excess
+    +26..+97 ms, every hop agreeing.  So:
+
+    below_ms: the gap may undershoot libvirt's downtime only by the
+        event/probe resolution: 4 ms of event skew plus one 5 ms interval,
+        rounded to 10.  More means the probe missed part of the pause.
+    above_ms: the largest lead (30) + skew (5) + largest return (85),
+        i.e. 120 ms.  More means one segment grew: the record's breakdown
+        note says which.
+
+    Post-copy hops are not judged by it: after the switch the guest runs on
+    the destination while its memory is still fetched page by page, so the
+    probe's gap includes 100..210 ms of slowed running that libvirt's
+    downtime (11..15 ms, the switch-over alone) does not count.
     """
 
-    below_ms: float = 15.0
-    above_ms: float = 150.0
+    below_ms: float = 10.0
+    above_ms: float = 120.0
 
     def describe(self) -> str:
         return f"probe gap within -{self.below_ms:g}/+{self.above_ms:g} ms of libvirt downtime"
+
+
+#: Why a post-copy hop's gap is not compared with libvirt's downtime (see DowntimeTolerance).
+POSTCOPY_NOT_COMPARED = ("not compared: after a post-copy switch the guest runs while its memory is fetched, "
+                         "which the probe sees and libvirt's downtime does not count")
 
 
 DEFAULT_TOLERANCE = DowntimeTolerance()
@@ -76,8 +94,12 @@ class DowntimeAgreement:
 
 def compare_downtime(
     libvirt_ms: float | None, probe_ms: float | None, tolerance: DowntimeTolerance = DEFAULT_TOLERANCE,
+    *, postcopy: bool = False,
 ) -> DowntimeAgreement:
-    """Compare the two downtime measurements under `tolerance`."""
+    """Compare the two downtime measurements under `tolerance` (a post-copy hop's are not compared)."""
+    if postcopy:
+        excess = None if libvirt_ms is None or probe_ms is None else round(probe_ms - libvirt_ms, 3)
+        return DowntimeAgreement(libvirt_ms, probe_ms, excess, None, POSTCOPY_NOT_COMPARED)
     if libvirt_ms is None or probe_ms is None:
         return DowntimeAgreement(libvirt_ms, probe_ms, None, None, tolerance.describe())
     excess = probe_ms - libvirt_ms

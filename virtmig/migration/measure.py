@@ -6,7 +6,8 @@ different parties on different clocks, so agreement between them is
 evidence and disagreement is a finding (`virtmig.migration.criteria.compare_downtime`).
 Around the move, the guest writes a fresh RAM and disk pattern and verifies
 both afterwards (`virtmig.guest.integrity`), and each host's clock offset is taken
-(`virtmig.migration.clocks`) so host-side times can be compared with ours.
+(`virtmig.migration.clocks`, over channels the caller keeps open across
+hops) so host-side times can be compared with ours.
 
 The probe is kept running after the migration call returns until the guest
 answers a datagram sent after that moment (bounded): stopping it at once
@@ -23,7 +24,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
 
 import libvirt
 
@@ -31,7 +31,8 @@ from virtmig.guest import integrity
 from virtmig.guest.integrity import Agent, AreaCheck
 from virtmig.guest.probe import ProbeResult, UdpEchoProbe
 from virtmig.migration import criteria
-from virtmig.migration.clocks import measure_offsets
+from virtmig.migration.breakdown import OutageBreakdown, outage_breakdown
+from virtmig.migration.clocks import HostClock, measure_offsets
 from virtmig.migration.modes import MigrationMode
 from virtmig.migration.records import MigrationRecord
 from virtmig.migration.runner import MigrationOutcome, ProgressCallback, migrate
@@ -65,6 +66,9 @@ class GuestAccess:
     dirty_rate_mib_s: int | None = None
     probe_interval_s: float = 0.005
     answer_timeout_s: float = ANSWER_TIMEOUT_S
+    #: How long the probe waits for late replies when stopped: the guest has already answered a
+    #: datagram sent after the call, so this only needs to cover a round trip or two.
+    probe_drain_s: float = 0.05
 
     def agent(self) -> Agent:
         return integrity.lab_agent(self.ip, self.agent_port)
@@ -82,38 +86,55 @@ class Measurement:
     guest: GuestAccess
     seed: str
     areas: Sequence[str]
-    clock_hosts: Sequence[Any] = ()
+    clock_hosts: Sequence[HostClock] = ()
     agent: Agent | None = None
     started_at: str = ""
     clock_offsets: dict[str, dict[str, object]] | None = None
     probe: ProbeResult | None = None
     answered_after: bool = False
     integrity_checks: list[AreaCheck] = field(default_factory=list)
+    #: Seconds each part of the measurement cost (dirty rate and patterns, clock offsets, probe start,
+    #: waiting for the answer and stopping the probe, verification): the harness's overhead, by part.
+    costs: dict[str, float] = field(default_factory=dict)
     _probe: UdpEchoProbe | None = None
 
+    def _cost(self, part: str, since: float) -> float:
+        now = time.monotonic()
+        self.costs[part] = self.costs.get(part, 0.0) + now - since
+        return now
+
     def __enter__(self) -> Measurement:
+        t = time.monotonic()
         send = self.agent or self.guest.agent()
         self.agent = send
         if self.guest.dirty_rate_mib_s is not None:
             send(f"dirty {self.guest.dirty_rate_mib_s}")
         if self.areas:
             integrity.write_patterns(send, self.seed, self.areas)
+        t = self._cost("patterns", t)
         if self.clock_hosts:
             self.clock_offsets = measure_offsets(*self.clock_hosts)
+        t = self._cost("clock offsets", t)
         self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        self._probe = UdpEchoProbe(self.guest.ip, self.guest.agent_port, interval_s=self.guest.probe_interval_s)
+        self._probe = UdpEchoProbe(self.guest.ip, self.guest.agent_port, interval_s=self.guest.probe_interval_s,
+                                   drain_s=self.guest.probe_drain_s)
         self._probe.start()
+        self._cost("probe start/stop", t)
         return self
 
     def finish(self, *, verify: bool = True) -> None:
         """Wait (bounded) for an answer sent after now, stop the probe, verify the patterns."""
         assert self._probe is not None, "finish() outside the with block"
+        t = time.monotonic()
         if self.probe is None:
             self.answered_after = wait_for_probe_answer(
                 self._probe, time.monotonic_ns(), timeout=self.guest.answer_timeout_s)
+            t = self._cost("probe: wait for an answer after the call", t)
             self.probe = self._probe.stop()
+            t = self._cost("probe start/stop", t)
         if verify and self.areas and self.agent is not None and not self.integrity_checks:
             self.integrity_checks = integrity.verify_patterns(self.agent, self.seed, self.areas)
+            self._cost("verification", t)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -128,7 +149,12 @@ class Measurement:
         return found
 
     def notes(self) -> list[str]:
-        return [] if self.probe is None else criteria.probe_caveats(self.probe)
+        if self.probe is None:
+            return []
+        found = criteria.probe_caveats(self.probe)
+        if self._probe is not None and not self._probe.scheduling.startswith("SCHED_FIFO"):
+            found.append(f"probe thread ran {self._probe.scheduling}: its send gaps may stretch under load")
+        return found
 
 
 @dataclass(frozen=True)
@@ -145,11 +171,13 @@ class MeasuredMigration:
     record: MigrationRecord
     problems: list[str]
     agreement: criteria.DowntimeAgreement
+    breakdown: OutageBreakdown | None = None
+    costs: dict[str, float] = field(default_factory=dict)
 
 
 def measured_live_migration(
     leg: Leg, domain: str, mode: MigrationMode, *, guest: GuestAccess, test_id: str, storage: str,
-    unsafe_reason: str | None = None, clock_hosts: Sequence[Any] = (),
+    unsafe_reason: str | None = None, clock_hosts: Sequence[HostClock] = (),
     on_progress: ProgressCallback | None = None, agent: Agent | None = None,
     tolerance: criteria.DowntimeTolerance = criteria.DEFAULT_TOLERANCE,
 ) -> MeasuredMigration:
@@ -161,16 +189,23 @@ def measured_live_migration(
         meas.finish(verify=outcome.ok)
     assert meas.probe is not None
     problems = [] if not outcome.ok else criteria.stats_problems(outcome.stats) + meas.problems()
-    if mode.postcopy_after_first_pass and outcome.postcopy_switched is False and outcome.ok:
+    if mode.switch_to_postcopy and outcome.postcopy_switched is False and outcome.ok:
         problems.append("the post-copy mode never switched to post-copy")
     stats = outcome.stats.to_dict() if outcome.stats else None
     agreement = criteria.compare_downtime(
         None if outcome.stats is None or outcome.stats.downtime_ms is None else float(outcome.stats.downtime_ms),
-        meas.probe.longest_gap_ms if meas.answered_after else None, tolerance)
+        meas.probe.longest_gap_ms if meas.answered_after else None, tolerance,
+        postcopy=outcome.postcopy_switched is True)
     notes = [f"--unsafe: {unsafe_reason}"] if unsafe_reason else []
     if mode.describe():
         notes.append(f"mode: {mode.describe()}")
     notes += list(outcome.notes) + meas.notes()
+    breakdown = (outage_breakdown(meas.probe, outcome.events, outcome.stats)
+                 if outcome.events and meas.answered_after else None)
+    if breakdown is not None:
+        notes.append(breakdown.describe())
+        if outcome.postcopy_switched is not True and (pause := breakdown.pause_note()):
+            notes.append(pause)
     if agreement.note:
         notes.append(agreement.note)
     notes += [f"PROBLEM: {p}" for p in problems]
@@ -183,4 +218,4 @@ def measured_live_migration(
         integrity=integrity.summary(meas.integrity_checks) if meas.integrity_checks else None,
         downtime_agreement=agreement.to_dict(),
     )
-    return MeasuredMigration(outcome, meas.probe, record, problems, agreement)
+    return MeasuredMigration(outcome, meas.probe, record, problems, agreement, breakdown, meas.costs)

@@ -40,15 +40,16 @@ class MigrationMode:
     """A named set of migration flags and parameters (one column of the matrix).
 
     params: typed migration parameters (VIR_MIGRATE_PARAM_* -> value).
-    postcopy_after_first_pass: switch to post-copy once the first pass over
-        memory is done (needs VIR_MIGRATE_POSTCOPY in flags).
+    switch_to_postcopy: ask for the switch to post-copy as soon as the job
+        runs, and confirm it happened (needs VIR_MIGRATE_POSTCOPY in flags;
+        see `virtmig.migration.runner` for why not after the first pass).
     max_downtime_ms: set with migrateSetMaxDowntime before the migration.
     """
 
     name: str
     flags: int
     params: Mapping[str, int] = field(default_factory=dict)
-    postcopy_after_first_pass: bool = False
+    switch_to_postcopy: bool = False
     max_downtime_ms: int | None = None
 
     @property
@@ -63,15 +64,15 @@ class MigrationMode:
         parts = [f"{k}={v}" for k, v in sorted(self.params.items())]
         if self.max_downtime_ms is not None:
             parts.append(f"max_downtime={self.max_downtime_ms}ms")
-        if self.postcopy_after_first_pass:
-            parts.append("post-copy after the first pass")
+        if self.switch_to_postcopy:
+            parts.append("post-copy switch asked for as soon as the job runs")
         return ", ".join(parts)
 
 
 P2P = MigrationMode("p2p", LIVE_BASE | _P2P)
 DIRECT = MigrationMode("direct", LIVE_BASE)
 TUNNELLED = MigrationMode("p2p-tunnelled", LIVE_BASE | _P2P | libvirt.VIR_MIGRATE_TUNNELLED)
-POSTCOPY = MigrationMode("postcopy", LIVE_BASE | _P2P | libvirt.VIR_MIGRATE_POSTCOPY, postcopy_after_first_pass=True)
+POSTCOPY = MigrationMode("postcopy", LIVE_BASE | _P2P | libvirt.VIR_MIGRATE_POSTCOPY, switch_to_postcopy=True)
 AUTO_CONVERGE = MigrationMode("auto-converge", LIVE_BASE | _P2P | libvirt.VIR_MIGRATE_AUTO_CONVERGE)
 BANDWIDTH_LIMIT = MigrationMode(
     "bandwidth-limit", LIVE_BASE | _P2P, params={libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: BANDWIDTH_LIMIT_MIB_S},

@@ -27,13 +27,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import libvirt
 
 from virtmig.guest import integrity
 from virtmig.guest.integrity import Agent
 from virtmig.migration import criteria
+from virtmig.migration.clocks import HostClock
 from virtmig.migration.jobstats import JobStats
 from virtmig.migration.measure import GuestAccess, Leg, Measurement
 from virtmig.migration.records import MigrationRecord
@@ -151,7 +151,7 @@ class MeasuredMove:
 
 def measured_move(
     kind: str, leg: Leg, name: str, *, guest: GuestAccess, test_id: str, storage: str,
-    save_path: str | None = None, clock_hosts: Sequence[Any] = (), agent: Agent | None = None,
+    save_path: str | None = None, clock_hosts: Sequence[HostClock] = (), agent: Agent | None = None,
 ) -> MeasuredMove:
     """`move` with the probe running across it and the patterns written before and verified after."""
     areas = AREAS_BY_KIND[kind]

@@ -13,14 +13,16 @@ still sees them.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import libvirt
 
+from virtmig.migration.events import DomainEvent, EventRecorder, event_loop_running
 from virtmig.migration.jobstats import JobProgress, JobStats
 from virtmig.migration.modes import MigrationMode
 
@@ -40,6 +42,9 @@ class MigrationOutcome:
     notes: facts about how the job ran that the flags do not show (the
     downtime limit libvirt reports back, when post-copy was switched on).
     postcopy_switched: True/False for post-copy modes, None otherwise.
+    postcopy_pass: the pass at which the source was seen paused for post-copy.
+    events: the domain's libvirt events on both sides during the call ("src",
+        "dst"; empty without an event loop, `virtmig.migration.events`).
     """
 
     mode: MigrationMode
@@ -49,6 +54,8 @@ class MigrationOutcome:
     error: str | None
     notes: tuple[str, ...] = ()
     postcopy_switched: bool | None = None
+    postcopy_pass: int | None = None
+    events: tuple[DomainEvent, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -140,28 +147,66 @@ def migrate(
                      f"{dom.migrateGetMaxDowntime(0)} ms")
     error: str | None = None
     postcopy: _PostcopySwitch | None = None
-    started = time.monotonic()
-    with ProgressSampler(dom, on_sample=on_progress) as sampler:
-        if mode.postcopy_after_first_pass:
-            postcopy = _PostcopySwitch(dom)
-        try:
-            if mode.peer_to_peer:
-                dom.migrateToURI3(dst_uri, params, flags)
-            else:
-                dom.migrate3(dst, params, flags)
-        except libvirt.libvirtError as exc:
-            error = str(exc)
-        finally:
-            if postcopy:
-                postcopy.stop()
-    wall = time.monotonic() - started
-    if postcopy is not None:
-        notes.append(postcopy.describe())
-    stats = None if error else read_completed_stats(dst, name)
+    with contextlib.ExitStack() as stack:
+        recorder = (stack.enter_context(EventRecorder({"src": src, "dst": dst}, name))
+                    if event_loop_running() else None)
+        started = time.monotonic()
+        with ProgressSampler(dom, on_sample=on_progress) as sampler:
+            if mode.switch_to_postcopy:
+                postcopy = _PostcopySwitch(dom)
+            try:
+                if mode.peer_to_peer:
+                    dom.migrateToURI3(dst_uri, params, flags)
+                else:
+                    dom.migrate3(dst, params, flags)
+            except libvirt.libvirtError as exc:
+                error = str(exc)
+            finally:
+                if postcopy:
+                    postcopy.stop()
+        wall = time.monotonic() - started
+        if postcopy is not None:
+            if recorder is not None:
+                postcopy.confirm_from_events(recorder.events, started)
+            notes.append(postcopy.describe())
+        stats = None if error else read_completed_stats(dst, name)
+        if stats is None and error is None and postcopy is not None and postcopy.switched_at is not None:
+            stats = _postcopy_stats(recorder, notes)
+        events = () if recorder is None else tuple(recorder.events)
+        if events:
+            notes.append("events: " + ", ".join(
+                f"{e.where} {e.name}{'' if e.detail < 0 else f'({e.detail})'} "
+                f"+{(e.at_mono_ns / 1e9 - started) * 1e3:.0f} ms" for e in events))
     return MigrationOutcome(
         mode=mode, wall_s=wall, stats=stats, progress=sampler.samples, error=error, notes=tuple(notes),
         postcopy_switched=None if postcopy is None else postcopy.switched_at is not None,
+        postcopy_pass=None if postcopy is None else postcopy.switched_at, events=events,
     )
+
+
+#: How long the rest of a post-copy migration may take after libvirt's call returned, s.
+POSTCOPY_FINISH_TIMEOUT_S = 120.0
+
+
+def _postcopy_stats(recorder: EventRecorder | None, notes: list[str]) -> JobStats | None:
+    """A post-copy job's statistics, from its job-completed event (a note says whence and when).
+
+    libvirt 9.0 keeps no completed-job statistics on the destination after
+    a real post-copy migration (jobStats(COMPLETED) answers type NONE, and
+    the source domain is gone); the source's JOB_COMPLETED event carries them.
+    """
+    if recorder is None:
+        notes.append("no libvirt event loop: the post-copy job's statistics could not be read")
+        return None
+    t0 = time.monotonic()
+    for where in ("src", "dst"):
+        event = recorder.wait_job_completed(where, POSTCOPY_FINISH_TIMEOUT_S if where == "src" else 0)
+        if event is not None:
+            notes.append(f"statistics from the {where} job-completed event, {time.monotonic() - t0:.2f} s after "
+                         "libvirt's call returned (libvirt keeps none on the destination after post-copy)")
+            return JobStats.from_libvirt({"type": libvirt.VIR_DOMAIN_JOB_COMPLETED, **event.params})
+    notes.append(f"no job-completed event within {POSTCOPY_FINISH_TIMEOUT_S:g} s of the post-copy call's return")
+    return None
 
 
 def read_completed_stats(conn: libvirt.virConnect, name: str) -> JobStats | None:
@@ -177,17 +222,39 @@ def read_completed_stats(conn: libvirt.virConnect, name: str) -> JobStats | None
 
 
 class _PostcopySwitch:
-    """Switches a running migration to post-copy after its first pass.
+    """Asks for post-copy as soon as the job runs, then confirms that QEMU switched.
 
-    QEMU's pass counter (libvirt's memory_iteration, QEMU's dirty-sync-count)
-    is 1 during the first pass (the first bitmap sync happens at setup) and
-    becomes 2 when the first pass is over; that is the moment to switch.
+    Why not after the first pass, as operators often do: QEMU switches only
+    at an iteration check that still finds more pending than it can send
+    within the downtime limit; a guest that dirties little lets pre-copy
+    converge at the end of its first pass, before a request made then is
+    seen, and the post-copy column then "never switched" on a healthy pair
+    (issue #13: trip 3 of 3).  Asked for at once, the request is set before
+    QEMU's first iteration check, when nearly all RAM is pending and none of
+    it holds pre-copy back (RAM is post-copiable), so QEMU switches there.
+    Requests made before libvirt has started QEMU's migration are refused
+    (no outgoing migration yet) and retried every `POLL_S`; an accepted one
+    is repeated every `REPEAT_S` until the switch is seen (it is idempotent,
+    and QEMU forgets a request made before its `migrate` command started).
+
+    requested_at: the pass (libvirt's memory_iteration) when the request was
+    accepted; switched_at: the pass when the source was seen paused for
+    post-copy (VIR_DOMAIN_PAUSED_POSTCOPY), the evidence that it switched;
+    switched_after_ms: when that was, from the switcher's start.
     """
+
+    POLL_S = 0.005
+    REPEAT_S = 0.1
 
     def __init__(self, dom: libvirt.virDomain) -> None:
         self._dom = dom
         self._stop = threading.Event()
+        self._started = time.monotonic()
+        self.requested_at: int | None = None
         self.switched_at: int | None = None
+        self.switched_after_ms: float | None = None
+        self.seen_by = "the source's state (paused: post-copy)"
+        self.refusals: dict[str, int] = {}
         self.error: str | None = None
         self._thread = threading.Thread(target=self._run, name="virtmig-postcopy", daemon=True)
         self._thread.start()
@@ -197,22 +264,69 @@ class _PostcopySwitch:
         self._thread.join(timeout=5)
 
     def describe(self) -> str:
+        refused = "; ".join(f"{n} x {msg!r}" for msg, n in self.refusals.items()) or "none"
+        asked = (f"never accepted; refusals: {refused}" if self.requested_at is None
+                 else f"accepted at pass {self.requested_at}; refusals before: {refused}")
         if self.switched_at is not None:
-            return f"switched to post-copy at pass {self.switched_at}"
-        return f"never switched to post-copy ({self.error or 'the job ended before its second pass'})"
+            return (f"switched to post-copy {self.switched_after_ms:.0f} ms into the job (pass {self.switched_at}), "
+                    f"seen by {self.seen_by} (request {asked})")
+        return (f"never seen in post-copy (request {asked}; "
+                f"{self.error or 'the job ended before the source paused for post-copy'})")
+
+    def confirm_from_events(self, events: Sequence[DomainEvent], started_s: float) -> None:
+        """Take the switch as seen when the source said it paused for post-copy (or the destination resumed so).
+
+        The state poll can miss a short post-copy phase between two reads;
+        libvirt's lifecycle events cannot: SUSPENDED with detail POSTCOPY on
+        the source, RESUMED with detail POSTCOPY on the destination.
+        """
+        if self.switched_at is not None:
+            return
+        for e in events:
+            if e.kind != "lifecycle":
+                continue
+            if ((e.where, e.event, e.detail) in (
+                    ("src", libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY),
+                    ("dst", libvirt.VIR_DOMAIN_EVENT_RESUMED, libvirt.VIR_DOMAIN_EVENT_RESUMED_POSTCOPY))):
+                self.switched_at = self.requested_at if self.requested_at is not None else -1
+                self.switched_after_ms = (e.at_mono_ns / 1e9 - started_s) * 1e3
+                self.seen_by = f"the {e.where} {e.name}(post-copy) event"
+                self.error = None
+                return
+
+    def _pass(self) -> int:
+        return int(self._dom.jobStats(0).get("memory_iteration", 0))
 
     def _run(self) -> None:
-        while not self._stop.wait(0.02):
+        while self.requested_at is None and not self._stop.wait(self.POLL_S):
             try:
-                raw = self._dom.jobStats(0)
-                iteration = int(raw.get("memory_iteration", 0))
-                if iteration >= 2:
-                    self._dom.migrateStartPostCopy(0)
-                    self.switched_at = iteration
+                self._dom.migrateStartPostCopy(0)
+            except libvirt.libvirtError as exc:  # not yet an outgoing migration (or gone): try again
+                self.refusals[str(exc)] = self.refusals.get(str(exc), 0) + 1
+                continue
+            try:
+                self.requested_at = self._pass()
+            except libvirt.libvirtError:
+                self.requested_at = -1  # accepted, but the job was over before its pass could be read
+        repeat_at = time.monotonic() + self.REPEAT_S
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() >= repeat_at:
+                    repeat_at = time.monotonic() + self.REPEAT_S
+                    with contextlib.suppress(libvirt.libvirtError):  # the job may just have switched or ended
+                        self._dom.migrateStartPostCopy(0)
+                state, reason = self._dom.state(0)
+                if state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_POSTCOPY:
+                    self.switched_after_ms = (time.monotonic() - self._started) * 1e3
+                    self.switched_at = self._pass()
+                    return
+                if state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED:
+                    self.error = "post-copy failed (source paused: post-copy failed)"
                     return
             except libvirt.libvirtError as exc:
-                self.error = str(exc)
+                self.error = f"the source domain could no longer be read: {exc}"
                 return
+            self._stop.wait(self.POLL_S)
 
 
 def postcopy_blocker(read_file: Callable[[str], str]) -> str | None:

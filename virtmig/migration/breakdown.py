@@ -1,0 +1,102 @@
+"""Where a live hop's outage goes: the probe's gap cut at the moments libvirt says the guest stopped and ran.
+
+Why: the probe's longest gap runs tens of ms past libvirt's downtime on
+every hop, and a tolerance wide enough to cover an unexplained excess also
+hides a regression.  Cutting the gap into segments says which part grows:
+
+    last answer -> source stopped -> destination resumed -> first answer
+       (lead)         (paused: libvirt's downtime)          (return)
+
+* lead: from the last echo the guest answered before the outage to the
+  source's SUSPENDED event: how early the probe loses the guest (its
+  interval, plus a reply lost in flight);
+* paused: source SUSPENDED to destination RESUMED (pre-copy: libvirt's
+  downtime; post-copy: the switch-over);
+* return: destination RESUMED to the first echo answered after it: QEMU's
+  self-announce moving the MAC across the bridges, then one probe interval
+  and round trip.
+
+All on the controller's monotonic clock: the probe's times are taken there,
+and the events are stamped when they reach this process (virtmig.migration.events),
+which is later than the host's own moment by the event's trip over the
+libvirt connection.  Both events make that trip, so it cancels out of
+`paused`; it shifts `lead` up and `return` down by the same amount.  The
+clock offsets (virtmig.migration.clocks) bound how the hosts' clocks sit
+against ours, for host-side timestamps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import libvirt
+
+from virtmig.guest.probe import ProbeResult
+from virtmig.migration.events import DomainEvent
+from virtmig.migration.jobstats import JobStats
+
+#: How far the events' stop -> resume may sit from libvirt's downtime on a pre-copy hop, ms: the
+#: two events' trips over the libvirt connection differ by this much at most (lab: within 4 ms).
+PAUSE_AGREEMENT_MS = 10.0
+
+
+@dataclass(frozen=True)
+class OutageBreakdown:
+    """The segments of one hop's outage, ms (None when an end was not seen), and libvirt's own figures."""
+
+    gap_ms: float
+    lead_ms: float | None
+    paused_ms: float | None
+    return_ms: float | None
+    libvirt_downtime_ms: float | None
+    libvirt_setup_ms: float | None
+    libvirt_total_ms: float | None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def pause_note(self, within_ms: float = PAUSE_AGREEMENT_MS) -> str | None:
+        """A note when the events' stop -> resume and libvirt's downtime differ by more than `within_ms` (pre-copy)."""
+        if self.paused_ms is None or self.libvirt_downtime_ms is None:
+            return None
+        diff = self.paused_ms - self.libvirt_downtime_ms
+        if abs(diff) <= within_ms:
+            return None
+        return (f"PAUSE DISAGREEMENT: the events say the guest was stopped {self.paused_ms:.1f} ms, libvirt's "
+                f"downtime is {self.libvirt_downtime_ms:.0f} ms ({diff:+.1f} ms; within {within_ms:g} ms expected)")
+
+    def describe(self) -> str:
+        def ms(v: float | None) -> str:
+            return "?" if v is None else f"{v:.1f}"
+
+        return (f"outage {self.gap_ms:.1f} ms = last answer -> source stopped {ms(self.lead_ms)} + stopped -> "
+                f"destination resumed {ms(self.paused_ms)} + resumed -> first answer {ms(self.return_ms)} "
+                f"(libvirt: downtime {ms(self.libvirt_downtime_ms)}, setup {ms(self.libvirt_setup_ms)}, "
+                f"total {ms(self.libvirt_total_ms)})")
+
+
+def _first(events: Sequence[DomainEvent], where: str, event: int, after_ns: int = 0) -> DomainEvent | None:
+    return next((e for e in events if e.where == where and e.kind == "lifecycle" and e.event == event
+                 and e.at_mono_ns >= after_ns), None)
+
+
+def outage_breakdown(probe: ProbeResult, events: Sequence[DomainEvent], stats: JobStats | None) -> OutageBreakdown:
+    """Cut the probe's longest gap at the source's SUSPENDED and the destination's RESUMED events (pure)."""
+    stop = _first(events, "src", libvirt.VIR_DOMAIN_EVENT_SUSPENDED)
+    resume = _first(events, "dst", libvirt.VIR_DOMAIN_EVENT_RESUMED, stop.at_mono_ns if stop else 0)
+    if resume is None:  # a destination started running without a separate resume (detail 'migrated')
+        resume = _first(events, "dst", libvirt.VIR_DOMAIN_EVENT_STARTED, stop.at_mono_ns if stop else 0)
+    lead = None if stop is None else (stop.at_mono_ns - probe.gap_start_ns) / 1e6
+    paused = None if stop is None or resume is None else (resume.at_mono_ns - stop.at_mono_ns) / 1e6
+    back = None if resume is None else (probe.gap_end_ns - resume.at_mono_ns) / 1e6
+
+    def figure(value: int | None) -> float | None:
+        return None if value is None else float(value)
+
+    return OutageBreakdown(
+        gap_ms=probe.longest_gap_ms, lead_ms=lead, paused_ms=paused, return_ms=back,
+        libvirt_downtime_ms=figure(stats.downtime_ms) if stats else None,
+        libvirt_setup_ms=figure(stats.setup_time_ms) if stats else None,
+        libvirt_total_ms=figure(stats.time_elapsed_ms) if stats else None,
+    )
