@@ -13,10 +13,10 @@ ARGS ?=
 
 .PHONY: deps certify test unit lint lab-up lab-down bench clean
 
-$(VENV)/.apt-stamp: debian-packages.txt
+$(VENV)/.apt-stamp: debian-packages.txt .ci/debian-packages
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    $$(grep -v '^#' debian-packages.txt)
+	packages=$$(.ci/debian-packages debian-packages.txt) && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages
 	mkdir -p $(VENV) && touch $@
 
 $(VENV)/.pip-stamp: requirements.txt $(VENV)/.apt-stamp
