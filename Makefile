@@ -1,4 +1,4 @@
-# virtmig: two commands do all set-up on a fresh Debian 12 machine (as root).
+# virtmig: two commands do all set-up on a fresh Debian 12 or 13 machine (as root).
 #   make certify   install, bring up the embedded lab, certify its host pair, write the report
 #   make test      install, run the project's own tests (unit + real-lab)
 #   make unit      the unit tests only: seconds, no root, no daemons, no lab
@@ -11,7 +11,7 @@ RUN := $(shell date -u +%Y%m%dT%H%M%SZ)
 REPORT_DIR := reports/$(RUN)
 ARGS ?=
 
-.PHONY: deps certify test unit lint lab-up lab-down bench clean
+.PHONY: deps certify test test-other-release unit lint lab-up lab-down bench clean
 
 $(VENV)/.apt-stamp: debian-packages.txt .ci/debian-packages
 	apt-get update -qq
@@ -41,6 +41,11 @@ lint: deps
 
 test: deps lint
 	$(PY) -m pytest tests $(ARGS)
+
+# make test again inside a root file system of the other Debian release (12 <-> 13), cached in
+# /var/cache/virtmig/rootfs-<release>; see .ci/other-release.  Never beside another lab user.
+test-other-release:
+	.ci/other-release
 
 # Leaves out the lab tests and those that start a root sshd; no cache written into the checkout.
 unit: deps
