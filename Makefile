@@ -1,4 +1,4 @@
-# virtmig: two commands do all set-up on a fresh Debian 12 machine (as root).
+# virtmig: two commands do all set-up on a fresh Debian 12 or 13 machine (as root).
 #   make certify   install, bring up the embedded lab, certify its host pair, write the report
 #   make test      install, run the project's own tests (unit + real-lab)
 #   make unit      the unit tests only: seconds, no root, no daemons, no lab
@@ -12,12 +12,12 @@ RUN := $(shell date -u +%Y%m%dT%H%M%SZ)
 REPORT_DIR := reports/$(RUN)
 ARGS ?=
 
-.PHONY: deps certify soak test unit lint lab-up lab-down bench clean
+.PHONY: deps certify soak test test-other-release unit lint lab-up lab-down bench clean
 
-$(VENV)/.apt-stamp: debian-packages.txt
+$(VENV)/.apt-stamp: debian-packages.txt .ci/debian-packages
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    $$(grep -v '^#' debian-packages.txt)
+	packages=$$(.ci/debian-packages debian-packages.txt) && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages
 	mkdir -p $(VENV) && touch $@
 
 $(VENV)/.pip-stamp: requirements.txt $(VENV)/.apt-stamp
@@ -50,6 +50,11 @@ lint: deps
 
 test: deps lint
 	$(PY) -m pytest tests $(ARGS)
+
+# make test again inside a root file system of the other Debian release (12 <-> 13), cached in
+# /var/cache/virtmig/rootfs-<release>; see .ci/other-release.  Never beside another lab user.
+test-other-release:
+	.ci/other-release
 
 # Leaves out the lab tests and those that start a root sshd; no cache written into the checkout.
 unit: deps

@@ -85,6 +85,15 @@ def test_the_listing_names_what_ganesha_serves_without_the_pseudo_root() -> None
     assert ganesha_reload.served_exports(HUP + COMPLETE) is None
 
 
+def test_ganesha_6_listing_with_the_exports_address_is_read_too() -> None:
+    """nfs-ganesha 6.5 (Debian 13) writes the export's address before its id (recorded there)."""
+    p6 = "02/12/2026 00:19:42 : epoch 6b0f641c : vm : nfs-ganesha-7846[sigmgr] reread_exports :EXPORT :INFO :"
+    log = (HUP + COMPLETE + LISTING
+           + p6 + "Export 0x5609fb849828     1 pseudo (/srv/vm) with path (/srv/vm) and tag ((null)) perms (...)\n"
+           + p6 + "Export 0x5609fb84f6a8     0 pseudo (/) with path (/) and tag ((null)) perms (...)\n")
+    assert ganesha_reload.served_exports(log) == {1: "/srv/vm"}
+
+
 def test_only_the_last_listing_counts() -> None:
     log = HUP + COMPLETE + LISTING + VM + CASE + HUP + COMPLETE + LISTING + ROOT + VM
     assert ganesha_reload.served_exports(log) == {1: "/srv/vm"}

@@ -117,6 +117,34 @@ def test_digest_depends_on_kernel_version() -> None:
     assert inputs_digest("6.1.0-1-amd64") != inputs_digest("6.1.0-2-amd64")
 
 
+def test_builtin_drivers_are_left_out_of_the_initramfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debian 13's kernel builds virtio, virtio_ring and virtio_pci in: no .ko, nothing to insmod."""
+    modroot, staging = tmp_path / "modules", tmp_path / "staging"
+    drivers = modroot / "kernel" / "drivers"
+    drivers.mkdir(parents=True)
+    builtin = {"virtio", "virtio_ring", "virtio_pci", "crc16"}
+    (modroot / "modules.builtin").write_text(
+        "".join(f"kernel/drivers/virtio/{m}.ko\n" for m in sorted(builtin)) + "kernel/lib/crc32c_generic.ko\n")
+    for name in (*guest.MODULES, *guest.FS_MODULES):
+        if name not in builtin and name != "crc32c_generic":
+            (drivers / f"{name.replace('_', '-')}.ko").write_bytes(f"module {name}".encode())
+    monkeypatch.setattr(guest, "compile_agent", lambda out: out.write_bytes(b"agent") and out)
+    guest._stage_initramfs(staging, modroot, tmp_path / "agent")
+    listed = (staging / "etc" / "virtmig" / "modules").read_text().split()
+    assert listed == [m for m in guest.MODULES if m not in builtin]  # insmod order kept
+    assert (staging / "etc" / "virtmig" / "fs-modules").read_text().split() == ["mbcache", "jbd2", "ext4"]
+    packed = sorted(p.name for p in (staging / "lib" / "modules").iterdir())
+    assert packed == sorted(f"{m}.ko" for m in (*listed, "mbcache", "jbd2", "ext4"))
+    assert (staging / "lib" / "modules" / "virtio_net.ko").read_bytes() == b"module virtio_net"
+
+
+def test_a_module_neither_built_in_nor_shipped_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "modules.builtin").write_text("kernel/drivers/virtio/virtio.ko\n")
+    assert guest.builtin_modules(tmp_path) == {"virtio"}
+    with pytest.raises(guest.GuestBuildError, match="virtio_ring not found"):
+        guest._stage_initramfs(tmp_path / "staging", tmp_path, tmp_path / "agent")
+
+
 def _check_protocol(agent: Agent) -> None:
     """The protocol claims every migration test relies on, wrong seeds included."""
     assert agent.ask("!ping") == "ok pong\n"

@@ -265,11 +265,33 @@ def compile_agent(out: Path) -> Path:
     return out
 
 
+def _module_key(name: str) -> str:
+    """A module's name as the kernel compares it: '-' and '_' are the same."""
+    return name.replace("-", "_")
+
+
+def builtin_modules(modroot: Path) -> frozenset[str]:
+    """Names of the modules this kernel has built in, from its modules.builtin.
+
+    Why: which drivers are built in differs by release (Debian 13's 6.12 has
+    virtio, virtio_ring and virtio_pci built in, Debian 12's 6.1 has them as
+    modules); a built-in one has no .ko to insmod and needs none.  A kernel
+    package without the file has nothing built in that we could know of.
+    """
+    try:
+        text = (modroot / "modules.builtin").read_text()
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(
+        _module_key(line.strip().rsplit("/", 1)[-1].split(".ko", 1)[0]) for line in text.splitlines() if line.strip()
+    )
+
+
 def _find_module(modroot: Path, name: str) -> Path:
     """The module file for `name` (file names may use '-' for '_')."""
-    wanted = name.replace("-", "_")
+    wanted = _module_key(name)
     for path in modroot.rglob("*.ko*"):
-        base = path.name.split(".ko", 1)[0].replace("-", "_")
+        base = _module_key(path.name.split(".ko", 1)[0])
         if base == wanted:
             return path
     raise GuestBuildError(f"module {name} not found under {modroot}")
@@ -299,10 +321,13 @@ def _stage_initramfs(staging: Path, modroot: Path, agent_out: Path) -> None:
             continue
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to("/bin/busybox")
-    for name in (*MODULES, *FS_MODULES):
+    builtin = builtin_modules(modroot)
+    modules = [m for m in MODULES if _module_key(m) not in builtin]
+    fs_modules = [m for m in FS_MODULES if _module_key(m) not in builtin]
+    for name in (*modules, *fs_modules):
         (staging / "lib" / "modules" / f"{name}.ko").write_bytes(_module_bytes(_find_module(modroot, name)))
-    (staging / "etc" / "virtmig" / "modules").write_text("\n".join(MODULES) + "\n")
-    (staging / "etc" / "virtmig" / "fs-modules").write_text("\n".join(FS_MODULES) + "\n")
+    (staging / "etc" / "virtmig" / "modules").write_text("".join(f"{m}\n" for m in modules))
+    (staging / "etc" / "virtmig" / "fs-modules").write_text("".join(f"{m}\n" for m in fs_modules))
     shutil.copy2(compile_agent(agent_out), staging / "sbin" / "virtmig-agent")
     init = staging / "init"
     shutil.copyfile(INIT_SCRIPT, init)

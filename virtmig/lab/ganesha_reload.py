@@ -1,6 +1,6 @@
 """Reload the lab's nfs-ganesha with SIGHUP and check which exports it serves afterwards.
 
-ganesha 4.x re-reads its config on SIGHUP and adds, updates and removes
+ganesha 4.x and 6.x re-read their config on SIGHUP and add, update and remove
 exports.  Only its log says how that went: `showmount -e` cannot check
 (ganesha lists an export only to the clients it lets mount it, and the
 server itself is none of them), and the lab runs no D-Bus for ganesha's own
@@ -36,7 +36,8 @@ QUIET_S = 0.3
 _COMPLETE = "Reread exports complete"
 _FAILED = "Error while parsing"
 _LISTING = ":EXPORT :INFO :Exports after update"
-_LISTED = re.compile(r":EXPORT :INFO :Export +(\d+) pseudo \(.*?\) with path \((.*?)\) and tag")
+#: 4.3 writes "Export     1 pseudo (...)", 6.5 "Export 0x5609fb849828     1 pseudo (...)" (the export's address first).
+_LISTED = re.compile(r":EXPORT :INFO :Export +(?:0x[0-9a-f]+ +)?(\d+) pseudo \(.*?\) with path \((.*?)\) and tag")
 #: The pseudo file system's root, which ganesha serves whatever the config says.
 _PSEUDO_ROOT_ID = 0
 #: A log line's message: what follows its " :COMPONENT :LEVEL :" (components may hold spaces).

@@ -1,4 +1,4 @@
-"""ctypes binding of the part of libnfs 4.0 (libnfs13) the lab's NFS client uses.
+"""ctypes binding of the part of libnfs the lab's NFS client uses (libnfs 4.0 and 5.0).
 
 The lab's kernel has no NFS client, so `nfs_fuse` talks NFSv3 from user space
 through libnfs's synchronous API.  One `Context` is one NFS session with one
@@ -6,13 +6,20 @@ AUTH_SYS credential: the server sees that uid, gid and group list, and applies
 its export rules (root_squash, modes, ownership) to it.  A Context is not
 thread-safe (libnfs 4.0 has no multithreaded sync API): callers hold its lock.
 
-Signatures follow /usr/include/nfsc/libnfs.h of libnfs-dev 4.0.0 (Debian 12).
+Signatures follow /usr/include/nfsc/libnfs.h of libnfs-dev 4.0.0 (Debian 12,
+libnfs.so.13); libnfs 5.0.2 (Debian 13, libnfs.so.14) has the same functions
+and structures for everything used here.  The library is found by soname and
+loaded on first use, not at import: a machine without it must still be able
+to load pytest's configuration (and say what to install when a mount is
+actually attempted).
 """
 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import errno
+import functools
 import os
 import socket
 import threading
@@ -51,7 +58,6 @@ class Timeval(ctypes.Structure):
 _P = ctypes.c_void_p
 _S = ctypes.c_char_p
 _I = ctypes.c_int
-_lib = ctypes.CDLL("libnfs.so.13", use_errno=True)
 _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "nfs_init_context": (_P, []),
     "nfs_destroy_context": (None, [_P]),
@@ -94,10 +100,56 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "nfs_readdir": (ctypes.POINTER(NfsDirent), [_P, _P]),
     "nfs_closedir": (None, [_P, _P]),
 }
-for _name, (_res, _args) in _SIGNATURES.items():
-    _fn = getattr(_lib, _name)
-    _fn.restype = _res
-    _fn.argtypes = _args
+
+
+#: Sonames whose ABI this binding was checked against, newest first, with Debian's package.
+KNOWN_SONAMES: tuple[tuple[str, str], ...] = (("libnfs.so.14", "libnfs14"), ("libnfs.so.13", "libnfs13"))
+
+
+class LibnfsMissing(RuntimeError):
+    """No libnfs with the functions this binding calls could be loaded."""
+
+
+def _candidates() -> list[str]:
+    """The known sonames, then whatever the linker cache calls libnfs (a newer soname)."""
+    names = [soname for soname, _package in KNOWN_SONAMES]
+    found = ctypes.util.find_library("nfs")
+    if found and found not in names:
+        names.append(found)
+    return names
+
+
+def load(candidates: Sequence[str] | None = None) -> ctypes.CDLL:
+    """Load the first candidate that exists and has every function in _SIGNATURES.
+
+    Why a check at load: a library missing one of them would otherwise fail
+    with AttributeError in the middle of a FUSE request.  Raises LibnfsMissing
+    naming what was tried and the Debian package to install.
+    """
+    tried: list[str] = []
+    for soname in _candidates() if candidates is None else candidates:
+        try:
+            lib = ctypes.CDLL(soname, use_errno=True)
+        except OSError as e:
+            tried.append(f"{soname}: {e}")
+            continue
+        missing = [name for name in _SIGNATURES if not hasattr(lib, name)]
+        if missing:
+            tried.append(f"{soname}: lacks {', '.join(missing)}")
+            continue
+        for name, (res, args) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.restype = res
+            fn.argtypes = args
+        return lib
+    packages = " or ".join(f"{package} ({soname})" for soname, package in KNOWN_SONAMES)
+    raise LibnfsMissing(f"no usable libnfs: install Debian's {packages}; tried " + "; ".join(tried))
+
+
+@functools.cache
+def library() -> ctypes.CDLL:
+    """The process's libnfs, loaded and checked once."""
+    return load()
 
 
 class NfsError(OSError):
@@ -111,6 +163,7 @@ class Context:
                  *, version: int = 3, timeout_ms: int = 0) -> None:
         self.lock = threading.Lock()
         self.uid, self.gid = uid, gid
+        self.lib = _lib = library()
         ctx = _lib.nfs_init_context()
         if not ctx:
             raise NfsError(errno.ENOMEM, "nfs_init_context failed")
@@ -133,108 +186,108 @@ class Context:
     def check(self, ret: int, what: str) -> int:
         """Raise NfsError for a negative (-errno) libnfs return."""
         if ret < 0:
-            detail = _lib.nfs_get_error(self.ptr)
+            detail = self.lib.nfs_get_error(self.ptr)
             raise NfsError(-ret, f"{what}: {(detail or b'').decode(errors='replace') or os.strerror(-ret)}")
         return ret
 
     def close(self) -> None:
         if self.ptr:
-            _lib.nfs_destroy_context(self.ptr)
+            self.lib.nfs_destroy_context(self.ptr)
             self.ptr = 0
 
     # Path operations.  Paths are relative to the export's root ("/a/b").
     def stat(self, path: str, *, follow: bool = False) -> NfsStat64:
         st = NfsStat64()
-        fn = _lib.nfs_stat64 if follow else _lib.nfs_lstat64
+        fn = self.lib.nfs_stat64 if follow else self.lib.nfs_lstat64
         self.check(fn(self.ptr, path.encode(), ctypes.byref(st)), f"stat {path}")
         return st
 
     def open(self, path: str, flags: int, mode: int = 0) -> int:
         fh = _P()
-        self.check(_lib.nfs_open2(self.ptr, path.encode(), flags, mode, ctypes.byref(fh)), f"open {path}")
+        self.check(self.lib.nfs_open2(self.ptr, path.encode(), flags, mode, ctypes.byref(fh)), f"open {path}")
         assert fh.value is not None
         return fh.value
 
     def create(self, path: str, flags: int, mode: int) -> int:
         fh = _P()
-        self.check(_lib.nfs_create(self.ptr, path.encode(), flags, mode, ctypes.byref(fh)), f"create {path}")
+        self.check(self.lib.nfs_create(self.ptr, path.encode(), flags, mode, ctypes.byref(fh)), f"create {path}")
         assert fh.value is not None
         return fh.value
 
     def fstat(self, fh: int) -> NfsStat64:
         st = NfsStat64()
-        self.check(_lib.nfs_fstat64(self.ptr, fh, ctypes.byref(st)), "fstat")
+        self.check(self.lib.nfs_fstat64(self.ptr, fh, ctypes.byref(st)), "fstat")
         return st
 
     def close_fh(self, fh: int) -> None:
-        self.check(_lib.nfs_close(self.ptr, fh), "close")
+        self.check(self.lib.nfs_close(self.ptr, fh), "close")
 
     def pread(self, fh: int, size: int, offset: int) -> bytes:
         buf = ctypes.create_string_buffer(size)
-        n = self.check(_lib.nfs_pread(self.ptr, fh, offset, size, buf), "pread")
+        n = self.check(self.lib.nfs_pread(self.ptr, fh, offset, size, buf), "pread")
         return buf.raw[:n]
 
     def pwrite(self, fh: int, data: bytes, offset: int) -> int:
-        return self.check(_lib.nfs_pwrite(self.ptr, fh, offset, len(data), data), "pwrite")
+        return self.check(self.lib.nfs_pwrite(self.ptr, fh, offset, len(data), data), "pwrite")
 
     def fsync(self, fh: int) -> None:
-        self.check(_lib.nfs_fsync(self.ptr, fh), "fsync")
+        self.check(self.lib.nfs_fsync(self.ptr, fh), "fsync")
 
     def truncate(self, path: str, length: int) -> None:
-        self.check(_lib.nfs_truncate(self.ptr, path.encode(), length), f"truncate {path}")
+        self.check(self.lib.nfs_truncate(self.ptr, path.encode(), length), f"truncate {path}")
 
     def ftruncate(self, fh: int, length: int) -> None:
-        self.check(_lib.nfs_ftruncate(self.ptr, fh, length), "ftruncate")
+        self.check(self.lib.nfs_ftruncate(self.ptr, fh, length), "ftruncate")
 
     def mkdir(self, path: str, mode: int) -> None:
-        self.check(_lib.nfs_mkdir2(self.ptr, path.encode(), mode), f"mkdir {path}")
+        self.check(self.lib.nfs_mkdir2(self.ptr, path.encode(), mode), f"mkdir {path}")
 
     def rmdir(self, path: str) -> None:
-        self.check(_lib.nfs_rmdir(self.ptr, path.encode()), f"rmdir {path}")
+        self.check(self.lib.nfs_rmdir(self.ptr, path.encode()), f"rmdir {path}")
 
     def unlink(self, path: str) -> None:
-        self.check(_lib.nfs_unlink(self.ptr, path.encode()), f"unlink {path}")
+        self.check(self.lib.nfs_unlink(self.ptr, path.encode()), f"unlink {path}")
 
     def rename(self, old: str, new: str) -> None:
-        self.check(_lib.nfs_rename(self.ptr, old.encode(), new.encode()), f"rename {old}")
+        self.check(self.lib.nfs_rename(self.ptr, old.encode(), new.encode()), f"rename {old}")
 
     def link(self, old: str, new: str) -> None:
-        self.check(_lib.nfs_link(self.ptr, old.encode(), new.encode()), f"link {old}")
+        self.check(self.lib.nfs_link(self.ptr, old.encode(), new.encode()), f"link {old}")
 
     def symlink(self, target: str, linkpath: str) -> None:
-        self.check(_lib.nfs_symlink(self.ptr, target.encode(), linkpath.encode()), f"symlink {linkpath}")
+        self.check(self.lib.nfs_symlink(self.ptr, target.encode(), linkpath.encode()), f"symlink {linkpath}")
 
     def readlink(self, path: str) -> str:
         out = _S()
-        self.check(_lib.nfs_readlink2(self.ptr, path.encode(), ctypes.byref(out)), f"readlink {path}")
+        self.check(self.lib.nfs_readlink2(self.ptr, path.encode(), ctypes.byref(out)), f"readlink {path}")
         return (out.value or b"").decode(errors="surrogateescape")  # libnfs's buffer is leaked; rare call
 
     def chmod(self, path: str, mode: int) -> None:
-        self.check(_lib.nfs_chmod(self.ptr, path.encode(), mode), f"chmod {path}")
+        self.check(self.lib.nfs_chmod(self.ptr, path.encode(), mode), f"chmod {path}")
 
     def chown(self, path: str, uid: int, gid: int) -> None:
-        self.check(_lib.nfs_lchown(self.ptr, path.encode(), uid, gid), f"chown {path}")
+        self.check(self.lib.nfs_lchown(self.ptr, path.encode(), uid, gid), f"chown {path}")
 
     def utimes(self, path: str, atime_ns: int, mtime_ns: int) -> None:
         times = (Timeval * 2)(Timeval(atime_ns // 10**9, atime_ns % 10**9 // 1000),
                               Timeval(mtime_ns // 10**9, mtime_ns % 10**9 // 1000))
-        self.check(_lib.nfs_lutimes(self.ptr, path.encode(), times), f"utimes {path}")
+        self.check(self.lib.nfs_lutimes(self.ptr, path.encode(), times), f"utimes {path}")
 
     def access(self, path: str, mode: int) -> None:
-        self.check(_lib.nfs_access(self.ptr, path.encode(), mode), f"access {path}")
+        self.check(self.lib.nfs_access(self.ptr, path.encode(), mode), f"access {path}")
 
     def statvfs(self, path: str) -> NfsStatvfs64:
         st = NfsStatvfs64()
-        self.check(_lib.nfs_statvfs64(self.ptr, path.encode(), ctypes.byref(st)), f"statvfs {path}")
+        self.check(self.lib.nfs_statvfs64(self.ptr, path.encode(), ctypes.byref(st)), f"statvfs {path}")
         return st
 
     def listdir(self, path: str) -> list[str]:
         d = _P()
-        self.check(_lib.nfs_opendir(self.ptr, path.encode(), ctypes.byref(d)), f"opendir {path}")
+        self.check(self.lib.nfs_opendir(self.ptr, path.encode(), ctypes.byref(d)), f"opendir {path}")
         names = []
         try:
-            while ent := _lib.nfs_readdir(self.ptr, d):
+            while ent := self.lib.nfs_readdir(self.ptr, d):
                 names.append((ent.contents.name or b"").decode(errors="surrogateescape"))
         finally:
-            _lib.nfs_closedir(self.ptr, d)
+            self.lib.nfs_closedir(self.ptr, d)
         return names
