@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from virtmig.config import check_storage_path
 from virtmig.host import Host
 from virtmig.waiters import wait_for_export_listing
 
@@ -31,6 +32,9 @@ END = "# END virtmig managed export"
 DEFAULT_OPTIONS = "rw,sync,root_squash,no_subtree_check"
 _OPTION_RE = re.compile(r"^[a-z_]+(=[A-Za-z0-9_:./-]+)?$")
 _TAG_RE = re.compile(r"^[a-z0-9-]+$")
+#: exports(5) clients: a host name, an address, a network (addr/len), a wildcard or an @netgroup;
+#: never a space, '(' or '#', which would start another client, its options or a comment.
+_CLIENT_RE = re.compile(r"^[A-Za-z0-9_.:*?@][A-Za-z0-9_.:*?@/-]*$")
 
 
 class ExportError(RuntimeError):
@@ -46,10 +50,13 @@ class ExportSpec:
     options: str = DEFAULT_OPTIONS
 
     def __post_init__(self) -> None:
-        if not self.path.is_absolute():
-            raise ValueError(f"export path {self.path} is not absolute")
+        check_storage_path(self.path, "export path")  # a ConfigError is a ValueError
         if not self.clients:
             raise ValueError("an export needs at least one client")
+        for client in self.clients:
+            if not _CLIENT_RE.match(client):
+                raise ValueError(f"export client {client!r} is not an exports(5) host, network, wildcard "
+                                 "or netgroup")
         for opt in self.options.split(","):
             if not _OPTION_RE.match(opt):
                 raise ValueError(f"export option {opt!r} is not valid exports(5) syntax")
@@ -57,15 +64,31 @@ class ExportSpec:
     def insecurities(self) -> list[str]:
         """Why this export is weaker than the default, for the report (empty: fine)."""
         found = []
-        if any(c == "*" or c.startswith("*") for c in self.clients):
-            found.append("export open to any client ('*')")
-        if "no_root_squash" in self.options.split(","):
+        wide = [c for c in self.clients if _is_wildcard(c)]
+        if wide:
+            found.append(f"export open to any client matching {', '.join(repr(c) for c in wide)}")
+        opts = self.options.split(",")
+        if "no_root_squash" in opts:
             found.append("no_root_squash: root on the hosts is root on the export")
+        for opt in ("anonuid=0", "anongid=0"):
+            if opt in opts:
+                found.append(f"{opt}: squashed requests act as root")
+        if "insecure" in opts:
+            found.append("insecure: clients may connect from unprivileged ports (any local user's process)")
         return found
 
     def line(self) -> str:
+        """The exports(5) line: one line whatever the spec holds (its parts were checked when it was made)."""
         clients = " ".join(f"{c}({self.options})" for c in self.clients)
-        return f"{self.path} {clients}"
+        line = f"{self.path} {clients}"
+        if "\n" in line or "\r" in line or "#" in line:  # unreachable after __post_init__; never write it
+            raise ValueError(f"export line {line!r} would not be a single exports(5) line")
+        return line
+
+
+def _is_wildcard(client: str) -> bool:
+    """Whether an exports(5) client admits hosts nobody named: a wildcard or a /0 network."""
+    return "*" in client or "?" in client or client.endswith("/0")
 
 
 def markers(tag: str | None = None) -> tuple[str, str]:
@@ -122,13 +145,19 @@ def prepare_directories(server: Host, spec: ExportSpec, owner: tuple[int, int],
     """Create the export directory if needed and our work dir in it: (created export dir, work dir).
 
     Shared by every kind of server: the directories are the same whatever
-    serves them.
+    serves them.  The work dir must not exist yet: teardown removes it with everything in
+    it (rm -rf), which the harness only does to a directory it created.  One
+    that is there already (another run's, or the operator's) is refused, not
+    emptied.
     """
+    work = spec.path / workdir
+    if server.run("test", "-e", str(work), check=False).ok:
+        raise ExportError(f"{work} exists already on {server.name}: virtmig removes only directories it "
+                          "created, so it will not reuse or empty it; if an interrupted virtmig run left it, "
+                          "remove it by hand (or choose another --export)")
     created = not server.run("test", "-d", str(spec.path), check=False).ok
     if created:
         server.run("install", "-d", "-m", "0755", str(spec.path))
-    work = spec.path / workdir
-    server.run("rm", "-rf", "--one-file-system", str(work))  # an aborted run's leftovers
     server.run("install", "-d", "-o", str(owner[0]), "-g", str(owner[1]), "-m", "0755", str(work))
     return created, work
 
