@@ -48,6 +48,7 @@ class RunConfig:
     lab: bool
     round_trips: int = 1
     dirty_rate_mib_s: int = 0
+    migration_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,19 @@ def check_round_trips(value: int) -> int:
     """*value* if 1..MAX_ROUND_TRIPS, else ConfigError."""
     if not 1 <= value <= MAX_ROUND_TRIPS:
         raise ConfigError(f"--round-trips {value}: must be between 1 and {MAX_ROUND_TRIPS}")
+    return value
+
+
+#: Bounds of --migration-timeout, seconds: a second is enough to prove an abort;
+#: a day is longer than any migration a certification should wait for.
+MIN_MIGRATION_TIMEOUT_S, MAX_MIGRATION_TIMEOUT_S = 1.0, 86400.0
+
+
+def check_migration_timeout(value: float) -> float:
+    """*value* (seconds) if MIN..MAX_MIGRATION_TIMEOUT_S, else ConfigError."""
+    if not MIN_MIGRATION_TIMEOUT_S <= value <= MAX_MIGRATION_TIMEOUT_S:  # also refuses nan
+        raise ConfigError(f"--migration-timeout {value}: must be between {MIN_MIGRATION_TIMEOUT_S:g} and "
+                          f"{MAX_MIGRATION_TIMEOUT_S:g} s")
     return value
 
 
@@ -222,6 +236,7 @@ def build_run_config(
     *,
     round_trips: int = 1,
     dirty_rate_mib_s: int = 0,
+    migration_timeout_s: float | None = None,
 ) -> RunConfig:
     """Check the options together and return the RunConfig, or raise ConfigError.
 
@@ -230,6 +245,7 @@ def build_run_config(
     may not be up yet when options are parsed.
     """
     trips, dirty = check_round_trips(round_trips), check_dirty_rate(dirty_rate_mib_s)
+    deadline = None if migration_timeout_s is None else check_migration_timeout(migration_timeout_s)
     mount = check_storage_path(mount_point, "--mount-point")
     if src is None and dst is None:
         given = [opt for opt, val in (("--nfs-server", nfs_server), ("--export", export),
@@ -238,7 +254,7 @@ def build_run_config(
             raise ConfigError(f"{', '.join(given)} only apply with --src/--dst (without them the embedded lab is used)")
         return RunConfig(src=lab.src, dst=lab.dst, nfs_server=lab.nfs_server, export=lab.export,
                          mount_point=mount, ssh_config=lab.ssh_config, lab=True,
-                         round_trips=trips, dirty_rate_mib_s=dirty)
+                         round_trips=trips, dirty_rate_mib_s=dirty, migration_timeout_s=deadline)
     if src is None or dst is None:
         missing = "--src" if src is None else "--dst"
         raise ConfigError(f"{missing} is missing: give both --src and --dst, or neither to use the embedded lab")
@@ -269,7 +285,7 @@ def build_run_config(
                           "migration needs two hosts")
     return RunConfig(src=src, dst=dst, nfs_server=nfs_server, export=export_path,
                      mount_point=mount, ssh_config=ssh_config, lab=False,
-                     round_trips=trips, dirty_rate_mib_s=dirty)
+                     round_trips=trips, dirty_rate_mib_s=dirty, migration_timeout_s=deadline)
 
 
 def _default_ssh_config() -> Path | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import libvirt
 
+from virtmig.migration.deadline import DeadlinePolicy, JobWatchdog, wait_job_ended
 from virtmig.migration.jobstats import JobProgress, JobStats
 from virtmig.migration.modes import MigrationMode
 
@@ -49,6 +50,7 @@ class MigrationOutcome:
     error: str | None
     notes: tuple[str, ...] = ()
     postcopy_switched: bool | None = None
+    aborted_after_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -119,6 +121,7 @@ def migrate(
     *,
     unsafe: bool = False,
     on_progress: ProgressCallback | None = None,
+    deadline: DeadlinePolicy | None = None,
 ) -> MigrationOutcome:
     """Migrate domain `name` from `src` to `dst` in `mode`, and measure it.
 
@@ -126,7 +129,9 @@ def migrate(
     peer-to-peer modes (e.g. qemu+ssh://h2/system); direct modes use `dst`.
     `unsafe` adds VIR_MIGRATE_UNSAFE, for storage libvirt cannot recognise as
     shared; the caller must say why in the record.  `on_progress` gets each
-    running-job sample (from a thread).
+    running-job sample (from a thread).  Past `deadline` (virtmig.migration.deadline;
+    default: derived from the guest's memory and the measured rate) the job
+    is aborted and waited for: the outcome's error then says "aborted after S s".
     A libvirt error is returned in the outcome, not raised, so the caller can
     diagnose it and still record what was measured.
     """
@@ -140,8 +145,10 @@ def migrate(
                      f"{dom.migrateGetMaxDowntime(0)} ms")
     error: str | None = None
     postcopy: _PostcopySwitch | None = None
+    memory_bytes = int(dom.info()[2]) * 1024  # current memory, KiB
     started = time.monotonic()
-    with ProgressSampler(dom, on_sample=on_progress) as sampler:
+    with ProgressSampler(dom, on_sample=on_progress) as sampler, \
+            JobWatchdog(dom, deadline or DeadlinePolicy(), memory_bytes, lambda: sampler.samples) as watchdog:
         if mode.postcopy_after_first_pass:
             postcopy = _PostcopySwitch(dom)
         try:
@@ -154,6 +161,16 @@ def migrate(
         finally:
             if postcopy:
                 postcopy.stop()
+            watchdog.stop()
+    if watchdog.aborted_after_s is not None:
+        if error is None:  # the job finished as abortJob came: it is not aborted
+            notes.append(f"abortJob after {watchdog.aborted_after_s:.1f} s came too late: the job had completed")
+        else:
+            wait_job_ended(dom, name)
+            why = f"; abortJob failed: {watchdog.abort_error}" if watchdog.abort_error else ""
+            error = (f"aborted after {watchdog.aborted_after_s:.1f} s ({watchdog.explain()}){why}; "
+                     f"libvirt: {error}")
+    notes.append(watchdog.explain())
     wall = time.monotonic() - started
     if postcopy is not None:
         notes.append(postcopy.describe())
@@ -161,6 +178,7 @@ def migrate(
     return MigrationOutcome(
         mode=mode, wall_s=wall, stats=stats, progress=sampler.samples, error=error, notes=tuple(notes),
         postcopy_switched=None if postcopy is None else postcopy.switched_at is not None,
+        aborted_after_s=watchdog.aborted_after_s if error else None,
     )
 
 
