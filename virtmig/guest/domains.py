@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import libvirt
 
+from virtmig.guest.libvirt_events import keep_alive, start_event_loop
+
 #: Where libvirt's own error reports go instead of stderr (see `quiet_libvirt`).
 LIBVIRT_LOG = logging.getLogger("virtmig.libvirt")
 
@@ -52,11 +54,17 @@ def _log_libvirt_error(_ctx: object, error: Sequence[object]) -> None:
 
 
 def open_connection(uri: str) -> libvirt.virConnect:
-    """Open a read-write connection; libvirt's own error names the URI on failure."""
+    """Open a read-write connection with keepalive; libvirt's own error names the URI on failure.
+
+    The event loop runs first (virtmig.guest.libvirt_events), so that the
+    keepalive makes a dead peer fail the waiting call in seconds.
+    """
     quiet_libvirt()
+    start_event_loop()
     conn = libvirt.open(uri)
     if conn is None:  # older bindings returned None instead of raising
         raise libvirt.libvirtError(f"cannot connect to {uri}")
+    keep_alive(conn)
     return conn
 
 
