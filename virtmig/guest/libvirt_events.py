@@ -47,9 +47,19 @@ def _run() -> None:
         libvirt.virEventRunDefaultImpl()
 
 
-def keep_alive(conn: libvirt.virConnect) -> None:
-    """Have *conn* send keepalive probes (the event loop must be running: `start_event_loop`)."""
-    conn.setKeepAlive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT)
+def keep_alive(conn: libvirt.virConnect) -> bool:
+    """Have *conn* send keepalive probes (the event loop must be running: `start_event_loop`).
+
+    False for a driver without a peer to probe (libvirt's test:// driver
+    says VIR_ERR_NO_SUPPORT); every remote connection (qemu+ssh://) has one.
+    """
+    try:
+        conn.setKeepAlive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+            raise
+        return False
+    return True
 
 
 def reopen_if_dead(conn: libvirt.virConnect, opener: Callable[[], libvirt.virConnect]) -> bool:
