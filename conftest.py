@@ -9,4 +9,5 @@ pytest_plugins = [
     "fixtures.guest",
     "fixtures.verdict",
     "fixtures.progress",
+    "fixtures.timeouts",
 ]

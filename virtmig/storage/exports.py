@@ -23,10 +23,13 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from virtmig.config import check_storage_path
-from virtmig.host import Host
+from virtmig.host import CommandTimeout, Host
 from virtmig.waiters import wait_for_export_listing
 
 EXPORTS = "/etc/exports"
+#: Bound on each NFS step (exportfs, showmount, mount, umount, a removal on the
+#: export): a server that stopped answering must end the step, not the run.
+NFS_COMMAND_TIMEOUT_S = 60.0
 BEGIN = "# BEGIN virtmig managed export"
 END = "# END virtmig managed export"
 DEFAULT_OPTIONS = "rw,sync,root_squash,no_subtree_check"
@@ -164,9 +167,9 @@ def prepare_directories(server: Host, spec: ExportSpec, owner: tuple[int, int],
 
 def remove_directories(server: Host, spec: ExportSpec, created_dir: bool, workdir: PurePosixPath) -> None:
     """Remove our work dir, and the export directory if we created it."""
-    server.run("rm", "-rf", "--one-file-system", str(workdir))
+    server.run("rm", "-rf", "--one-file-system", str(workdir), timeout=NFS_COMMAND_TIMEOUT_S)
     if created_dir:
-        server.run("rm", "-rf", "--one-file-system", str(spec.path))
+        server.run("rm", "-rf", "--one-file-system", str(spec.path), timeout=NFS_COMMAND_TIMEOUT_S)
 
 
 def _read_exports(server: Host) -> str | None:
@@ -180,7 +183,7 @@ def _put_back_exports(server: Host, original: str | None) -> None:
         server.run("rm", "-f", EXPORTS)
     else:
         server.write_text(EXPORTS, original, mode=0o644)
-    server.run("exportfs", "-ra")
+    server.run("exportfs", "-ra", timeout=NFS_COMMAND_TIMEOUT_S)
 
 
 def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], workdir: str) -> ProvisionedExport:
@@ -188,7 +191,7 @@ def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], wor
     original = _read_exports(server)
     created, work = prepare_directories(server, spec, owner, workdir)
     server.write_text(EXPORTS, with_managed_block(strip_managed_block(original or ""), spec), mode=0o644)
-    applied = server.run("exportfs", "-ra", check=False)
+    applied = server.run("exportfs", "-ra", check=False, timeout=NFS_COMMAND_TIMEOUT_S)
     handle = ProvisionedExport(server.name, spec, original, created, work)
     if not applied.ok:
         restore_exports(server, handle)
@@ -230,7 +233,7 @@ def add_export(server: Host, spec: ExportSpec, tag: str) -> ExtraExport:
 def set_export(server: Host, spec: ExportSpec, tag: str) -> None:
     """Replace the block named *tag* in the current /etc/exports with *spec* and apply it (exportfs -ra)."""
     server.write_text(EXPORTS, with_managed_block(_read_exports(server) or "", spec, tag), mode=0o644)
-    applied = server.run("exportfs", "-ra", check=False)
+    applied = server.run("exportfs", "-ra", check=False, timeout=NFS_COMMAND_TIMEOUT_S)
     if not applied.ok:
         raise ExportError(f"exportfs -ra on {server.name} failed: {applied.stderr.strip()}")
 
@@ -246,7 +249,7 @@ LISTED_TIMEOUT_S = 20.0
 
 def exported_to(host: Host, server: str) -> list[str]:
     """Export paths `showmount -e SERVER` lists, as seen from `host`."""
-    result = host.run("showmount", "-e", server, check=False)
+    result = host.run("showmount", "-e", server, check=False, timeout=NFS_COMMAND_TIMEOUT_S)
     if not result.ok:
         raise ExportError(f"showmount -e {server} from {host.name} failed: {result.stderr.strip()}")
     return [line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip()]
@@ -271,7 +274,8 @@ class Mounted:
 
 def current_source(host: Host, mount_point: PurePosixPath) -> str | None:
     """What is mounted at `mount_point` on `host` (SOURCE), or None."""
-    result = host.run("findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(mount_point), check=False)
+    result = host.run("findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(mount_point), check=False,
+                      timeout=NFS_COMMAND_TIMEOUT_S)
     return result.stdout.strip() or None if result.ok else None
 
 
@@ -283,7 +287,7 @@ def mount_nfs(host: Host, source: str, mount_point: PurePosixPath, options: Sequ
     if created:
         host.run("mkdir", "-p", str(mount_point))
     argv = ["mount", "-t", "nfs"] + (["-o", ",".join(options)] if options else []) + [source, str(mount_point)]
-    result = host.run(*argv, check=False)
+    result = host.run(*argv, check=False, timeout=NFS_COMMAND_TIMEOUT_S)
     if not result.ok:
         if created:
             host.run("rmdir", str(mount_point), check=False)
@@ -291,7 +295,20 @@ def mount_nfs(host: Host, source: str, mount_point: PurePosixPath, options: Sequ
     return Mounted(host.name, source, mount_point, created)
 
 
-def unmount(host: Host, mounted: Mounted) -> None:
-    host.run("umount", str(mounted.mount_point))
+def unmount(host: Host, mounted: Mounted, timeout: float = NFS_COMMAND_TIMEOUT_S) -> bool:
+    """Unmount what we mounted; lazily (umount -l) when the server no longer answers. True if lazily.
+
+    An NFS server that is gone or stalled makes umount wait for it; after
+    *timeout* the mount is detached lazily instead, so the host no longer
+    shows it and teardown goes on.  A mount that is busy (umount fails at
+    once) is an error, not detached: something still uses it.
+    """
+    lazy = False
+    try:
+        host.run("umount", str(mounted.mount_point), timeout=timeout)
+    except CommandTimeout:
+        host.run("umount", "-l", str(mounted.mount_point), timeout=timeout)
+        lazy = True
     if mounted.created_dir:
-        host.run("rmdir", str(mounted.mount_point), check=False)
+        host.run("rmdir", str(mounted.mount_point), check=False, timeout=timeout)
+    return lazy
