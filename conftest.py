@@ -5,6 +5,7 @@ pytest_plugins = [
     "fixtures.report",
     "fixtures.lab",
     "fixtures.hosts",
+    "fixtures.journal",
     "fixtures.storage",
     "fixtures.guest",
     "fixtures.verdict",

@@ -18,12 +18,13 @@ or `no_root_squash` is allowed only when asked, and flagged as insecure.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from virtmig.config import check_storage_path
 from virtmig.host import CommandTimeout, Host
+from virtmig.journal import Recorder
 from virtmig.waiters import wait_for_export_listing
 
 EXPORTS = "/etc/exports"
@@ -141,10 +142,16 @@ class ProvisionedExport:
     original: str | None
     created_dir: bool
     workdir: PurePosixPath
+    journal_entries: tuple[str, ...] = ()
+
+
+#: Called with a journal entry's kind and data just before the change it describes
+#: (virtmig.journal.Recorder.record, or a caller's wrapper of it).
+BeforeChange = Callable[..., object]
 
 
 def prepare_directories(server: Host, spec: ExportSpec, owner: tuple[int, int],
-                        workdir: str) -> tuple[bool, PurePosixPath]:
+                        workdir: str, before_change: BeforeChange | None = None) -> tuple[bool, PurePosixPath]:
     """Create the export directory if needed and our work dir in it: (created export dir, work dir).
 
     Shared by every kind of server: the directories are the same whatever
@@ -160,7 +167,11 @@ def prepare_directories(server: Host, spec: ExportSpec, owner: tuple[int, int],
                           "remove it by hand (or choose another --export)")
     created = not server.run("test", "-d", str(spec.path), check=False).ok
     if created:
+        if before_change:
+            before_change("dir", path=str(spec.path))
         server.run("install", "-d", "-m", "0755", str(spec.path))
+    if before_change:
+        before_change("dir", path=str(work))
     server.run("install", "-d", "-o", str(owner[0]), "-g", str(owner[1]), "-m", "0755", str(work))
     return created, work
 
@@ -186,23 +197,46 @@ def _put_back_exports(server: Host, original: str | None) -> None:
     server.run("exportfs", "-ra", timeout=NFS_COMMAND_TIMEOUT_S)
 
 
-def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], workdir: str) -> ProvisionedExport:
-    """Create the export directory if needed and our work dir in it, add our block, apply it."""
-    original = _read_exports(server)
-    created, work = prepare_directories(server, spec, owner, workdir)
-    server.write_text(EXPORTS, with_managed_block(strip_managed_block(original or ""), spec), mode=0o644)
+def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], workdir: str,
+                     journal: Recorder | None = None) -> ProvisionedExport:
+    """Create the export directory if needed and our work dir in it, add our block, apply it.
+
+    What teardown puts back is the file without any managed block: a block
+    an aborted run left is removed, never restored.  With a *journal*, each
+    change is recorded on the server just before it is made.
+    """
+    current = _read_exports(server)
+    original = None if current is None else strip_managed_block(current)
+    entries: list[str] = []
+
+    def before_change(kind: str, **data: object) -> None:
+        if journal is not None:
+            entries.append(journal.record(kind, **data))
+
+    created, work = prepare_directories(server, spec, owner, workdir, before_change)
+    written = with_managed_block(original or "", spec)
+    before_change("file", path=EXPORTS, original=original, written=written, apply=["exportfs", "-ra"])
+    server.write_text(EXPORTS, written, mode=0o644)
     applied = server.run("exportfs", "-ra", check=False, timeout=NFS_COMMAND_TIMEOUT_S)
-    handle = ProvisionedExport(server.name, spec, original, created, work)
+    handle = ProvisionedExport(server.name, spec, original, created, work, tuple(entries))
     if not applied.ok:
-        restore_exports(server, handle)
+        restore_exports(server, handle, journal)
         raise ExportError(f"exportfs -ra on {server.name} failed: {applied.stderr.strip()}")
     return handle
 
 
-def restore_exports(server: Host, handle: ProvisionedExport) -> None:
-    """Put /etc/exports back byte for byte, re-apply, remove a directory we made."""
+def restore_exports(server: Host, handle: ProvisionedExport, journal: Recorder | None = None) -> None:
+    """Put /etc/exports back byte for byte, re-apply, remove a directory we made; then drop the journal entries.
+
+    The exports file goes back first: it is the server's own disk, never
+    NFS, so it cannot hang on a stalled export, and the next start of the
+    server must find the operator's file whatever fails after.
+    """
     _put_back_exports(server, handle.original)
     remove_directories(server, handle.spec, handle.created_dir, handle.workdir)
+    if journal is not None:
+        for entry in handle.journal_entries:
+            journal.done(entry)
 
 
 @dataclass(frozen=True)
@@ -279,11 +313,18 @@ def current_source(host: Host, mount_point: PurePosixPath) -> str | None:
     return result.stdout.strip() or None if result.ok else None
 
 
-def mount_nfs(host: Host, source: str, mount_point: PurePosixPath, options: Sequence[str] = ()) -> Mounted | None:
-    """Mount `source` at `mount_point`; None if it was mounted there already."""
+def mount_nfs(host: Host, source: str, mount_point: PurePosixPath, options: Sequence[str] = (),
+              before_change: BeforeChange | None = None) -> Mounted | None:
+    """Mount `source` at `mount_point`; None if it was mounted there already.
+
+    *before_change*, if given, is told the mount (source, mount point,
+    whether the directory is made for it) just before it is made.
+    """
     if current_source(host, mount_point) == source:
         return None
     created = not host.run("test", "-d", str(mount_point), check=False).ok
+    if before_change:
+        before_change("mount", source=source, mount_point=str(mount_point), created_dir=created)
     if created:
         host.run("mkdir", "-p", str(mount_point))
     argv = ["mount", "-t", "nfs"] + (["-o", ",".join(options)] if options else []) + [source, str(mount_point)]
