@@ -43,13 +43,12 @@ SLOW = ("-k", "round_trip and bandwidth-limit")
 
 @pytest.fixture
 def lab_up() -> Iterator[None]:
-    """The lab up for the inner runs; down again afterwards if it was raised here."""
+    """A fresh lab for the inner runs (every node with its own journal dir); down afterwards if it was down."""
     with FileLock(str(LAB_LOCK), timeout=3600):
-        raised = not lifecycle.is_up()
-        if raised:
-            lifecycle.up()
+        was_up = lifecycle.is_up()
+        lifecycle.up()  # destroy before create: no other run's leftovers, this code's node layout
     yield
-    if raised:
+    if not was_up:
         with FileLock(str(LAB_LOCK), timeout=3600):
             lifecycle.down()
 
