@@ -117,10 +117,11 @@ def test_a_killed_run_is_cleaned_up_by_the_next(lab_up: None, tmp_path: Path, mo
     _run_and_kill(tmp_path, args, reached)
 
     proc, html = run_suite(tmp_path, "suites/live", *args)
+    # What the cleanup and the second run's teardown leave is checked whatever the migration did.
+    assert "virtmig cleanup: cleaning up after run" in proc.stdout, output_tail(proc)
+    assert _exports() == before
+    assert not any(_leftovers().values()), _leftovers()
     if proc.returncode != 0 and (bug := known_tcg_bug(migrations(html))):
         pytest.xfail(bug)
     assert proc.returncode == 0, output_tail(proc)
-    assert "virtmig cleanup: cleaning up after run" in proc.stdout, output_tail(proc)
     assert ": CERTIFIED" in proc.stdout, output_tail(proc)
-    assert _exports() == before
-    assert not any(_leftovers().values()), _leftovers()
