@@ -9,7 +9,7 @@ cleaned.
 
 How each kind of change is undone:
 
-* `file` (the NFS server's exports file): if the file is still what the
+* `file` (the NFS server's exports file or ganesha.conf): if the file is still what the
   run wrote, the original goes back byte for byte; if it changed since,
   only the run's managed block is stripped (a stale block is removed, never
   restored); then the server re-reads it (`apply`).
@@ -30,6 +30,7 @@ from typing import Any
 from virtmig.host import Host
 from virtmig.journal import DOMAIN_TAG_URI, JOURNAL_ROOT, Entry, Owner, forget, runs_on
 from virtmig.storage.exports import NFS_COMMAND_TIMEOUT_S, Mounted, current_source, strip_managed_block, unmount
+from virtmig.storage.ganesha import reload_command
 
 #: libvirt on a host, as the harness's own commands reach it there.
 VIRSH = ("virsh", "-c", "qemu:///system")
@@ -72,9 +73,12 @@ def _undo_file(host: Host, data: dict[str, Any]) -> str:
         done = f"{path}: the run's managed block removed (the file changed since the run)"
     else:
         return f"{path} is gone: nothing to put back"
-    if data.get("apply"):
-        host.run(*data["apply"], timeout=NFS_COMMAND_TIMEOUT_S)
-        done += f", applied with {' '.join(data['apply'])}"
+    apply = data.get("apply")
+    if data.get("ganesha_pidfile"):  # how to reload ganesha is looked up now, as restore does
+        apply = list(reload_command(host, PurePosixPath(data["ganesha_pidfile"])))
+    if apply:
+        host.run(*apply, timeout=NFS_COMMAND_TIMEOUT_S)
+        done += f", applied with {' '.join(apply)}"
     return done
 
 
