@@ -4,7 +4,8 @@ NFS server's /etc/exports is left byte for byte as it was.
 The inner run is the operator's command (`pytest suites/live --src h1 --dst h2
 --nfs-server nfs --export ... --ssh-config ...`) against the lab's hosts, so
 the lab must be up for the check to mean anything: the file read before and
-after is the real server's.
+after is the real server's.  The lab's lock is not held meanwhile
+(`fresh_lab`), so this file may run before those whose inner runs take it.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def _exports_file() -> tuple[int, bytes]:
 
 
 @pytest.mark.parametrize("argv", INJECTIONS, ids=lambda a: repr(a[-1])[:40])
-def test_injection_is_a_usage_error_and_exports_stay_unchanged(lab: bool, tmp_path: Path, argv: list[str]) -> None:
-    assert lab, "these tests read the lab's NFS server"
+def test_injection_is_a_usage_error_and_exports_stay_unchanged(fresh_lab: None, tmp_path: Path,
+                                                               argv: list[str]) -> None:
     before = _exports_file()
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "suites/live", "-p", "no:cacheprovider", *REAL_HOSTS, *argv,

@@ -8,8 +8,8 @@ is then run again: it must say what it cleaned, end CERTIFIED, and leave
 the server's /etc/exports byte-identical to before the first run, with no
 mount, no guest and no journal entry on any node.
 
-The lab is raised (if down) before and lowered (if raised here) after, each
-under the lab's lock; the inner runs take that lock themselves.
+The lab is fresh for these tests (tests/conftest.py `fresh_lab`), and not
+held while they run: the inner runs take the lab's lock themselves.
 """
 
 from __future__ import annotations
@@ -18,16 +18,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 from tests.inner_run import REPO, known_tcg_bug, migrations, output_tail, run_suite
 from virtmig.journal import JOURNAL_ROOT
-from virtmig.lab import lifecycle
-from virtmig.lab.topology import LAB_LOCK, SSH_CONFIG
+from virtmig.lab.topology import SSH_CONFIG
 from virtmig.storage.exports import BEGIN, EXPORTS
 from virtmig.waiters import wait_for
 
@@ -39,18 +37,6 @@ MOUNT_POINT = "/mnt/nfs"
 #: guest for several seconds, long enough to be caught mid-migration.
 P2P = ("-k", "round_trip and p2p and not tunnelled")
 SLOW = ("-k", "round_trip and bandwidth-limit")
-
-
-@pytest.fixture
-def lab_up() -> Iterator[None]:
-    """A fresh lab for the inner runs (every node with its own journal dir); down afterwards if it was down."""
-    with FileLock(str(LAB_LOCK), timeout=3600):
-        was_up = lifecycle.is_up()
-        lifecycle.up()  # destroy before create: no other run's leftovers, this code's node layout
-    yield
-    if not was_up:
-        with FileLock(str(LAB_LOCK), timeout=3600):
-            lifecycle.down()
 
 
 def _ssh(node: str, *argv: str) -> subprocess.CompletedProcess[bytes]:
@@ -110,7 +96,7 @@ def _run_and_kill(tmp_path: Path, args: tuple[str, ...], moment: Callable[[], bo
 
 
 @pytest.mark.parametrize("moment", list(MOMENTS))
-def test_a_killed_run_is_cleaned_up_by_the_next(lab_up: None, tmp_path: Path, moment: str) -> None:
+def test_a_killed_run_is_cleaned_up_by_the_next(fresh_lab: None, tmp_path: Path, moment: str) -> None:
     args, reached = MOMENTS[moment]
     before = _exports()
     assert not any(_leftovers().values()), _leftovers()
