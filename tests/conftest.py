@@ -152,12 +152,13 @@ def sshd() -> Iterator[Sshd]:
 
 @pytest.fixture(scope="module")
 def fresh_lab() -> Iterator[None]:
-    """A freshly raised lab (one per test module) for tests whose inner runs take the lab's lock themselves; down after if it was down.
+    """A freshly raised lab (one per test module) for tests whose inner runs take the lab's lock themselves.
 
     Unlike the session `lab` fixture this one does not hold the lock while
     the test runs (an inner `pytest suites/...` would wait for it for ever);
     it takes it only to raise and to lower the lab.  Raising replaces any lab
-    already up, so no earlier run's leftovers are there.
+    already up, so no earlier run's leftovers are there; the lab goes down
+    afterwards if it was down.
     """
     with FileLock(str(LAB_LOCK), timeout=3600):
         was_up = lifecycle.is_up()
