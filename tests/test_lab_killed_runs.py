@@ -105,6 +105,7 @@ def test_a_killed_run_is_cleaned_up_by_the_next(fresh_lab: None, tmp_path: Path,
     proc, html = run_suite(tmp_path, "suites/live", *args)
     # What the cleanup and the second run's teardown leave is checked whatever the migration did.
     assert "virtmig cleanup: cleaning up after run" in proc.stdout, output_tail(proc)
+    assert "dead runs cleaned up before this run" in html.read_text(), "the report's verdict shows the cleanup"
     assert _exports() == before
     assert not any(_leftovers().values()), _leftovers()
     if proc.returncode != 0 and (bug := known_tcg_bug(migrations(html))):
