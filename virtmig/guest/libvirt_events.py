@@ -25,7 +25,7 @@ import libvirt
 
 #: Seconds between keepalive probes, and how many may go unanswered before the connection is closed.
 KEEPALIVE_INTERVAL_S = 5
-KEEPALIVE_COUNT = 3
+KEEPALIVE_COUNT = 5
 
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
