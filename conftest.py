@@ -5,8 +5,10 @@ pytest_plugins = [
     "fixtures.report",
     "fixtures.lab",
     "fixtures.hosts",
+    "fixtures.journal",
     "fixtures.storage",
     "fixtures.guest",
     "fixtures.verdict",
     "fixtures.progress",
+    "fixtures.timeouts",
 ]

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
+
+from virtmig.lab import lifecycle
+from virtmig.lab.topology import LAB_LOCK
 
 #: sshd must be started by absolute path (it re-executes itself).
 _SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -144,3 +148,22 @@ def sshd() -> Iterator[Sshd]:
                 proc.kill()
                 proc.wait()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def fresh_lab() -> Iterator[None]:
+    """A freshly raised lab (one per test module) for tests whose inner runs take the lab's lock themselves.
+
+    Unlike the session `lab` fixture this one does not hold the lock while
+    the test runs (an inner `pytest suites/...` would wait for it for ever);
+    it takes it only to raise and to lower the lab.  Raising replaces any lab
+    already up, so no earlier run's leftovers are there; the lab goes down
+    afterwards if it was down.
+    """
+    with FileLock(str(LAB_LOCK), timeout=3600):
+        was_up = lifecycle.is_up()
+        lifecycle.up()
+    yield
+    if not was_up:
+        with FileLock(str(LAB_LOCK), timeout=3600):
+            lifecycle.down()

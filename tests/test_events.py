@@ -5,8 +5,8 @@ from __future__ import annotations
 import libvirt
 import pytest
 
+from virtmig.guest import libvirt_events
 from virtmig.guest.domains import open_connection
-from virtmig.migration import events
 from virtmig.migration.events import EventRecorder, start_event_loop
 from virtmig.waiters import wait_for
 
@@ -52,6 +52,6 @@ def test_other_domains_are_not_recorded() -> None:
 
 
 def test_a_recorder_needs_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(events, "_loop_thread", None)
+    monkeypatch.setattr(libvirt_events, "_thread", None)
     with pytest.raises(RuntimeError, match="start_event_loop"):
         EventRecorder({}, "x")

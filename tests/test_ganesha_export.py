@@ -86,10 +86,16 @@ def test_options_ganesha_cannot_express_are_refused_by_name(options: str, named:
 
 
 def test_a_client_or_path_that_would_break_the_syntax_is_refused() -> None:
+    # The spec itself refuses them (tests/test_input_hardening.py); render_block's own check stays
+    # for a spec built around that check, as here.
+    bad_client = ExportSpec(PurePosixPath("/x"), ("h1",))
+    object.__setattr__(bad_client, "clients", ("h1; } EXPORT {",))
     with pytest.raises(tr.GaneshaOptionError, match="client"):
-        g.render_block(ExportSpec(PurePosixPath("/x"), ("h1; } EXPORT {",)), 60000)
+        g.render_block(bad_client, 60000)
+    bad_path = ExportSpec(PurePosixPath("/x"), ("h1",))
+    object.__setattr__(bad_path, "path", PurePosixPath('/x"y'))
     with pytest.raises(tr.GaneshaOptionError, match="cannot quote"):
-        g.render_block(ExportSpec(PurePosixPath('/x"y'), ("h1",)), 60000)
+        g.render_block(bad_path, 60000)
 
 
 def test_block_is_appended_and_stripped_back_to_the_original() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = {"virtmig", "virtmig.host", "virtmig.sshhost", "virtmig.localhost", "virtmig.sshconfig", "virtmig.config",
-        "virtmig.waiters"}
+        "virtmig.waiters", "virtmig.journal"}
 
 #: Layer -> the layers it may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
@@ -24,12 +24,15 @@ ALLOWED: dict[str, set[str]] = {
     "virtmig.sshconfig": BASE,
     "virtmig.config": BASE,
     "virtmig.waiters": BASE,
+    "virtmig.journal": BASE,
     "virtmig.environment": BASE,
     "virtmig.guest": BASE,
     "virtmig.storage": BASE,
     "virtmig.migration": BASE | {"virtmig.guest", "virtmig.storage"},
     "virtmig.preflight": BASE | {"virtmig.environment", "virtmig.storage", "virtmig.migration"},
     "virtmig.diagnose": BASE | {"virtmig.storage"},
+    "virtmig.cleanup": BASE | {"virtmig.storage"},
+    "virtmig.__main__": BASE | {"virtmig.cleanup"},
     "virtmig.report": BASE | {"virtmig.environment", "virtmig.migration", "virtmig.preflight"},
 }
 

@@ -48,6 +48,7 @@ class RunConfig:
     lab: bool
     round_trips: int = 1
     dirty_rate_mib_s: int = 0
+    migration_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,19 @@ def check_round_trips(value: int) -> int:
     return value
 
 
+#: Bounds of --migration-timeout, seconds: a second is enough to prove an abort;
+#: a day is longer than any migration a certification should wait for.
+MIN_MIGRATION_TIMEOUT_S, MAX_MIGRATION_TIMEOUT_S = 1.0, 86400.0
+
+
+def check_migration_timeout(value: float) -> float:
+    """*value* (seconds) if MIN..MAX_MIGRATION_TIMEOUT_S, else ConfigError."""
+    if not MIN_MIGRATION_TIMEOUT_S <= value <= MAX_MIGRATION_TIMEOUT_S:  # also refuses nan
+        raise ConfigError(f"--migration-timeout {value}: must be between {MIN_MIGRATION_TIMEOUT_S:g} and "
+                          f"{MAX_MIGRATION_TIMEOUT_S:g} s")
+    return value
+
+
 def check_dirty_rate(value: int) -> int:
     """*value* (MiB/s) if 0..MAX_DIRTY_RATE_MIB_S, else ConfigError."""
     if not 0 <= value <= MAX_DIRTY_RATE_MIB_S:
@@ -103,6 +117,70 @@ def check_remote_path(value: str | PurePosixPath, what: str) -> PurePosixPath:
     if ".." in path.parts:
         raise ConfigError(f"{what} {str(value)!r} must not contain '..'")
     return path
+
+
+#: System trees the export or the mount point must not be, nor lie under: mounting over
+#: them (or exporting them) takes a host's own files away or hands them out.
+#: /var/lib/libvirt/images is not among them: sites mount NFS there.
+FORBIDDEN_STORAGE_TREES = tuple(PurePosixPath(p) for p in ("/etc", "/usr", "/boot", "/proc", "/sys", "/dev"))
+
+#: Characters a storage path must not hold: each would change the meaning of
+#: the exports(5) line or the fstab-like argument it goes into ('#' starts a
+#: comment, a space starts a client name, a quote or backslash is syntax).
+_PATH_SYNTAX = frozenset("#\"'\\")
+
+
+def check_storage_path(value: str | PurePosixPath, what: str) -> PurePosixPath:
+    """*value* as a path the export or the mount may be, else ConfigError.
+
+    It goes into the NFS server's /etc/exports (or ganesha.conf) and onto
+    mount's command line: no whitespace, control characters, '#', quotes or
+    backslashes (a newline would add an export line of its own; '#' a fake
+    marker), and not '/' nor a system tree (FORBIDDEN_STORAGE_TREES) or below.
+    """
+    text = str(value)
+    bad = sorted({c for c in text if c.isspace() or not c.isprintable() or c in _PATH_SYNTAX})
+    if bad:
+        raise ConfigError(f"{what} {text!r} must not contain whitespace, control characters, '#', quotes "
+                          f"or backslashes (found {', '.join(repr(c) for c in bad)})")
+    path = check_remote_path(value, what)
+    if path == PurePosixPath("/"):
+        raise ConfigError(f"{what} must not be '/'")
+    for tree in FORBIDDEN_STORAGE_TREES:
+        if path == tree or tree in path.parents:
+            raise ConfigError(f"{what} {text!r} is {tree} or below it: a system tree, never an NFS export "
+                              "or mount point")
+    return path
+
+
+#: exports(5) client names virtmig writes: a host name or an IPv4/IPv6 address (the
+#: HostName ssh connects to), nothing that exports(5) would read as syntax.
+_CLIENT_NAME = re.compile(r"[A-Za-z0-9_:](?:[A-Za-z0-9._:-]{0,251}[A-Za-z0-9_:])?")
+
+
+def check_export_client(value: str, what: str) -> str:
+    """*value* if it may stand as a client in an exports(5) line, else ConfigError.
+
+    The clients are the hosts' HostNames from the ssh config: a config line
+    such as ``HostName h1 *(rw,no_root_squash)`` must not reach the export.
+    """
+    if not _CLIENT_NAME.fullmatch(value) or ".." in value:
+        raise ConfigError(f"{what}: {value!r} cannot be an NFS export client (a host name or an IP address: "
+                          "letters, digits, '.', '_', '-', ':')")
+    return value
+
+
+#: User names as useradd(8) accepts them (and a numeric uid): what --qemu-user
+#: may be before it reaches getent, sudo -u and chown on the hosts.
+_USER_NAME = re.compile(r"(?:[a-z_][a-z0-9_-]{0,30}[a-z0-9_$-]?|[0-9]{1,10})")
+
+
+def check_user_name(value: str) -> str:
+    """*value* if it is a POSIX user name or a numeric uid, else ConfigError."""
+    if not _USER_NAME.fullmatch(value):
+        raise ConfigError(f"--qemu-user {value!r} is not a user name (lower-case letters, digits, '_', '-', "
+                          "at most 32 characters, not starting with a digit or '-') nor a numeric uid")
+    return value
 
 
 #: kernel: /etc/exports + exportfs -ra; ganesha: an EXPORT block in ganesha.conf + reload.
@@ -158,6 +236,7 @@ def build_run_config(
     *,
     round_trips: int = 1,
     dirty_rate_mib_s: int = 0,
+    migration_timeout_s: float | None = None,
 ) -> RunConfig:
     """Check the options together and return the RunConfig, or raise ConfigError.
 
@@ -166,9 +245,8 @@ def build_run_config(
     may not be up yet when options are parsed.
     """
     trips, dirty = check_round_trips(round_trips), check_dirty_rate(dirty_rate_mib_s)
-    mount = check_remote_path(mount_point, "--mount-point")
-    if mount == PurePosixPath("/"):
-        raise ConfigError("--mount-point must not be '/'")
+    deadline = None if migration_timeout_s is None else check_migration_timeout(migration_timeout_s)
+    mount = check_storage_path(mount_point, "--mount-point")
     if src is None and dst is None:
         given = [opt for opt, val in (("--nfs-server", nfs_server), ("--export", export),
                                       ("--ssh-config", ssh_config)) if val is not None]
@@ -176,7 +254,7 @@ def build_run_config(
             raise ConfigError(f"{', '.join(given)} only apply with --src/--dst (without them the embedded lab is used)")
         return RunConfig(src=lab.src, dst=lab.dst, nfs_server=lab.nfs_server, export=lab.export,
                          mount_point=mount, ssh_config=lab.ssh_config, lab=True,
-                         round_trips=trips, dirty_rate_mib_s=dirty)
+                         round_trips=trips, dirty_rate_mib_s=dirty, migration_timeout_s=deadline)
     if src is None or dst is None:
         missing = "--src" if src is None else "--dst"
         raise ConfigError(f"{missing} is missing: give both --src and --dst, or neither to use the embedded lab")
@@ -190,7 +268,7 @@ def build_run_config(
         # Only syntax: the hypervisors mount it, and they may resolve names
         # (a storage network) that this machine cannot.
         check_host_name(nfs_server, "--nfs-server")
-    export_path = None if export is None else str(check_remote_path(export, "--export"))
+    export_path = None if export is None else str(check_storage_path(export, "--export"))
     if ssh_config is not None and not ssh_config.is_file():
         raise ConfigError(f"--ssh-config {str(ssh_config)!r}: no such file")
     names_file = ssh_config if ssh_config is not None else _default_ssh_config()
@@ -199,12 +277,15 @@ def build_run_config(
         dst_at = _check_reachable_name(dst, "--dst", ssh_config, names_file)
     except sshconfig.SSHConfigError as exc:
         raise ConfigError(str(exc)) from exc
+    if export_path is not None:  # the HostNames become the export's clients
+        check_export_client(src_at[0], f"--src {src!r}'s HostName")
+        check_export_client(dst_at[0], f"--dst {dst!r}'s HostName")
     if src_at == dst_at:
         raise ConfigError(f"--src {src!r} and --dst {dst!r} are the same machine ({src_at[0]} port {src_at[1]}); "
                           "migration needs two hosts")
     return RunConfig(src=src, dst=dst, nfs_server=nfs_server, export=export_path,
                      mount_point=mount, ssh_config=ssh_config, lab=False,
-                     round_trips=trips, dirty_rate_mib_s=dirty)
+                     round_trips=trips, dirty_rate_mib_s=dirty, migration_timeout_s=deadline)
 
 
 def _default_ssh_config() -> Path | None:

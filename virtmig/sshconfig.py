@@ -162,3 +162,15 @@ def uses_proxy(config: Path | None, name: str) -> bool:
     """Whether ssh reaches *name* through ProxyJump/ProxyCommand (so it need not resolve here)."""
     opts = lookup(load(config), name)
     return any(str(opts.get(k, "none")).lower() != "none" for k in ("proxyjump", "proxycommand"))
+
+
+def insecurities(config: Path | None, name: str) -> list[str]:
+    """Why the run's own ssh to *name* is weaker than OpenSSH's default, for the report (empty: fine).
+
+    ``StrictHostKeyChecking no`` makes the harness (virtmig.sshhost) accept
+    any host key: whoever answers at that address gets the run's root commands.
+    """
+    strict = str(lookup(load(config), name).get("stricthostkeychecking", "ask")).lower()
+    if strict in ("no", "off"):
+        return [f"ssh to {name} with StrictHostKeyChecking {strict}: any host key is accepted"]
+    return []

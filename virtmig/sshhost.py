@@ -42,6 +42,17 @@ from virtmig.host import (
     temp_name,
 )
 
+#: Bounds on every SSH step, so that no wait on a host is unbounded.  The
+#: connect timeout is the config's ConnectTimeout when it names one; the
+#: keepalive interval its ServerAliveInterval.  A command with no timeout of
+#: its own gets DEFAULT_COMMAND_TIMEOUT_S (long enough for any step the
+#: harness runs; short enough that a hung NFS operation ends the run's
+#: wait); an SFTP call that gets no answer for SFTP_TIMEOUT_S fails.
+DEFAULT_CONNECT_TIMEOUT_S = 15.0
+DEFAULT_KEEPALIVE_S = 10
+DEFAULT_COMMAND_TIMEOUT_S = 900.0
+SFTP_TIMEOUT_S = 60.0
+
 #: Known-hosts files OpenSSH reads when the config names none.
 _DEFAULT_USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
 _DEFAULT_GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
@@ -96,13 +107,15 @@ class SshHost:
         if self._conn is None:
             cfg = sshconfig.load(self.ssh_config)
             opts = sshconfig.lookup(cfg, self.name)
-            connect_kwargs: dict[str, Any] = {}
+            connect_timeout = float(opts.get("connecttimeout", DEFAULT_CONNECT_TIMEOUT_S))
+            connect_kwargs: dict[str, Any] = {"banner_timeout": connect_timeout, "auth_timeout": connect_timeout,
+                                              "channel_timeout": connect_timeout}
             if str(opts.get("identitiesonly", "no")).lower() == "yes":
                 connect_kwargs.update(allow_agent=False, look_for_keys=False)
             # lazy=True: no Fabric/Invoke config files or environment are read;
             # everything comes from the ssh config given here.
             conn = fabric.Connection(self.name, config=fabric.Config(ssh_config=cfg, lazy=True),
-                                     connect_kwargs=connect_kwargs)
+                                     connect_timeout=connect_timeout, connect_kwargs=connect_kwargs)
             _check_host_keys(conn)
             try:
                 conn.open()
@@ -111,8 +124,15 @@ class SshHost:
                 raise HostConnectionError(
                     f"{self.name}: cannot ssh to {conn.user}@{conn.host}:{conn.port}: {exc or type(exc).__name__}"
                 ) from exc
+            conn.transport.set_keepalive(int(opts.get("serveraliveinterval", DEFAULT_KEEPALIVE_S)))
             self._conn = conn
         return self._conn
+
+    def _sftp(self) -> Any:
+        """The connection's SFTP client, whose calls fail after SFTP_TIMEOUT_S without an answer."""
+        sftp = self._connection().sftp()
+        sftp.get_channel().settimeout(SFTP_TIMEOUT_S)
+        return sftp
 
     def close(self) -> None:
         """Close the SSH connection (if open) and remove any wrapper this SshHost created."""
@@ -132,6 +152,7 @@ class SshHost:
         stdin, if given, is sent and then closed; otherwise the command sees
         an empty stdin (never the harness's own).  With check (the default) a
         non-zero exit raises `CommandError`; a timeout always raises `CommandTimeout`.
+        Without a timeout the command gets DEFAULT_COMMAND_TIMEOUT_S: none runs unbounded.
         """
         line = command_line(argv)
         return self._exec(line, line, check=check, timeout=timeout, stdin=stdin)
@@ -173,12 +194,13 @@ class SshHost:
     def _exec(self, line: str, shown: str, *, check: bool, timeout: float | None,
               stdin: str | None) -> CommandResult:
         conn = self._connection()
+        timeout = DEFAULT_COMMAND_TIMEOUT_S if timeout is None else timeout
         started = time.monotonic()
         try:
             res = conn.run(line, hide=True, warn=True, pty=False, timeout=timeout,
                            in_stream=io.StringIO(stdin or ""), encoding="utf-8")
         except invoke.exceptions.CommandTimedOut as exc:
-            raise CommandTimeout(self.name, shown, float(timeout or 0),
+            raise CommandTimeout(self.name, shown, float(timeout),
                                  exc.result.stdout, exc.result.stderr) from exc
         if res.return_code == -1 and timeout is not None and time.monotonic() - started >= timeout:
             # invoke's timer closed the channel before its own check ran: the
@@ -192,17 +214,17 @@ class SshHost:
 
     def put(self, local: Path, path: str, mode: int | None = None) -> None:
         """Copy a local file to *path* (SFTP); set *mode* if given, else keep the local mode."""
-        sftp = self._connection().sftp()
+        sftp = self._sftp()
         sftp.put(str(local), path)
         sftp.chmod(path, stat.S_IMODE(local.stat().st_mode) if mode is None else mode)
 
     def get(self, remote: str, local: Path) -> None:
         """Copy *remote* to the local path *local* (SFTP)."""
-        self._connection().sftp().get(remote, str(local))
+        self._sftp().get(remote, str(local))
 
     def read_text(self, path: str) -> str:
         """The remote file's content, decoded as UTF-8."""
-        with self._connection().sftp().open(path, "rb") as f:
+        with self._sftp().open(path, "rb") as f:
             data: bytes = f.read()
         return data.decode()
 
@@ -213,7 +235,7 @@ class SshHost:
         file's, else the server's default; it is set before any data is
         written, so a secret is never briefly world-readable.
         """
-        sftp = self._connection().sftp()
+        sftp = self._sftp()
         if mode is None:
             with contextlib.suppress(FileNotFoundError):
                 mode = stat.S_IMODE(sftp.stat(path).st_mode)

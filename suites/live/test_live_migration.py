@@ -21,6 +21,7 @@ from virtmig.guest import domains
 from virtmig.guest.console import crash_diagnosis, silent_guest_evidence
 from virtmig.host import Host
 from virtmig.migration.clocks import HostClock
+from virtmig.migration.deadline import DeadlinePolicy
 from virtmig.migration.measure import GuestAccess, Leg, measured_live_migration
 from virtmig.migration.modes import LIVE_MATRIX, MigrationMode
 from virtmig.migration.runner import ProgressCallback, postcopy_blocker
@@ -56,6 +57,7 @@ def test_round_trip(
                 leg, test_domain.name, mode, guest=guest, test_id=f"{request.node.nodeid}#trip{trip}-hop{hop}",
                 storage=storage.label, unsafe_reason=storage.why if storage.unsafe else None,
                 clock_hosts=host_clocks, on_progress=migration_progress,
+                deadline=DeadlinePolicy(fixed_s=run_config.migration_timeout_s),
             )
             evidence: list[str] = []
             if measured.problems:  # what the guest and the bridges say, while it is still there to see
@@ -67,6 +69,7 @@ def test_round_trip(
                     measured.record.notes.append(f"PROBLEM: {crash}")
                 measured.record.notes.extend(f"evidence: {line}" for line in evidence)
             migration_log.add(measured.record)
+            assert not measured.problems or measured.outcome.ok, f"{where}: " + "; ".join(measured.problems)
             assert measured.outcome.ok, f"{where} failed: {measured.outcome.error}"
             assert domains.state_name(leg.dst, test_domain.name) == "running", where
             assert domains.state_name(leg.src, test_domain.name) == "absent", where

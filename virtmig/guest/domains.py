@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 import libvirt
 
+from virtmig.guest.libvirt_events import keep_alive, start_event_loop
+from virtmig.journal import DOMAIN_TAG_KEY, DOMAIN_TAG_URI, domain_tag
+
 #: Where libvirt's own error reports go instead of stderr (see `quiet_libvirt`).
 LIBVIRT_LOG = logging.getLogger("virtmig.libvirt")
 
@@ -52,11 +55,17 @@ def _log_libvirt_error(_ctx: object, error: Sequence[object]) -> None:
 
 
 def open_connection(uri: str) -> libvirt.virConnect:
-    """Open a read-write connection; libvirt's own error names the URI on failure."""
+    """Open a read-write connection with keepalive; libvirt's own error names the URI on failure.
+
+    The event loop runs first (virtmig.guest.libvirt_events), so that the
+    keepalive makes a dead peer fail the waiting call in seconds.
+    """
     quiet_libvirt()
+    start_event_loop()
     conn = libvirt.open(uri)
     if conn is None:  # older bindings returned None instead of raising
         raise libvirt.libvirtError(f"cannot connect to {uri}")
+    keep_alive(conn)
     return conn
 
 
@@ -77,6 +86,15 @@ def state_name(conn: libvirt.virConnect, name: str) -> str:
         return "absent"
     state, _reason = dom.state()
     return STATE_NAMES.get(state, f"state {state}")
+
+
+def tag_with_run(dom: libvirt.virDomain, run_id: str) -> None:
+    """Tag the domain with the run that made it (libvirt metadata, live and persistent; it migrates with it).
+
+    virtmig.cleanup removes a dead run's domain by this tag, not by its name alone.
+    """
+    flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, domain_tag(run_id), DOMAIN_TAG_KEY, DOMAIN_TAG_URI, flags)
 
 
 def define_and_start(conn: libvirt.virConnect, xml: str) -> libvirt.virDomain:

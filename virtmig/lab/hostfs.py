@@ -8,14 +8,17 @@ mount namespace only.  The machine's own files are never written.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import uuid
 from pathlib import Path
 
 from virtmig.guest.image import GUEST_CACHE
+from virtmig.journal import JOURNAL_ROOT
 from virtmig.lab.netns import Node, sh
 from virtmig.lab.topology import (
     KNOWN_HOSTS,
+    LAB_ROOT,
     NODES,
     SHARED_DIR,
     SHARED_MOUNT,
@@ -69,6 +72,27 @@ def prepare_node(spec: LabNode) -> None:
         _prepare_libvirt(spec, state)
 
 
+#: Where the harness journals its changes on a host (virtmig.journal): each node
+#: gets its own, as separate machines have, bound over this path; the path is
+#: made on this machine if absent (JOURNAL_MOUNTPOINT_MADE says so, for `down`).
+JOURNAL_MOUNTPOINT = Path(JOURNAL_ROOT).parent
+JOURNAL_MOUNTPOINT_MADE = LAB_ROOT / "made-journal-mountpoint"
+
+
+def prepare_journal_mountpoint() -> None:
+    """Make the journal's mount point on this machine if absent, noting that the lab made it."""
+    if not JOURNAL_MOUNTPOINT.exists():
+        JOURNAL_MOUNTPOINT.mkdir(parents=True)
+        JOURNAL_MOUNTPOINT_MADE.write_text(f"{JOURNAL_MOUNTPOINT}\n")
+
+
+def remove_journal_mountpoint() -> None:
+    """Remove the journal's mount point if the lab made it (and nothing was put in it since)."""
+    if JOURNAL_MOUNTPOINT_MADE.exists():
+        with contextlib.suppress(OSError):
+            JOURNAL_MOUNTPOINT.rmdir()
+
+
 def bind_node(node: Node) -> None:
     """Mount the node's private copies and a fresh /run inside its namespace."""
     spec = node.spec
@@ -77,6 +101,9 @@ def bind_node(node: Node) -> None:
         binds.update(HYPERVISOR_BINDS)
     for system_path, copy in binds.items():
         node.bind(spec.state_dir / copy, system_path)
+    journal = spec.state_dir / "var-lib-virtmig"
+    journal.mkdir(mode=0o755, exist_ok=True)
+    node.bind(journal, str(JOURNAL_MOUNTPOINT))
     node.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run"])
     node.run(["mkdir", "-p", "/run/sshd", "/run/libvirt", "/run/lock"])
     if spec.hypervisor:

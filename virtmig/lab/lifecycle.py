@@ -58,6 +58,7 @@ def up(*, timeout: float = 90.0) -> LabState:
     LAB_ROOT.mkdir(parents=True, exist_ok=True)
     LAB_ROOT.chmod(0o755)
     sysctls.apply(SYSCTLS_BEFORE)
+    hostfs.prepare_journal_mountpoint()
     SHARED_DIR.mkdir(parents=True, exist_ok=True)
     hostfs.make_lab_key()
     for spec in NODES:
@@ -130,6 +131,7 @@ def down() -> None:
     if leftover:
         raise LabError(f"namespaces still present after down: {leftover}")
     sysctls.restore(SYSCTLS_BEFORE)
+    hostfs.remove_journal_mountpoint()
     if LAB_ROOT.exists():
         shutil.rmtree(LAB_ROOT)
 

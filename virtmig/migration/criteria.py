@@ -155,3 +155,16 @@ def probe_caveats(probe: ProbeResult) -> list[str]:
                 "the gap may be overstated by up to that much"]
     return []
 
+
+
+def abort_problems(src_state: str, dst_state: str) -> list[str]:
+    """What is wrong after an aborted migration: the guest must run on the source and be gone from the destination.
+
+    States as `virtmig.guest.domains.state_name` gives them ('running', 'absent', ...).
+    """
+    found = []
+    if src_state != "running":
+        found.append(f"after the abort the guest is {src_state} on the source, not running")
+    if dst_state != "absent":
+        found.append(f"after the abort a domain is left on the destination ({dst_state})")
+    return found

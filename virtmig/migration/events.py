@@ -10,10 +10,9 @@ say when each side paused and ran, for the outage breakdown.
 
 libvirt delivers events only on connections opened after an event loop was
 registered, so `start_event_loop()` must run before the connections are
-opened (fixtures/hosts.py calls it).  The loop is this module's own daemon
-thread, self-contained: issue #11 brings a shared event-loop thread with
-keepalive; when both are merged there must be one loop, and `start_event_loop`
-is the place to point at it.
+opened (fixtures/hosts.py calls it; so does every `open_connection`).  There
+is one loop per process, `virtmig.guest.libvirt_events`'s, which also runs
+the connections' keepalive: libvirt allows one event implementation.
 
 Each event is stamped with the controller's clocks when it arrives: that is
 later than the host's own moment by the event's trip over the libvirt
@@ -31,27 +30,9 @@ from typing import Any
 
 import libvirt
 
-_loop_lock = threading.Lock()
-_loop_thread: threading.Thread | None = None
+from virtmig.guest.libvirt_events import event_loop_running, start_event_loop
 
-
-def _run_loop() -> None:
-    while True:
-        libvirt.virEventRunDefaultImpl()
-
-
-def start_event_loop() -> None:
-    """Register libvirt's default event loop and run it on a daemon thread (once per process)."""
-    global _loop_thread
-    with _loop_lock:
-        if _loop_thread is None:
-            libvirt.virEventRegisterDefaultImpl()
-            _loop_thread = threading.Thread(target=_run_loop, name="virtmig-libvirt-events", daemon=True)
-            _loop_thread.start()
-
-
-def event_loop_running() -> bool:
-    return _loop_thread is not None and _loop_thread.is_alive()
+__all__ = ["DomainEvent", "EventRecorder", "event_loop_running", "start_event_loop"]
 
 
 #: Lifecycle event names, as virsh event prints them.

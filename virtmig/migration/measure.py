@@ -27,12 +27,13 @@ from types import TracebackType
 
 import libvirt
 
-from virtmig.guest import integrity
+from virtmig.guest import domains, integrity
 from virtmig.guest.integrity import Agent, AreaCheck
 from virtmig.guest.probe import ProbeResult, UdpEchoProbe
 from virtmig.migration import criteria
 from virtmig.migration.breakdown import OutageBreakdown, outage_breakdown
 from virtmig.migration.clocks import HostClock, measure_offsets
+from virtmig.migration.deadline import DeadlinePolicy
 from virtmig.migration.modes import MigrationMode
 from virtmig.migration.records import MigrationRecord
 from virtmig.migration.runner import MigrationOutcome, ProgressCallback, migrate
@@ -180,15 +181,23 @@ def measured_live_migration(
     unsafe_reason: str | None = None, clock_hosts: Sequence[HostClock] = (),
     on_progress: ProgressCallback | None = None, agent: Agent | None = None,
     tolerance: criteria.DowntimeTolerance = criteria.DEFAULT_TOLERANCE,
+    deadline: DeadlinePolicy | None = None,
 ) -> MeasuredMigration:
     """Migrate `domain` along `leg` with the probe running and the patterns in place; record and judge."""
     meas = Measurement(guest, integrity.new_seed(mode.name), integrity.AREAS, clock_hosts, agent)
     with meas:
         outcome = migrate(leg.src, leg.dst, leg.dst_uri, domain, mode,
-                          unsafe=unsafe_reason is not None, on_progress=on_progress)
-        meas.finish(verify=outcome.ok)
+                          unsafe=unsafe_reason is not None, on_progress=on_progress, deadline=deadline)
+        # An aborted job leaves the guest on the source: its patterns must be intact there too.
+        meas.finish(verify=outcome.ok or outcome.aborted_after_s is not None)
     assert meas.probe is not None
     problems = [] if not outcome.ok else criteria.stats_problems(outcome.stats) + meas.problems()
+    after_abort: list[str] = []
+    if outcome.aborted_after_s is not None:
+        after_abort = [f"after the abort the guest is {domains.state_name(leg.src, domain)} on {leg.src_name} "
+                       f"and {domains.state_name(leg.dst, domain)} on {leg.dst_name}"]
+        problems += criteria.abort_problems(domains.state_name(leg.src, domain),
+                                            domains.state_name(leg.dst, domain)) + meas.problems()
     if mode.switch_to_postcopy and outcome.postcopy_switched is False and outcome.ok:
         problems.append("the post-copy mode never switched to post-copy")
     stats = outcome.stats.to_dict() if outcome.stats else None
@@ -199,7 +208,7 @@ def measured_live_migration(
     notes = [f"--unsafe: {unsafe_reason}"] if unsafe_reason else []
     if mode.describe():
         notes.append(f"mode: {mode.describe()}")
-    notes += list(outcome.notes) + meas.notes()
+    notes += list(outcome.notes) + after_abort + meas.notes()
     breakdown = (outage_breakdown(meas.probe, outcome.events, outcome.stats)
                  if outcome.events and meas.answered_after else None)
     if breakdown is not None:

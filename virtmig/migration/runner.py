@@ -22,6 +22,7 @@ from typing import Any
 
 import libvirt
 
+from virtmig.migration.deadline import DeadlinePolicy, JobWatchdog, wait_job_ended
 from virtmig.migration.events import DomainEvent, EventRecorder, event_loop_running
 from virtmig.migration.jobstats import JobProgress, JobStats
 from virtmig.migration.modes import MigrationMode
@@ -56,6 +57,7 @@ class MigrationOutcome:
     postcopy_switched: bool | None = None
     postcopy_pass: int | None = None
     events: tuple[DomainEvent, ...] = ()
+    aborted_after_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -126,6 +128,7 @@ def migrate(
     *,
     unsafe: bool = False,
     on_progress: ProgressCallback | None = None,
+    deadline: DeadlinePolicy | None = None,
 ) -> MigrationOutcome:
     """Migrate domain `name` from `src` to `dst` in `mode`, and measure it.
 
@@ -133,7 +136,9 @@ def migrate(
     peer-to-peer modes (e.g. qemu+ssh://h2/system); direct modes use `dst`.
     `unsafe` adds VIR_MIGRATE_UNSAFE, for storage libvirt cannot recognise as
     shared; the caller must say why in the record.  `on_progress` gets each
-    running-job sample (from a thread).
+    running-job sample (from a thread).  Past `deadline` (virtmig.migration.deadline;
+    default: derived from the guest's memory and the measured rate) the job
+    is aborted and waited for: the outcome's error then says "aborted after S s".
     A libvirt error is returned in the outcome, not raised, so the caller can
     diagnose it and still record what was measured.
     """
@@ -147,11 +152,13 @@ def migrate(
                      f"{dom.migrateGetMaxDowntime(0)} ms")
     error: str | None = None
     postcopy: _PostcopySwitch | None = None
+    memory_bytes = int(dom.info()[2]) * 1024  # current memory, KiB
     with contextlib.ExitStack() as stack:
         recorder = (stack.enter_context(EventRecorder({"src": src, "dst": dst}, name))
                     if event_loop_running() else None)
         started = time.monotonic()
-        with ProgressSampler(dom, on_sample=on_progress) as sampler:
+        with ProgressSampler(dom, on_sample=on_progress) as sampler, \
+                JobWatchdog(dom, deadline or DeadlinePolicy(), memory_bytes, lambda: sampler.samples) as watchdog:
             if mode.switch_to_postcopy:
                 postcopy = _PostcopySwitch(dom)
             try:
@@ -164,6 +171,16 @@ def migrate(
             finally:
                 if postcopy:
                     postcopy.stop()
+                watchdog.stop()
+        if watchdog.aborted_after_s is not None:
+            if error is None:  # the job finished as abortJob came: it is not aborted
+                notes.append(f"abortJob after {watchdog.aborted_after_s:.1f} s came too late: the job had completed")
+            else:
+                wait_job_ended(dom, name)
+                why = f"; abortJob failed: {watchdog.abort_error}" if watchdog.abort_error else ""
+                error = (f"aborted after {watchdog.aborted_after_s:.1f} s ({watchdog.explain()}){why}; "
+                         f"libvirt: {error}")
+        notes.append(watchdog.explain())
         wall = time.monotonic() - started
         if postcopy is not None:
             if recorder is not None:
@@ -181,6 +198,7 @@ def migrate(
         mode=mode, wall_s=wall, stats=stats, progress=sampler.samples, error=error, notes=tuple(notes),
         postcopy_switched=None if postcopy is None else postcopy.switched_at is not None,
         postcopy_pass=None if postcopy is None else postcopy.switched_at, events=events,
+        aborted_after_s=watchdog.aborted_after_s if error else None,
     )
 
 

@@ -18,19 +18,27 @@ or `no_root_squash` is allowed only when asked, and flagged as insecure.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from virtmig.host import Host
+from virtmig.config import check_storage_path
+from virtmig.host import CommandTimeout, Host
+from virtmig.journal import Recorder
 from virtmig.waiters import wait_for_export_listing
 
 EXPORTS = "/etc/exports"
+#: Bound on each NFS step (exportfs, showmount, mount, umount, a removal on the
+#: export): a server that stopped answering must end the step, not the run.
+NFS_COMMAND_TIMEOUT_S = 60.0
 BEGIN = "# BEGIN virtmig managed export"
 END = "# END virtmig managed export"
 DEFAULT_OPTIONS = "rw,sync,root_squash,no_subtree_check"
 _OPTION_RE = re.compile(r"^[a-z_]+(=[A-Za-z0-9_:./-]+)?$")
 _TAG_RE = re.compile(r"^[a-z0-9-]+$")
+#: exports(5) clients: a host name, an address, a network (addr/len), a wildcard or an @netgroup;
+#: never a space, '(' or '#', which would start another client, its options or a comment.
+_CLIENT_RE = re.compile(r"^[A-Za-z0-9_.:*?@][A-Za-z0-9_.:*?@/-]*$")
 
 
 class ExportError(RuntimeError):
@@ -46,10 +54,13 @@ class ExportSpec:
     options: str = DEFAULT_OPTIONS
 
     def __post_init__(self) -> None:
-        if not self.path.is_absolute():
-            raise ValueError(f"export path {self.path} is not absolute")
+        check_storage_path(self.path, "export path")  # a ConfigError is a ValueError
         if not self.clients:
             raise ValueError("an export needs at least one client")
+        for client in self.clients:
+            if not _CLIENT_RE.match(client):
+                raise ValueError(f"export client {client!r} is not an exports(5) host, network, wildcard "
+                                 "or netgroup")
         for opt in self.options.split(","):
             if not _OPTION_RE.match(opt):
                 raise ValueError(f"export option {opt!r} is not valid exports(5) syntax")
@@ -57,15 +68,31 @@ class ExportSpec:
     def insecurities(self) -> list[str]:
         """Why this export is weaker than the default, for the report (empty: fine)."""
         found = []
-        if any(c == "*" or c.startswith("*") for c in self.clients):
-            found.append("export open to any client ('*')")
-        if "no_root_squash" in self.options.split(","):
+        wide = [c for c in self.clients if _is_wildcard(c)]
+        if wide:
+            found.append(f"export open to any client matching {', '.join(repr(c) for c in wide)}")
+        opts = self.options.split(",")
+        if "no_root_squash" in opts:
             found.append("no_root_squash: root on the hosts is root on the export")
+        for opt in ("anonuid=0", "anongid=0"):
+            if opt in opts:
+                found.append(f"{opt}: squashed requests act as root")
+        if "insecure" in opts:
+            found.append("insecure: clients may connect from unprivileged ports (any local user's process)")
         return found
 
     def line(self) -> str:
+        """The exports(5) line: one line whatever the spec holds (its parts were checked when it was made)."""
         clients = " ".join(f"{c}({self.options})" for c in self.clients)
-        return f"{self.path} {clients}"
+        line = f"{self.path} {clients}"
+        if "\n" in line or "\r" in line or "#" in line:  # unreachable after __post_init__; never write it
+            raise ValueError(f"export line {line!r} would not be a single exports(5) line")
+        return line
+
+
+def _is_wildcard(client: str) -> bool:
+    """Whether an exports(5) client admits hosts nobody named: a wildcard or a /0 network."""
+    return "*" in client or "?" in client or client.endswith("/0")
 
 
 def markers(tag: str | None = None) -> tuple[str, str]:
@@ -115,29 +142,45 @@ class ProvisionedExport:
     original: str | None
     created_dir: bool
     workdir: PurePosixPath
+    journal_entries: tuple[str, ...] = ()
+
+
+#: Called with a journal entry's kind and data just before the change it describes
+#: (virtmig.journal.Recorder.record, or a caller's wrapper of it).
+BeforeChange = Callable[..., object]
 
 
 def prepare_directories(server: Host, spec: ExportSpec, owner: tuple[int, int],
-                        workdir: str) -> tuple[bool, PurePosixPath]:
+                        workdir: str, before_change: BeforeChange | None = None) -> tuple[bool, PurePosixPath]:
     """Create the export directory if needed and our work dir in it: (created export dir, work dir).
 
     Shared by every kind of server: the directories are the same whatever
-    serves them.
+    serves them.  The work dir must not exist yet: teardown removes it with everything in
+    it (rm -rf), which the harness only does to a directory it created.  One
+    that is there already (another run's, or the operator's) is refused, not
+    emptied.
     """
+    work = spec.path / workdir
+    if server.run("test", "-e", str(work), check=False).ok:
+        raise ExportError(f"{work} exists already on {server.name}: virtmig removes only directories it "
+                          "created, so it will not reuse or empty it; if an interrupted virtmig run left it, "
+                          "remove it by hand (or choose another --export)")
     created = not server.run("test", "-d", str(spec.path), check=False).ok
     if created:
+        if before_change:
+            before_change("dir", path=str(spec.path))
         server.run("install", "-d", "-m", "0755", str(spec.path))
-    work = spec.path / workdir
-    server.run("rm", "-rf", "--one-file-system", str(work))  # an aborted run's leftovers
+    if before_change:
+        before_change("dir", path=str(work))
     server.run("install", "-d", "-o", str(owner[0]), "-g", str(owner[1]), "-m", "0755", str(work))
     return created, work
 
 
 def remove_directories(server: Host, spec: ExportSpec, created_dir: bool, workdir: PurePosixPath) -> None:
     """Remove our work dir, and the export directory if we created it."""
-    server.run("rm", "-rf", "--one-file-system", str(workdir))
+    server.run("rm", "-rf", "--one-file-system", str(workdir), timeout=NFS_COMMAND_TIMEOUT_S)
     if created_dir:
-        server.run("rm", "-rf", "--one-file-system", str(spec.path))
+        server.run("rm", "-rf", "--one-file-system", str(spec.path), timeout=NFS_COMMAND_TIMEOUT_S)
 
 
 def _read_exports(server: Host) -> str | None:
@@ -151,26 +194,49 @@ def _put_back_exports(server: Host, original: str | None) -> None:
         server.run("rm", "-f", EXPORTS)
     else:
         server.write_text(EXPORTS, original, mode=0o644)
-    server.run("exportfs", "-ra")
+    server.run("exportfs", "-ra", timeout=NFS_COMMAND_TIMEOUT_S)
 
 
-def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], workdir: str) -> ProvisionedExport:
-    """Create the export directory if needed and our work dir in it, add our block, apply it."""
-    original = _read_exports(server)
-    created, work = prepare_directories(server, spec, owner, workdir)
-    server.write_text(EXPORTS, with_managed_block(strip_managed_block(original or ""), spec), mode=0o644)
-    applied = server.run("exportfs", "-ra", check=False)
-    handle = ProvisionedExport(server.name, spec, original, created, work)
+def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], workdir: str,
+                     journal: Recorder | None = None) -> ProvisionedExport:
+    """Create the export directory if needed and our work dir in it, add our block, apply it.
+
+    What teardown puts back is the file without any managed block: a block
+    an aborted run left is removed, never restored.  With a *journal*, each
+    change is recorded on the server just before it is made.
+    """
+    current = _read_exports(server)
+    original = None if current is None else strip_managed_block(current)
+    entries: list[str] = []
+
+    def before_change(kind: str, **data: object) -> None:
+        if journal is not None:
+            entries.append(journal.record(kind, **data))
+
+    created, work = prepare_directories(server, spec, owner, workdir, before_change)
+    written = with_managed_block(original or "", spec)
+    before_change("file", path=EXPORTS, original=original, written=written, apply=["exportfs", "-ra"])
+    server.write_text(EXPORTS, written, mode=0o644)
+    applied = server.run("exportfs", "-ra", check=False, timeout=NFS_COMMAND_TIMEOUT_S)
+    handle = ProvisionedExport(server.name, spec, original, created, work, tuple(entries))
     if not applied.ok:
-        restore_exports(server, handle)
+        restore_exports(server, handle, journal)
         raise ExportError(f"exportfs -ra on {server.name} failed: {applied.stderr.strip()}")
     return handle
 
 
-def restore_exports(server: Host, handle: ProvisionedExport) -> None:
-    """Put /etc/exports back byte for byte, re-apply, remove a directory we made."""
+def restore_exports(server: Host, handle: ProvisionedExport, journal: Recorder | None = None) -> None:
+    """Put /etc/exports back byte for byte, re-apply, remove a directory we made; then drop the journal entries.
+
+    The exports file goes back first: it is the server's own disk, never
+    NFS, so it cannot hang on a stalled export, and the next start of the
+    server must find the operator's file whatever fails after.
+    """
     _put_back_exports(server, handle.original)
     remove_directories(server, handle.spec, handle.created_dir, handle.workdir)
+    if journal is not None:
+        for entry in handle.journal_entries:
+            journal.done(entry)
 
 
 @dataclass(frozen=True)
@@ -201,7 +267,7 @@ def add_export(server: Host, spec: ExportSpec, tag: str) -> ExtraExport:
 def set_export(server: Host, spec: ExportSpec, tag: str) -> None:
     """Replace the block named *tag* in the current /etc/exports with *spec* and apply it (exportfs -ra)."""
     server.write_text(EXPORTS, with_managed_block(_read_exports(server) or "", spec, tag), mode=0o644)
-    applied = server.run("exportfs", "-ra", check=False)
+    applied = server.run("exportfs", "-ra", check=False, timeout=NFS_COMMAND_TIMEOUT_S)
     if not applied.ok:
         raise ExportError(f"exportfs -ra on {server.name} failed: {applied.stderr.strip()}")
 
@@ -217,7 +283,7 @@ LISTED_TIMEOUT_S = 20.0
 
 def exported_to(host: Host, server: str) -> list[str]:
     """Export paths `showmount -e SERVER` lists, as seen from `host`."""
-    result = host.run("showmount", "-e", server, check=False)
+    result = host.run("showmount", "-e", server, check=False, timeout=NFS_COMMAND_TIMEOUT_S)
     if not result.ok:
         raise ExportError(f"showmount -e {server} from {host.name} failed: {result.stderr.strip()}")
     return [line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip()]
@@ -242,19 +308,27 @@ class Mounted:
 
 def current_source(host: Host, mount_point: PurePosixPath) -> str | None:
     """What is mounted at `mount_point` on `host` (SOURCE), or None."""
-    result = host.run("findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(mount_point), check=False)
+    result = host.run("findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(mount_point), check=False,
+                      timeout=NFS_COMMAND_TIMEOUT_S)
     return result.stdout.strip() or None if result.ok else None
 
 
-def mount_nfs(host: Host, source: str, mount_point: PurePosixPath, options: Sequence[str] = ()) -> Mounted | None:
-    """Mount `source` at `mount_point`; None if it was mounted there already."""
+def mount_nfs(host: Host, source: str, mount_point: PurePosixPath, options: Sequence[str] = (),
+              before_change: BeforeChange | None = None) -> Mounted | None:
+    """Mount `source` at `mount_point`; None if it was mounted there already.
+
+    *before_change*, if given, is told the mount (source, mount point,
+    whether the directory is made for it) just before it is made.
+    """
     if current_source(host, mount_point) == source:
         return None
     created = not host.run("test", "-d", str(mount_point), check=False).ok
+    if before_change:
+        before_change("mount", source=source, mount_point=str(mount_point), created_dir=created)
     if created:
         host.run("mkdir", "-p", str(mount_point))
     argv = ["mount", "-t", "nfs"] + (["-o", ",".join(options)] if options else []) + [source, str(mount_point)]
-    result = host.run(*argv, check=False)
+    result = host.run(*argv, check=False, timeout=NFS_COMMAND_TIMEOUT_S)
     if not result.ok:
         if created:
             host.run("rmdir", str(mount_point), check=False)
@@ -262,7 +336,20 @@ def mount_nfs(host: Host, source: str, mount_point: PurePosixPath, options: Sequ
     return Mounted(host.name, source, mount_point, created)
 
 
-def unmount(host: Host, mounted: Mounted) -> None:
-    host.run("umount", str(mounted.mount_point))
+def unmount(host: Host, mounted: Mounted, timeout: float = NFS_COMMAND_TIMEOUT_S) -> bool:
+    """Unmount what we mounted; lazily (umount -l) when the server no longer answers. True if lazily.
+
+    An NFS server that is gone or stalled makes umount wait for it; after
+    *timeout* the mount is detached lazily instead, so the host no longer
+    shows it and teardown goes on.  A mount that is busy (umount fails at
+    once) is an error, not detached: something still uses it.
+    """
+    lazy = False
+    try:
+        host.run("umount", str(mounted.mount_point), timeout=timeout)
+    except CommandTimeout:
+        host.run("umount", "-l", str(mounted.mount_point), timeout=timeout)
+        lazy = True
     if mounted.created_dir:
-        host.run("rmdir", str(mounted.mount_point), check=False)
+        host.run("rmdir", str(mounted.mount_point), check=False, timeout=timeout)
+    return lazy

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from virtmig.host import Host
+from virtmig.journal import Recorder
 from virtmig.storage import exports
 from virtmig.storage.exports import BEGIN, END, ExportError, ExportSpec, strip_managed_block, wait_listed
 from virtmig.storage.exports_to_ganesha import export_block, settings
@@ -142,12 +143,14 @@ class GaneshaExport:
     export_id: int
     created_dir: bool
     workdir: PurePosixPath
+    journal_entries: tuple[str, ...] = ()
 
 
 def provision_ganesha_export(
     server: Host, spec: ExportSpec, owner: tuple[int, int], workdir: str, *,
     server_name: str, observers: Sequence[Host], config: PurePosixPath = GANESHA_CONF,
     pidfile: PurePosixPath = GANESHA_PIDFILE, timeout: float = RELOAD_TIMEOUT_S,
+    journal: Recorder | None = None,
 ) -> GaneshaExport:
     """Add our EXPORT block to ganesha's config, reload, and wait until the hosts see it.
 
@@ -162,14 +165,25 @@ def provision_ganesha_export(
     block = render_block(spec, export_id)  # refuses what ganesha cannot express
     reload = reload_command(server, pidfile)
     original = server.read_text(str(config))
-    created, work = exports.prepare_directories(server, spec, owner, workdir)
-    handle = GaneshaExport(server.name, server_name, spec, config, pidfile, original, export_id, created, work)
+    entries: list[str] = []
+
+    def before_change(kind: str, **data: object) -> None:
+        if journal is not None:
+            entries.append(journal.record(kind, **data))
+
+    created, work = exports.prepare_directories(server, spec, owner, workdir, before_change)
+    written = with_block(original, block)
+    # No reload command in the entry: a pid in it may name another process by the time it is undone.
+    before_change("file", path=str(config), original=original, written=written, apply=None,
+                  ganesha_pidfile=str(pidfile))
+    handle = GaneshaExport(server.name, server_name, spec, config, pidfile, original, export_id, created, work,
+                           tuple(entries))
     try:
-        server.write_text(str(config), with_block(original, block))
+        server.write_text(str(config), written)
         server.run(*reload)
         wait_listed(observers, server_name, spec.path, listed=True, timeout=timeout)
     except BaseException as exc:
-        restore_ganesha_config(server, handle, observers, timeout=timeout, check_withdrawn=False)
+        restore_ganesha_config(server, handle, observers, timeout=timeout, check_withdrawn=False, journal=journal)
         if not isinstance(exc, Exception):
             raise
         why = (" (ganesha's log says why: the journal of the nfs-ganesha unit, /var/log/ganesha/, "
@@ -179,7 +193,8 @@ def provision_ganesha_export(
 
 
 def restore_ganesha_config(server: Host, handle: GaneshaExport, observers: Sequence[Host], *,
-                           timeout: float = RELOAD_TIMEOUT_S, check_withdrawn: bool = True) -> None:
+                           timeout: float = RELOAD_TIMEOUT_S, check_withdrawn: bool = True,
+                           journal: Recorder | None = None) -> None:
     """Put the config back byte for byte, reload, wait for the export to go, remove our directories.
 
     The config is written back first, whatever fails later, so that the
@@ -193,3 +208,6 @@ def restore_ganesha_config(server: Host, handle: GaneshaExport, observers: Seque
             wait_listed(observers, handle.server_name, handle.spec.path, listed=False, timeout=timeout)
     finally:
         exports.remove_directories(server, handle.spec, handle.created_dir, handle.workdir)
+    if journal is not None:  # every change undone (an exception above leaves them for the next run)
+        for entry in handle.journal_entries:
+            journal.done(entry)

@@ -1,0 +1,31 @@
+"""On the lab: a live migration that outlives its deadline is aborted, and the guest stays on the source.
+
+The bandwidth-limit column moves the guest's memory at a capped rate, so it
+takes several seconds; with `--migration-timeout 2` the harness must call
+abortJob, wait for the job to end, and record "aborted after ..." with the
+guest running on h1, nothing on h2, and its RAM and disk patterns intact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.inner_run import migrations, output_tail, run_suite
+
+pytestmark = pytest.mark.lab
+
+
+def test_a_migration_past_its_deadline_is_aborted_and_the_guest_stays_on_the_source(tmp_path: Path) -> None:
+    proc, html = run_suite(tmp_path, "suites/live", "-k", "round_trip and bandwidth-limit",
+                           "--migration-timeout", "2")
+    assert proc.returncode == pytest.ExitCode.TESTS_FAILED, output_tail(proc)
+    (hop,) = migrations(html)  # the first hop is aborted; the test stops there
+    assert (hop["src"], hop["dst"], hop["ok"]) == ("h1", "h2", False), hop
+    assert hop["error"].startswith("aborted after 2."), hop["error"]
+    assert "deadline 2 s (--migration-timeout)" in hop["error"], hop["error"]
+    assert "after the abort the guest is running on h1 and absent on h2" in hop["notes"], hop["notes"]
+    assert not [n for n in hop["notes"] if n.startswith("PROBLEM")], hop["notes"]
+    assert hop["integrity"] and set(hop["integrity"].values()) == {"ok"}, hop["integrity"]
+    assert hop["stats"] is None
