@@ -9,12 +9,17 @@ connects to the hosts.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from virtmig import sshconfig
+
+if TYPE_CHECKING:  # guestconfig raises this module's ConfigError, so it is imported for types only
+    from virtmig.guestconfig import GuestAddresses, GuestNetwork
 
 DEFAULT_MOUNT_POINT = PurePosixPath("/mnt/nfs")
 
@@ -37,6 +42,8 @@ class RunConfig:
     defaults).  lab is True for the embedded lab.  round_trips is how many
     times each migration test goes there and back (--round-trips); the
     guest dirties memory at dirty_rate_mib_s (--dirty-rate) while it moves.
+    guest: the guest's network and addresses (--guest-network, --guest-ip or
+    --guest-ips; the lab's own without --src/--dst).
     """
 
     src: str
@@ -46,13 +53,22 @@ class RunConfig:
     mount_point: PurePosixPath
     ssh_config: Path | None
     lab: bool
+    guest: GuestSite
     round_trips: int = 1
     dirty_rate_mib_s: int = 0
 
 
 @dataclass(frozen=True)
+class GuestSite:
+    """Where the test guest lives on the pair's network: the network its NIC joins, its addresses."""
+
+    network: GuestNetwork
+    addresses: GuestAddresses
+
+
+@dataclass(frozen=True)
 class DefaultPair:
-    """What a run targets without --src/--dst: the embedded lab's hosts, NFS export and ssh config.
+    """What a run targets without --src/--dst: the embedded lab's hosts, NFS export, ssh config, guest network.
 
     Given by the caller (fixtures.options builds it from virtmig.lab.topology),
     so that the settings layer knows no site: the lab is one site among others.
@@ -63,6 +79,7 @@ class DefaultPair:
     nfs_server: str
     export: str
     ssh_config: Path
+    guest: GuestSite
 
 
 def check_host_name(value: str, what: str = "host name") -> str:
@@ -156,6 +173,8 @@ def build_run_config(
     ssh_config: Path | None,
     lab: DefaultPair,
     *,
+    guest_network: GuestNetwork | None = None,
+    guest_addresses: GuestAddresses | None = None,
     round_trips: int = 1,
     dirty_rate_mib_s: int = 0,
 ) -> RunConfig:
@@ -174,8 +193,9 @@ def build_run_config(
                                       ("--ssh-config", ssh_config)) if val is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} only apply with --src/--dst (without them the embedded lab is used)")
+        guest = GuestSite(guest_network or lab.guest.network, guest_addresses or lab.guest.addresses)
         return RunConfig(src=lab.src, dst=lab.dst, nfs_server=lab.nfs_server, export=lab.export,
-                         mount_point=mount, ssh_config=lab.ssh_config, lab=True,
+                         mount_point=mount, ssh_config=lab.ssh_config, lab=True, guest=guest,
                          round_trips=trips, dirty_rate_mib_s=dirty)
     if src is None or dst is None:
         missing = "--src" if src is None else "--dst"
@@ -202,9 +222,36 @@ def build_run_config(
     if src_at == dst_at:
         raise ConfigError(f"--src {src!r} and --dst {dst!r} are the same machine ({src_at[0]} port {src_at[1]}); "
                           "migration needs two hosts")
+    if guest_network is None or guest_addresses is None:
+        absent = [opt for opt, val in (("--guest-network", guest_network),
+                                       ("--guest-ip or --guest-ips", guest_addresses)) if val is None]
+        raise ConfigError(f"{' and '.join(absent)} missing: a site's guest needs its network and a free "
+                          "static address on it (e.g. --guest-network bridge:br0 --guest-ip 192.0.2.50/24)")
+    for option, name, (hostname, _port) in (("--src", src, src_at), ("--dst", dst, dst_at)):
+        clash = set(guest_addresses.addresses) & _addresses_of(hostname)
+        if clash:
+            raise ConfigError(f"--guest-ip {', '.join(map(str, sorted(clash)))} is the address of {option} {name!r}: "
+                              "give the guest a free address on the VM network")
     return RunConfig(src=src, dst=dst, nfs_server=nfs_server, export=export_path,
                      mount_point=mount, ssh_config=ssh_config, lab=False,
+                     guest=GuestSite(guest_network, guest_addresses),
                      round_trips=trips, dirty_rate_mib_s=dirty)
+
+
+def _addresses_of(hostname: str) -> set[ipaddress.IPv4Address]:
+    """The IPv4 addresses *hostname* (an ssh HostName) stands for here; none if it does not resolve here.
+
+    A name only the far side resolves is preflight's to compare (it reads the hosts' own addresses).
+    """
+    try:
+        return {ipaddress.IPv4Address(hostname)}
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(hostname, None, family=socket.AF_INET, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return set()
+    return {ipaddress.IPv4Address(info[4][0]) for info in infos}
 
 
 def _default_ssh_config() -> Path | None:

@@ -1,4 +1,5 @@
-"""Preflight: the host pair can migrate at all (ssh, versions, UUIDs, names, port, CPU, clocks, storage).
+"""Preflight: the host pair can migrate at all (ssh, versions, UUIDs, names, port, CPU, clocks, storage,
+the guest's network and address).
 
 One test per check, so the report lists each; every result is filed for the
 verdict with its evidence, passed or not.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import libvirt
 import pytest
 
+from fixtures.guest import GuestIdentity
 from fixtures.verdict import CheckLog
 from virtmig import preflight
 from virtmig.host import Host
@@ -19,9 +21,11 @@ pytestmark = [pytest.mark.preflight, pytest.mark.lab]
 
 @pytest.fixture(scope="module")
 def pair(src_host: Host, dst_host: Host, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
-         shared_storage: SharedStorage, storage_config: StorageConfig) -> preflight.Pair:
+         shared_storage: SharedStorage, storage_config: StorageConfig,
+         guest_identity: GuestIdentity) -> preflight.Pair:
     return preflight.Pair(src_host, dst_host, src_conn, dst_conn, storage_path=str(shared_storage.path),
-                          qemu_user=storage_config.qemu_user)
+                          qemu_user=storage_config.qemu_user, guest_network=guest_identity.network,
+                          guest_ip=guest_identity.ip)
 
 
 @pytest.mark.parametrize("name", list(preflight.CHECKS))

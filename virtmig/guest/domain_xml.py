@@ -26,6 +26,8 @@ from typing import Literal
 import jinja2
 from lxml import etree
 
+from virtmig.guestconfig import GuestNetwork
+
 DOMAIN_TEMPLATE = "domain.xml.j2"
 DEFAULT_SCHEMA_DIR = Path("/usr/share/libvirt/schemas")
 
@@ -148,16 +150,17 @@ class KernelBoot:
 class DomainSpec:
     """Everything the domain template needs; nothing is read from config.
 
-    Defaults describe the lab guest (TCG, qemu64, 128 MiB, 1 vCPU). For a real
-    KVM pair use virt_type='kvm' and cpu_mode='host-model' (cpu_model=None),
-    and leave `kernel` None to boot from the disk image.
+    Defaults describe the small test guest (TCG, qemu64, 128 MiB, 1 vCPU). For
+    a KVM pair use virt_type='kvm' and cpu_mode='host-model' (cpu_model=None),
+    and leave `kernel` None to boot from the disk image.  The network has no
+    default: it is the site's (--guest-network).
     """
 
     name: str
     uuid: str
     mac: str
     disk: FileDisk | NfsDisk
-    bridge: str = "br0"
+    network: GuestNetwork
     virt_type: VirtType = "qemu"
     memory_mib: int = 128
     vcpus: int = 1
@@ -209,7 +212,8 @@ class DomainSpec:
             "serial_log": self.serial_log,
             "disk": self.disk.template_vars(),
             "mac": self.mac,
-            "bridge": self.bridge,
+            "nic_kind": self.network.kind,
+            "nic_source": self.network.name,
         }
 
 
