@@ -18,6 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
+
+from virtmig.lab import lifecycle
+from virtmig.lab.netns import lab_netns_names
+from virtmig.lab.topology import LAB_LOCK
 
 #: sshd must be started by absolute path (it re-executes itself).
 _SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -144,3 +149,24 @@ def sshd() -> Iterator[Sshd]:
                 proc.kill()
                 proc.wait()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def lab_lock() -> Iterator[bool]:
+    """Hold the lab; yield whether it was up, and leave it that way afterwards."""
+    with FileLock(str(LAB_LOCK), timeout=1800):
+        was_up = lifecycle.is_up()
+        try:
+            yield was_up
+        finally:
+            if was_up and not lifecycle.is_up():
+                lifecycle.up()
+            elif not was_up and lab_netns_names():
+                lifecycle.down()
+
+
+@pytest.fixture
+def lab_up(lab_lock: bool) -> None:
+    """The lab up and held for the test (an inner run with --src/--dst takes no lock of its own)."""
+    if not lifecycle.is_up():
+        lifecycle.up()
