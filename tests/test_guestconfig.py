@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from virtmig.config import ConfigError, DefaultPair, GuestSite, build_run_config
+from virtmig.config import ConfigError, DefaultPair, GuestShape, GuestSite, build_run_config
 from virtmig.guestconfig import (
     GuestNetwork,
     guest_mac,
@@ -97,7 +97,8 @@ def test_mac_is_libvirts_range_stable_and_distinct_per_run_pair_and_worker() -> 
 # --- together, with the pair ---------------------------------------------------------------
 
 LAB = DefaultPair("h1", "h2", "nfs", "/srv/virtmig-export", Path("/nonexistent/ssh_config"),
-                  GuestSite(parse_guest_network("bridge:br0"), parse_guest_ip("198.18.0.100/24")))
+                  GuestSite(parse_guest_network("bridge:br0"), parse_guest_ip("198.18.0.100/24")),
+                  GuestShape(cpu="qemu64"))
 
 
 @pytest.fixture

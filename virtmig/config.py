@@ -43,7 +43,9 @@ class RunConfig:
     times each migration test goes there and back (--round-trips); the
     guest dirties memory at dirty_rate_mib_s (--dirty-rate) while it moves.
     guest: the guest's network and addresses (--guest-network, --guest-ip or
-    --guest-ips; the lab's own without --src/--dst).
+    --guest-ips; the lab's own without --src/--dst).  guest_shape: what the
+    guest is asked to be (--virt-type, --guest-cpu, --guest-memory,
+    --guest-vcpus), resolved against the hosts by virtmig.guest.platform.
     """
 
     src: str
@@ -54,6 +56,7 @@ class RunConfig:
     ssh_config: Path | None
     lab: bool
     guest: GuestSite
+    guest_shape: GuestShape
     round_trips: int = 1
     dirty_rate_mib_s: int = 0
 
@@ -64,6 +67,29 @@ class GuestSite:
 
     network: GuestNetwork
     addresses: GuestAddresses
+
+
+#: The test guest needs this much: its 64 MiB dirtying buffer, the 16 MiB RAM pattern, the kernel.
+MIN_GUEST_MEMORY_MIB = 128
+
+
+@dataclass(frozen=True)
+class GuestShape:
+    """What the guest is asked to be: --virt-type, --guest-cpu, --guest-memory, --guest-vcpus.
+
+    Each value is checked by virtmig.guestconfig as the option is parsed, and
+    resolved against both hosts (auto, baseline) by virtmig.guest.platform.
+    """
+
+    virt_type: str = "auto"
+    cpu: str = "baseline"
+    memory_mib: int = MIN_GUEST_MEMORY_MIB
+    vcpus: int = 1
+
+    def over(self, defaults: GuestShape) -> GuestShape:
+        """These values where given (non-empty, non-zero), *defaults*' elsewhere: options over a site's defaults."""
+        return GuestShape(self.virt_type or defaults.virt_type, self.cpu or defaults.cpu,
+                          self.memory_mib or defaults.memory_mib, self.vcpus or defaults.vcpus)
 
 
 @dataclass(frozen=True)
@@ -80,6 +106,8 @@ class DefaultPair:
     export: str
     ssh_config: Path
     guest: GuestSite
+    #: the lab's guest shape (its TCG hosts run qemu64); a site's defaults are GuestShape()'s
+    guest_shape: GuestShape
 
 
 def check_host_name(value: str, what: str = "host name") -> str:
@@ -175,6 +203,10 @@ def build_run_config(
     *,
     guest_network: GuestNetwork | None = None,
     guest_addresses: GuestAddresses | None = None,
+    virt_type: str | None = None,
+    guest_cpu: str | None = None,
+    guest_memory_mib: int | None = None,
+    guest_vcpus: int | None = None,
     round_trips: int = 1,
     dirty_rate_mib_s: int = 0,
 ) -> RunConfig:
@@ -185,6 +217,7 @@ def build_run_config(
     may not be up yet when options are parsed.
     """
     trips, dirty = check_round_trips(round_trips), check_dirty_rate(dirty_rate_mib_s)
+    asked = GuestShape(virt_type or "", guest_cpu or "", guest_memory_mib or 0, guest_vcpus or 0)
     mount = check_remote_path(mount_point, "--mount-point")
     if mount == PurePosixPath("/"):
         raise ConfigError("--mount-point must not be '/'")
@@ -196,6 +229,7 @@ def build_run_config(
         guest = GuestSite(guest_network or lab.guest.network, guest_addresses or lab.guest.addresses)
         return RunConfig(src=lab.src, dst=lab.dst, nfs_server=lab.nfs_server, export=lab.export,
                          mount_point=mount, ssh_config=lab.ssh_config, lab=True, guest=guest,
+                         guest_shape=asked.over(lab.guest_shape),
                          round_trips=trips, dirty_rate_mib_s=dirty)
     if src is None or dst is None:
         missing = "--src" if src is None else "--dst"
@@ -235,6 +269,7 @@ def build_run_config(
     return RunConfig(src=src, dst=dst, nfs_server=nfs_server, export=export_path,
                      mount_point=mount, ssh_config=ssh_config, lab=False,
                      guest=GuestSite(guest_network, guest_addresses),
+                     guest_shape=asked.over(GuestShape()),
                      round_trips=trips, dirty_rate_mib_s=dirty)
 
 

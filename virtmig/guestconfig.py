@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from virtmig.config import ConfigError
+from virtmig.config import MIN_GUEST_MEMORY_MIB, ConfigError
 
 #: A libvirt network name: what `virsh net-define` accepts, minus '/' (libvirt refuses it).
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
@@ -152,3 +152,42 @@ def guest_mac(run_token: str, src: str, dst: str, worker_id: str) -> str:
     """
     digest = hashlib.sha256("\0".join((run_token, src, dst, worker_id)).encode()).digest()
     return MAC_PREFIX + "".join(f":{b:02x}" for b in digest[:3])
+
+
+#: --virt-type: auto picks kvm when both hosts offer it (libvirt's domain capabilities), else qemu (TCG).
+VIRT_TYPES = ("auto", "kvm", "qemu")
+#: --guest-cpu keywords; anything else is a CPU model name (custom mode, fallback forbidden).
+CPU_KEYWORDS = ("baseline", "host-model")
+_CPU_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_GUEST_MEMORY_MIB = 1024 * 1024
+MAX_GUEST_VCPUS = 256
+
+
+def parse_virt_type(value: str) -> str:
+    """--virt-type: one of VIRT_TYPES, else ConfigError."""
+    if value not in VIRT_TYPES:
+        raise ConfigError(f"--virt-type {value!r} is not one of {', '.join(VIRT_TYPES)}")
+    return value
+
+
+def parse_guest_cpu(value: str) -> str:
+    """--guest-cpu: baseline, host-model, or a CPU model name as libvirt spells it (e.g. EPYC-Rome, qemu64)."""
+    if value in CPU_KEYWORDS or _CPU_MODEL.fullmatch(value):
+        return value
+    raise ConfigError(f"--guest-cpu {value!r} is neither baseline, host-model nor a CPU model name "
+                      "(letters, digits, '_', '.', '-')")
+
+
+def check_guest_memory(value: int) -> int:
+    """--guest-memory MIB within MIN_GUEST_MEMORY_MIB..MAX_GUEST_MEMORY_MIB (the hosts' free memory is preflight's)."""
+    if not MIN_GUEST_MEMORY_MIB <= value <= MAX_GUEST_MEMORY_MIB:
+        raise ConfigError(f"--guest-memory {value}: must be between {MIN_GUEST_MEMORY_MIB} and "
+                          f"{MAX_GUEST_MEMORY_MIB} MiB (the test guest needs {MIN_GUEST_MEMORY_MIB})")
+    return value
+
+
+def check_guest_vcpus(value: int) -> int:
+    """--guest-vcpus N within 1..MAX_GUEST_VCPUS."""
+    if not 1 <= value <= MAX_GUEST_VCPUS:
+        raise ConfigError(f"--guest-vcpus {value}: must be between 1 and {MAX_GUEST_VCPUS}")
+    return value

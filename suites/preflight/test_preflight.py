@@ -13,6 +13,7 @@ import pytest
 from fixtures.guest import GuestIdentity
 from fixtures.verdict import CheckLog
 from virtmig import preflight
+from virtmig.guest.platform import GuestPlatform
 from virtmig.host import Host
 from virtmig.storage.shared import SharedStorage, StorageConfig
 
@@ -22,10 +23,11 @@ pytestmark = [pytest.mark.preflight, pytest.mark.lab]
 @pytest.fixture(scope="module")
 def pair(src_host: Host, dst_host: Host, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
          shared_storage: SharedStorage, storage_config: StorageConfig,
-         guest_identity: GuestIdentity) -> preflight.Pair:
+         guest_identity: GuestIdentity, guest_platform: GuestPlatform) -> preflight.Pair:
     return preflight.Pair(src_host, dst_host, src_conn, dst_conn, storage_path=str(shared_storage.path),
                           qemu_user=storage_config.qemu_user, guest_network=guest_identity.network,
-                          guest_ip=guest_identity.ip)
+                          guest_ip=guest_identity.ip, guest_cpu_xml=guest_platform.cpu.xml(),
+                          domain_type=guest_platform.virt_type)
 
 
 @pytest.mark.parametrize("name", list(preflight.CHECKS))

@@ -60,6 +60,8 @@ HYPERVISORS: tuple[LabNode, ...] = (H1, H2)
 #: The test guest's address on the lab (handed to runs as the default --guest-ip,
 #: by fixtures.options); it keeps it when it moves between h1 and h2.
 GUEST_IP = "198.18.0.100"
+#: The lab guest's CPU (handed to runs as the default --guest-cpu): TCG emulates qemu64 on any host.
+LAB_GUEST_CPU = "qemu64"
 #: MAC of guests the lab's own tests start by hand (a run's guest derives its MAC: virtmig.guestconfig).
 GUEST_MAC = "52:54:00:12:00:64"
 #: UDP port of the guest agent (the guest's own, named here for the lab's tools).
