@@ -82,6 +82,13 @@ def test_baseline_keeps_libvirts_model_and_every_feature_policy() -> None:
         parse_cpu("<cpu mode='custom'/>")
 
 
+def test_baseline_under_tcg_is_qemu64_whatever_the_hosts_cpus() -> None:
+    """Seen on the lab: libvirt's baseline for qemu over two EPYC hosts is kvm64 plus 71 feature policies,
+    with which the guest failed to start under TCG; TCG emulates the CPU, so the hosts' CPUs do not bound it."""
+    cpu, why = choose_cpu("baseline", "qemu", [KVM, TCG_ONLY], BASELINE)
+    assert cpu == CpuChoice("custom", "qemu64") and why.startswith("baseline under TCG")
+
+
 def test_memory_beyond_a_hosts_available_memory_names_the_host() -> None:
     check_free_memory(2048, [KVM, KVM2])
     with pytest.raises(PlatformError, match=r"--guest-memory 3000 MiB: h2 has 2048 MiB free; fix: a smaller"):

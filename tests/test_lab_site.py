@@ -8,6 +8,7 @@ lab is held (and brought up, and down again if it was down) by `lab_up`.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from tests.inner_run import known_tcg_bug, migrations, output_tail, run_suite
 from virtmig.lab.network import GUEST_BRIDGE
 from virtmig.lab.topology import EXPORT_DIR, H1, H2, NFS, SSH_CONFIG
+from virtmig.pairlock import LOCK_DIR, Holder
 
 pytestmark = pytest.mark.lab
 
@@ -76,3 +78,26 @@ def test_an_address_that_answers_is_refused_before_any_guest_starts(lab_up: None
     out = proc.stdout + proc.stderr
     assert f"{NFS.ip} already answers" in out, output_tail(proc)
     assert not (html.parent / "results.json").exists() or migrations(html) == [], "a migration ran"
+
+
+def _ssh(node: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ssh", "-F", str(SSH_CONFIG), node, *argv], capture_output=True, text=True, timeout=30)
+
+
+def test_a_pair_held_by_another_run_stops_the_run_naming_the_holder(lab_up: None, tmp_path: Path) -> None:
+    """A live run from another controller holds h2: a second run stops before it changes anything."""
+    other = Holder("ci@ci-runner-7", "ci-runner-7", 4242, "1", "2026-01-01T00:00:00+00:00", "other-run", "h1->h2")
+    made = subprocess.run(["ssh", "-F", str(SSH_CONFIG), H2.name, f"mkdir {LOCK_DIR} && cat > {LOCK_DIR}/holder.json"],
+                          input=other.to_json(), capture_output=True, text=True, timeout=30)
+    assert made.returncode == 0, made.stderr
+    try:
+        proc, html = run_suite(tmp_path, "suites/live", "-k", "round_trip and p2p and not tunnelled",
+                               *site_args("--guest-network", f"bridge:{GUEST_BRIDGE}", "--guest-ip", SITE_GUEST_IP,
+                                          "--storage-is-shared"))
+        assert proc.returncode == 1, output_tail(proc)
+        assert "the pair is busy: h2: held by ci@ci-runner-7 (pytest pid 4242, run other-run" in proc.stdout + \
+            proc.stderr, output_tail(proc)
+        assert _ssh(H1.name, "test", "-e", LOCK_DIR).returncode != 0, "h1's lock was not given back"
+        assert _ssh(H2.name, "cat", f"{LOCK_DIR}/holder.json").stdout.strip() == other.to_json()
+    finally:
+        _ssh(H2.name, "rm", "-rf", LOCK_DIR)

@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "virtmig.guestconfig": BASE,
     "virtmig.waiters": BASE,
     "virtmig.environment": BASE,
+    "virtmig.pairlock": BASE,
     "virtmig.guest": BASE,
     "virtmig.storage": BASE,
     "virtmig.migration": BASE | {"virtmig.guest", "virtmig.storage"},

@@ -59,6 +59,7 @@ class RunConfig:
     guest_shape: GuestShape
     round_trips: int = 1
     dirty_rate_mib_s: int = 0
+    wait_for_pair_s: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,17 @@ def check_dirty_rate(value: int) -> int:
     return value
 
 
+#: Upper bound of --wait-for-pair: a day; a run queued longer is forgotten, not waiting.
+MAX_WAIT_FOR_PAIR_S = 86400
+
+
+def check_wait_for_pair(value: int) -> int:
+    """*value* (seconds) if 0..MAX_WAIT_FOR_PAIR_S, else ConfigError."""
+    if not 0 <= value <= MAX_WAIT_FOR_PAIR_S:
+        raise ConfigError(f"--wait-for-pair {value}: must be between 0 and {MAX_WAIT_FOR_PAIR_S} seconds")
+    return value
+
+
 def check_remote_path(value: str | PurePosixPath, what: str) -> PurePosixPath:
     """*value* as a PurePosixPath if absolute and free of '..', else ConfigError."""
     path = PurePosixPath(value)
@@ -209,6 +221,7 @@ def build_run_config(
     guest_vcpus: int | None = None,
     round_trips: int = 1,
     dirty_rate_mib_s: int = 0,
+    wait_for_pair_s: int = 0,
 ) -> RunConfig:
     """Check the options together and return the RunConfig, or raise ConfigError.
 
@@ -217,6 +230,7 @@ def build_run_config(
     may not be up yet when options are parsed.
     """
     trips, dirty = check_round_trips(round_trips), check_dirty_rate(dirty_rate_mib_s)
+    wait = check_wait_for_pair(wait_for_pair_s)
     asked = GuestShape(virt_type or "", guest_cpu or "", guest_memory_mib or 0, guest_vcpus or 0)
     mount = check_remote_path(mount_point, "--mount-point")
     if mount == PurePosixPath("/"):
@@ -230,7 +244,7 @@ def build_run_config(
         return RunConfig(src=lab.src, dst=lab.dst, nfs_server=lab.nfs_server, export=lab.export,
                          mount_point=mount, ssh_config=lab.ssh_config, lab=True, guest=guest,
                          guest_shape=asked.over(lab.guest_shape),
-                         round_trips=trips, dirty_rate_mib_s=dirty)
+                         round_trips=trips, dirty_rate_mib_s=dirty, wait_for_pair_s=wait)
     if src is None or dst is None:
         missing = "--src" if src is None else "--dst"
         raise ConfigError(f"{missing} is missing: give both --src and --dst, or neither to use the embedded lab")
@@ -270,7 +284,7 @@ def build_run_config(
                      mount_point=mount, ssh_config=ssh_config, lab=False,
                      guest=GuestSite(guest_network, guest_addresses),
                      guest_shape=asked.over(GuestShape()),
-                     round_trips=trips, dirty_rate_mib_s=dirty)
+                     round_trips=trips, dirty_rate_mib_s=dirty, wait_for_pair_s=wait)
 
 
 def _addresses_of(hostname: str) -> set[ipaddress.IPv4Address]:

@@ -24,6 +24,8 @@ from virtmig.config import GuestShape
 from virtmig.guest.domain_xml import CpuMode, VirtType
 
 ARCH = "x86_64"
+#: The guest CPU of a TCG run asked for a baseline: emulated in full by QEMU on any x86 host.
+TCG_BASELINE = "qemu64"
 
 
 class PlatformError(RuntimeError):
@@ -116,6 +118,10 @@ def choose_cpu(asked: str, virt_type: VirtType, offers: Sequence[HostOffer], bas
                                          "destination must be able to run (preflight's cpu check)")
     if asked != "baseline":
         return CpuChoice("custom", asked), f"--guest-cpu {asked}: as asked"
+    if virt_type == "qemu":
+        return CpuChoice("custom", TCG_BASELINE), (
+            f"baseline under TCG: QEMU emulates the CPU, so the hosts' CPUs do not limit it; {TCG_BASELINE}, "
+            "which TCG emulates on any host (libvirt's baseline over the hosts' CPUs lists features TCG lacks)")
     if baseline_xml is None:
         raise PlatformError("--guest-cpu baseline: libvirt computed no baseline")
     hosts = ", ".join(f"{o.name}: {o.cpu_model}" for o in offers)
@@ -164,7 +170,7 @@ def resolve(shape: GuestShape, src: tuple[str, libvirt.virConnect], dst: tuple[s
     offers = [gather_offer(name, conn) for name, conn in (src, dst)]
     virt_type, vt_why = choose_virt_type(shape.virt_type, offers)
     baseline = None
-    if shape.cpu == "baseline":
+    if shape.cpu == "baseline" and virt_type == "kvm":
         try:
             baseline = src[1].baselineHypervisorCPU(None, ARCH, None, virt_type, [o.cpu_xml for o in offers], 0)
         except libvirt.libvirtError as exc:
