@@ -97,7 +97,7 @@ class GuestShape:
 class DefaultPair:
     """What a run targets without --src/--dst: the embedded lab's hosts, NFS export, ssh config, guest network.
 
-    Given by the caller (fixtures.options builds it from virtmig.lab.topology),
+    Given by the caller (fixtures.options builds it from the lab's topology),
     so that the settings layer knows no site: the lab is one site among others.
     """
 
