@@ -69,6 +69,25 @@ def parse_svg(text: str) -> ET.Element:
 
 # --- tables ----------------------------------------------------------------
 
+def test_notes_every_record_shares_are_said_once_above_the_table() -> None:
+    unsafe = "--unsafe: lab NFS mount is a FUSE client"
+    records = [make_record(notes=[unsafe, "probe thread stalled"]), make_record(notes=[unsafe])]
+    table = tables.migrations_table(records)
+    assert table.count(unsafe) == 1
+    assert table.index("Every migration: --unsafe") < table.index("<table")
+    assert "probe thread stalled" in table.split("<table", 1)[1]  # a note of one row stays in its row
+    alone = tables.migrations_table([make_record(notes=[unsafe])])
+    assert "Every migration" not in alone and unsafe in alone
+
+
+def test_the_downtime_budget_is_for_live_migrations_only() -> None:
+    cold = make_record(kind="cold", mode="cold", stats={"downtime_ms": 31_000}, probe={"longest_gap_ms": 31_800.0})
+    slow_live = make_record(stats={"downtime_ms": 900})
+    assert tables.summary_counts([cold, slow_live], budget_ms=500)["over_budget"] == 1
+    assert "over-budget" not in tables.migration_row(1, cold, budget_ms=500)
+    assert "over-budget" in tables.migration_row(2, slow_live, budget_ms=500)
+
+
 def test_table_row_shows_figures_in_display_units() -> None:
     row = tables.migration_row(1, make_record())
     assert "<td>h1 → h2</td>" in row
@@ -185,7 +204,43 @@ def test_distribution_groups_by_kind_and_mode() -> None:
     text = svg.downtime_distribution(records)
     parse_svg(text)
     assert "live/p2p" in text and "live/direct" in text and "n=4" in text
-    assert "median 120 ms" in text
+    assert "p50 120 ms" in text and "min–max 90–300 ms" in text
+
+
+def test_live_and_offline_outages_never_share_an_axis() -> None:
+    live = [make_record(stats={"downtime_ms": d}) for d in (200, 240)]
+    cold = make_record("suites/offline/test_offline.py::test_cold", kind="cold", mode="cold",
+                       stats={"downtime_ms": 31_000}, probe={"longest_gap_ms": 32_000.0})
+    charts = svg.downtime_charts([live[0], cold, live[1]], budget_ms=500)
+    titles = [parse_svg(c).get("aria-label") for c in charts]
+    assert titles == ["Downtime per live migration", "Live downtime per mode: p50, min–max",
+                      "Outage per offline move", "Offline outage per kind: p50, min–max"]
+    live_chart, _, offline_chart, _ = charts
+    assert "31,000" not in live_chart and "#2 test_cold" in offline_chart  # numbered as in the table
+    assert "#1 test_p2p[0]" in live_chart and "#3 test_p2p[0]" in live_chart
+    assert "budget 500 ms" in live_chart and "budget" not in offline_chart
+    bars = [float(r.get("height", 0)) for r in parse_svg(live_chart).iter(f"{SVG_NS}rect")]
+    assert max(bars) > 40, "live bars on their own scale (beside a 31 s outage they would be under 2 px)"
+
+
+def test_only_one_family_gives_only_its_charts() -> None:
+    assert len(svg.downtime_charts([make_record()])) == 2
+    assert [parse_svg(c).get("aria-label") for c in svg.downtime_charts([])] == ["Downtime per migration"]
+
+
+def test_remaining_memory_starts_at_the_first_sample_the_job_reports() -> None:
+    record = make_record(progress=[
+        {"time_elapsed_ms": 100, "memory_remaining_bytes": 0, "memory_iteration": 0},
+        {"time_elapsed_ms": 200, "memory_remaining_bytes": 0, "memory_iteration": 0},
+        {"time_elapsed_ms": 300, "memory_remaining_bytes": 256 * MIB, "memory_iteration": 1},
+        {"time_elapsed_ms": 900, "memory_remaining_bytes": 0, "memory_iteration": 3},
+    ])
+    assert progress_points(record) == [(300, 256 * MIB), (900, 0)]  # a final 0 is real: it converged
+    started_in_pass_1 = make_record(progress=[
+        {"time_elapsed_ms": 100, "memory_remaining_bytes": 0, "memory_iteration": 1}])
+    assert progress_points(started_in_pass_1) == [(100, 0)]
+    never_reported = make_record(progress=[{"time_elapsed_ms": 100, "memory_remaining_bytes": 0}])
+    assert progress_points(never_reported) == []
 
 
 def test_nice_ticks_cover_range() -> None:

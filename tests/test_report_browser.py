@@ -72,6 +72,7 @@ window.addEventListener("load", function () {
       return r;
     }),
     migrations: all("table.virtmig-migrations tbody tr").map(box),
+    shared_note: box(document.querySelector("p.virtmig-shared-note")),
     environment: all("table.virtmig-environment tbody tr").map(box),
     trends: all("table.virtmig-trends tbody tr").map(function (tr) {
       var r = box(tr); r.cls = tr.className; return r;
@@ -144,8 +145,8 @@ def external_resources(tree: Any) -> list[str]:
 
 @pytest.fixture
 def report(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A report with 8 migrations, the environment, a regressing trend and the verdict."""
-    run = synthetic_run(pytester, monkeypatch)
+    """A report with 8 live hops and a cold move, the environment, a regressing trend and the verdict."""
+    run = synthetic_run(pytester, monkeypatch, offline=True)
     run.result.assert_outcomes(passed=5)
     return run.html
 
@@ -160,13 +161,33 @@ def test_report_renders_in_chromium(report: Path, tmp_path: Path, capsys: pytest
     assert [h.text_content() for h in verdict] == ["h1 (lab) -> h2 (lab): CERTIFIED"]
     rendered = tree.xpath("//table[@id='results-table']/tbody[contains(@class, 'results-table-row')]")
     assert len(rendered) == 5, "pytest-html's script did not build one row per test"
-    assert len(tree.xpath("//table[contains(@class, 'virtmig-migrations')]/tbody/tr")) == 8
+    assert len(tree.xpath("//table[contains(@class, 'virtmig-migrations')]/tbody/tr")) == 9
     charts = tree.xpath("//*[local-name()='svg' and contains(@class, 'virtmig-chart')]")
+    # Live and offline outages never share an axis.
     assert [c.get("aria-label") for c in charts] == [
-        "Downtime per migration", "Downtime distribution over round trips", "Remaining memory during migration"]
+        "Downtime per live migration", "Live downtime per mode: p50, min–max",
+        "Outage per offline move", "Offline outage per kind: p50, min–max", "Remaining memory during migration"]
     bars = charts[0].xpath(".//*[local-name()='rect' and @height > 0]")
-    assert len(bars) >= 16 + 2, "libvirt and probe bar for each of 8 migrations, and the legend"
-    assert len(charts[2].xpath(".//*[local-name()='polyline']")) == 8
+    assert len(bars) >= 16 + 2, "libvirt and probe bar for each of 8 live hops, and the legend"
+    assert max(float(b.get("height")) for b in bars) > 40, "live bars squashed: an offline outage on their axis?"
+    assert "31,000" not in lxml.html.tostring(charts[0], encoding="unicode")
+    # Per mode: the p50 with min–max whiskers, libvirt's figure beside the probe's.
+    p50s = charts[1].xpath(".//*[local-name()='g' and @class='virtmig-p50']/*[local-name()='title']")
+    assert sorted(t.text_content().split(":")[0] for t in p50s) == [
+        "live/p2p libvirt downtime", "live/p2p probe longest gap"]
+    assert all("p50" in t.text_content() and "min–max" in t.text_content() for t in p50s)
+    # Remaining memory from the first sample the job really reports: no line starts on the 0 MiB axis.
+    memory = charts[4]
+    lines = memory.xpath(".//*[local-name()='polyline']")
+    assert len(lines) == 8
+    axis_y = {round(float(y)) for y in memory.xpath(".//*[local-name()='line']/@y1")}
+    starts = {round(float(line.get("points").split()[0].split(",")[1])) for line in lines}
+    assert max(axis_y) not in starts, "a line starts at 0 MiB remaining"
+    # Notes every record shares are said once, above the table.
+    shared = tree.xpath("//p[contains(@class, 'virtmig-shared-note')]")
+    assert len(shared) == 1 and "--unsafe" in shared[0].text_content()
+    notes_cells = tree.xpath("//table[contains(@class, 'virtmig-migrations')]/tbody/tr/td[last()]")
+    assert not any("--unsafe" in td.text_content() for td in notes_cells)
 
     # 2. What was laid out and visible.
     probed = report.with_name("report-probed.html")
@@ -179,9 +200,11 @@ def test_report_renders_in_chromium(report: Path, tmp_path: Path, capsys: pytest
         return b is not None and b["w"] > 0 and b["h"] > 0 and b["display"] != "none" and b["visibility"] == "visible"
 
     assert visible(seen["verdict"]) and "CERTIFIED" in seen["verdict"]["text"]
-    assert len(seen["charts"]) == 3 and all(visible(c) for c in seen["charts"]), seen["charts"]
+    assert len(seen["charts"]) == 5 and all(visible(c) for c in seen["charts"]), seen["charts"]
     assert all(c["content"][0] > 100 and c["content"][1] > 50 for c in seen["charts"]), "a chart drew nothing"
-    assert len(seen["migrations"]) == 8 and all(visible(r) for r in seen["migrations"])
+    assert len(seen["migrations"]) == 9 and all(visible(r) for r in seen["migrations"])
+    assert max(r["h"] for r in seen["migrations"]) < 60, "a row grew tall: a long note repeated in each row?"
+    assert visible(seen["shared_note"]) and "--unsafe" in seen["shared_note"]["text"]
     assert len(seen["environment"]) >= 5 and all(visible(r) for r in seen["environment"])
     assert any("6.1.0-21-amd64" in r["text"] for r in seen["environment"])
     regressed = [r for r in seen["trends"] if r["cls"] == "regression"]

@@ -38,6 +38,8 @@ from virtmig.migration.records import MigrationRecord
 from virtmig.report import MIB
 
 ENV_MODE = {env_mode!r}
+WITH_OFFLINE = {offline!r}
+UNSAFE = '--unsafe: lab NFS mount is a FUSE client (fuse.nfs); libvirt 9.0 only trusts kernel NFS'
 
 
 @pytest.fixture(scope="session")
@@ -75,8 +77,9 @@ def rec(test_id, downtime, ok=True, src="h1", dst="h2"):
         stats={{"downtime_ms": downtime, "time_elapsed_ms": 3000, "data_processed_bytes": 300 * MIB,
                "memory_bytes_per_s": 100 * MIB, "memory_iteration": 3}} if ok else None,
         probe={{"longest_gap_ms": downtime + 35, "lost": 1}} if ok else None,
-        progress=[{{"time_elapsed_ms": t, "memory_remaining_bytes": r * MIB}}
-                  for t, r in ((100, 256), (1500, 90), (2900, 4))] if ok else [],
+        progress=[{{"time_elapsed_ms": t, "memory_remaining_bytes": r * MIB, "memory_iteration": n}}
+                  for t, r, n in ((50, 0, 0), (100, 256, 1), (1500, 90, 2), (2900, 4, 3))] if ok else [],
+        notes=[UNSAFE],
         dirty_rate_asked_mib_s=8, error=None if ok else "operation failed: migration cancelled")
 
 
@@ -89,8 +92,13 @@ def test_round_trip(migration_log, src_host, dst_host, request, trip):
     migration_log.add(rec(request.node.nodeid + " hop 2", back, src="h2", dst="h1"))
 
 
-def test_unrelated():
-    pass
+def test_unrelated(migration_log):
+    if WITH_OFFLINE:  # an outage of another order: a cold move of 31 s
+        migration_log.add(MigrationRecord(
+            test_id="suites/offline/t.py::test_cold", kind="cold", mode="cold", src="h1", dst="h2", domain="vm",
+            started_at="2099-12-31T23:59:59+00:00", wall_s=33.0, ok=True, storage="nfs-mount",
+            stats={{"downtime_ms": 31000, "time_elapsed_ms": 31000}}, probe={{"longest_gap_ms": 31800}},
+            notes=[UNSAFE]))
 '''
 
 
@@ -121,12 +129,15 @@ def write_history(reports: Path, nights: int = 4, downtime: float = 100.0) -> li
 
 
 def synthetic_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *args: str,
-                  env_mode: str = "ok", history: bool = True) -> SyntheticRun:
-    """Run the inner suite as suites/live/test_synthetic.py with --html into reports/<RUN_ID>/."""
+                  env_mode: str = "ok", history: bool = True, offline: bool = False) -> SyntheticRun:
+    """Run the inner suite as suites/live/test_synthetic.py with --html into reports/<RUN_ID>/.
+
+    offline=True adds a cold move (31 s outage) to the 8 live hops.
+    """
     suite = pytester.mkpydir("suites") / "live"
     suite.mkdir()
     (suite / "__init__.py").write_text("")
-    (suite / "test_synthetic.py").write_text(INNER_TESTS.format(env_mode=env_mode))
+    (suite / "test_synthetic.py").write_text(INNER_TESTS.format(env_mode=env_mode, offline=offline))
     reports = pytester.path / "reports"
     if history:
         write_history(reports)
@@ -259,3 +270,42 @@ def test_make_certify_writes_report_results_and_junit_in_one_run_dir() -> None:
                          text=True, check=True).stdout
     assert "--html=reports/20240501T000000Z/report.html --self-contained-html" in out
     assert "--junitxml=reports/20240501T000000Z/junit.xml" in out
+
+
+def test_fail_on_regression_turns_the_night_red_in_exit_status_and_junit(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history regresses (tests/test_report_sections.write_history): with the flag, CI must see it."""
+    junit = pytester.path / "reports" / RUN_ID / "junit.xml"
+    run = synthetic_run(pytester, monkeypatch, "--fail-on-regression", f"--junitxml={junit}")
+    run.result.assert_outcomes(passed=5, failed=2)
+    assert run.result.ret == pytest.ExitCode.TESTS_FAILED
+    failures = ET.parse(junit).getroot().findall(".//testcase/failure")
+    assert len(failures) == 2, "one failing case per regressed metric"
+    texts = sorted(f.get("message", "") + (f.text or "") for f in failures)
+    assert all("regression of h1 / h2" in t and "p50" in t for t in texts), texts
+    assert any("libvirt downtime" in t for t in texts) and any("probe longest gap" in t for t in texts)
+    page = run.html.read_text()
+    assert 'class="virtmig-verdict warn"' in page and "CERTIFIED, REGRESSED" in page
+    assert json.loads((run.run_dir / "results.json").read_text())["run"]["exit_status"] == 1
+    run.result.stdout.fnmatch_lines(["*virtmig verdict for *: CERTIFIED, REGRESSED*"])
+
+
+def test_without_fail_on_regression_a_regression_is_reported_but_does_not_fail(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = synthetic_run(pytester, monkeypatch)
+    run.result.assert_outcomes(passed=5)
+    assert run.result.ret == pytest.ExitCode.OK
+    page = run.html.read_text()
+    assert "2 regression(s)" in page and 'class="virtmig-verdict ok"' in page
+
+
+def test_each_run_rewrites_the_index_of_every_night(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = synthetic_run(pytester, monkeypatch)
+    index = pytester.path / "reports" / "index.html"
+    page = index.read_text()
+    assert page.count("h1 -&gt; h2") >= 5, "4 nights of history and this run"
+    assert f'<a href="{RUN_ID}/report.html">{RUN_ID}</a>' in page
+    assert json.loads((run.run_dir / "results.json").read_text())["run"]["verdict"] == "CERTIFIED"
+    run.result.stdout.fnmatch_lines(["*virtmig: every night: *index.html"])

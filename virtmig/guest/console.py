@@ -34,6 +34,19 @@ def console_tail(host: Host, domain: str, lines: int = TAIL_LINES) -> list[str]:
     return [line.rstrip("\r") for line in result.stdout.splitlines()] if result.ok else []
 
 
+def console_crash_lines(host: Host, domain: str, limit: int = 5) -> list[str]:
+    """The first lines anywhere in the console file that say the guest crashed.
+
+    An oops prints its header, then registers and a trace, then the
+    heartbeat goes on (or stops) for many lines: by the time anyone looks,
+    the header has often left the tail.
+    """
+    markers = [arg for marker in _CRASH_MARKERS for arg in ("-e", marker)]
+    result = host.run("grep", "-F", "-m", str(limit), *markers, "--", console_log_path(domain),
+                      check=False, timeout=20)
+    return [line.rstrip("\r") for line in result.stdout.splitlines()] if result.ok else []
+
+
 def fdb_entries(host: Host, mac: str) -> list[str]:
     """The host's bridge forwarding entries for `mac` (where the host sends the guest's frames)."""
     script = "bridge fdb show 2>/dev/null | grep -i -- \"$1\" || echo '(no entry)'"
@@ -42,8 +55,11 @@ def fdb_entries(host: Host, mac: str) -> list[str]:
 
 
 def silent_guest_evidence(hosts: Sequence[Host], running_on: Host, domain: str, mac: str) -> list[str]:
-    """Console tail from the host the guest runs on, and every host's forwarding entries for its MAC."""
-    evidence = [f"{running_on.name} console: {line}" for line in console_tail(running_on, domain)]
+    """The console's crash lines and tail from the host the guest runs on, and every host's forwarding entries."""
+    tail = console_tail(running_on, domain)
+    crashed = [line for line in console_crash_lines(running_on, domain) if line not in tail]
+    evidence = [f"{running_on.name} console: {line}" for line in crashed]  # earlier than the tail
+    evidence += [f"{running_on.name} console: {line}" for line in tail]
     if not evidence:
         evidence.append(f"{running_on.name} console: (no console file at {console_log_path(domain)})")
     for host in hosts:
@@ -53,9 +69,11 @@ def silent_guest_evidence(hosts: Sequence[Host], running_on: Host, domain: str, 
 
 #: Lines a Linux guest prints when it dies or finds its own memory corrupt.
 #: ("is not a head!" is virtio_net finding its ring in a state the guest never wrote.)
+#: ("exited with irqs disabled" is what the kernel says of a task an oops killed: it
+#: outlives the oops header in a console tail.)
 _CRASH_MARKERS = ("Kernel panic - not syncing", "list_add corruption", "list_del corruption",
-                  "kernel BUG at", "general protection fault", "BUG: ", "is not a head!",
-                  "detected stalls on CPUs")
+                  "kernel BUG at", "general protection fault", "BUG: ", "Oops: ", "is not a head!",
+                  "detected stalls on CPUs", "exited with irqs disabled")
 
 #: First QEMU release whose TCG migration keeps every dirty page (libvirt's version number: 9.0.0),
 #: and the upstream commit that fixed it (named in the diagnosis, so reports can be searched for it).

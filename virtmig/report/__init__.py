@@ -97,18 +97,23 @@ def dirty_rate_bytes_per_s(record: MigrationRecord) -> float | None:
 def progress_points(record: MigrationRecord) -> list[tuple[float, float]]:
     """(elapsed ms, remaining memory bytes) of each usable sample, by time.
 
-    Samples taken after the job ended carry nulls and are skipped.
+    Samples taken after the job ended carry nulls and are skipped.  So are
+    the samples before the job first reports: until QEMU has counted the
+    guest's memory (pass 0, nothing remaining), libvirt reports 0 bytes
+    remaining, which would draw every line rising from 0 to the guest's size.
     """
-    points: list[tuple[float, float]] = []
+    points: list[tuple[float, float, bool]] = []
     for sample in record.progress:
         if not isinstance(sample, Mapping):
             continue
         t = first_number(sample, ("time_elapsed_ms", "t_ms"))
         remaining = first_number(sample, ("memory_remaining_bytes",))
+        iteration = first_number(sample, ("memory_iteration",))
         if t is not None and remaining is not None:
-            points.append((t, remaining))
+            points.append((t, remaining, remaining > 0 or (iteration or 0) >= 1))
     points.sort()
-    return points
+    first = next((k for k, (_, _, reported) in enumerate(points) if reported), len(points))
+    return [(t, remaining) for t, remaining, _ in points[first:]]
 
 
 def fmt(value: float | None, digits: int = 0) -> str:

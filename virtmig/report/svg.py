@@ -191,8 +191,49 @@ def progress_chart(records: Sequence[MigrationRecord], *, width: float = 720, he
     return _document(width, height + 16 * len(series) + 8, title, body)
 
 
+#: Outages of different orders never share an axis: a live migration's
+#: downtime is some hundred milliseconds, an offline move's outage (shut
+#: down, move, boot) tens of seconds; on one axis every live bar vanishes.
+FAMILIES: Final = (
+    ("live", "Downtime per live migration", "Live downtime per mode: p50, min–max"),
+    ("offline", "Outage per offline move", "Offline outage per kind: p50, min–max"),
+)
+
+
+def family(record: MigrationRecord) -> str:
+    """`live`, or `offline` for the moves that stop the guest (offline, cold, save-restore)."""
+    return "live" if record.kind == "live" else "offline"
+
+
+def _by_family(records: Sequence[MigrationRecord]) -> list[tuple[str, str, list[tuple[int, MigrationRecord]]]]:
+    """(per-migration title, per-mode title, [(table number, record)]) of each family that has records."""
+    out = []
+    for name, title, mode_title in FAMILIES:
+        members = [(i, r) for i, r in enumerate(records, 1) if family(r) == name]
+        if members:
+            out.append((title, mode_title, members))
+    return out
+
+
+def downtime_charts(records: Sequence[MigrationRecord], *, budget_ms: float | None = 500.0) -> list[str]:
+    """One per-migration chart and one per-mode chart for each family of outage, each on its own axis.
+
+    The budget line belongs to live downtime only.
+    """
+    if not records:
+        return [downtime_chart(records, budget_ms=budget_ms)]
+    charts = []
+    for title, mode_title, members in _by_family(records):
+        budget = budget_ms if family(members[0][1]) == "live" else None
+        rs = [r for _, r in members]
+        charts.append(downtime_chart(rs, budget_ms=budget, title=title, numbers=[i for i, _ in members]))
+        charts.append(downtime_distribution(rs, budget_ms=budget, title=mode_title))
+    return charts
+
+
 def downtime_chart(
-    records: Sequence[MigrationRecord], *, budget_ms: float | None = 500.0, bar_group_px: float = 44
+    records: Sequence[MigrationRecord], *, budget_ms: float | None = 500.0, bar_group_px: float = 44,
+    title: str = "Downtime per migration", numbers: Sequence[int] | None = None,
 ) -> str:
     """Per-migration downtime: libvirt's figure next to the probe's longest gap.
 
@@ -200,8 +241,8 @@ def downtime_chart(
     a client of the guest saw, including network re-convergence after the
     switch.  A probe bar much taller than the libvirt bar points at the
     network, not at QEMU.  The dashed line is the operator's budget.
+    `numbers` are the migrations table's #k of the records (default 1..n).
     """
-    title = "Downtime per migration"
     if not records:
         return _empty(title, "no migrations recorded")
     values = [(downtime_ms(r), probe_gap_ms(r)) for r in records]
@@ -215,12 +256,14 @@ def downtime_chart(
             *_swatch(plot.left + 130, 34, PROBE_COLOUR, "probe longest gap"),
             *plot.y_axis(y_ticks, "downtime (ms)"), *plot.x_axis(None, "")]
     bar_w = min(16.0, bar_group_px * 0.36)
+    numbers = list(numbers) if numbers is not None else list(range(1, len(records) + 1))
     for idx, (record, (libvirt_v, probe_v)) in enumerate(zip(records, values, strict=True)):
         centre = plot.x(idx + 0.5)
+        number = numbers[idx]
         for offset, colour, value, what in ((-bar_w, LIBVIRT_COLOUR, libvirt_v, "libvirt downtime"),
                                             (0.0, PROBE_COLOUR, probe_v, "probe longest gap")):
             x = centre + offset
-            tip = f"#{idx + 1} {record.test_id}: {what} {fmt(value)} ms"
+            tip = f"#{number} {record.test_id}: {what} {fmt(value)} ms"
             if value is None:
                 body.append(f'<text x="{_n(x + bar_w / 2)}" y="{_n(plot.bottom - 3)}" text-anchor="middle" '
                             f'fill="#666">{DASH}<title>{_esc(tip)}</title></text>')
@@ -229,10 +272,10 @@ def downtime_chart(
             body.append(f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(bar_w)}" height="{_n(plot.bottom - y)}" '
                         f'fill="{colour}"><title>{_esc(tip)}</title></rect>')
         if not record.ok:
-            failed = _esc(f"#{idx + 1} failed: {record.error or DASH}")
+            failed = _esc(f"#{number} failed: {record.error or DASH}")
             body.append(f'<text x="{_n(centre)}" y="{_n(plot.bottom - 16)}" text-anchor="middle" fill="{FAIL_COLOUR}" '
                         f'font-weight="bold">✗<title>{failed}</title></text>')
-        label = f"#{idx + 1} {short_label(record, 24)}"
+        label = f"#{number} {short_label(record, 24)}"
         ly = plot.bottom + 12
         fill = "" if record.ok else f' fill="{FAIL_COLOUR}"'
         body.append(f'<text x="{_n(centre)}" y="{_n(ly)}" text-anchor="end" '
@@ -242,30 +285,26 @@ def downtime_chart(
     return _document(plot.left + plot_w + 20, plot.bottom + 130, title, body)
 
 
-def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
-    if len(values) == 1:
-        return values[0], values[0], values[0]
-    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, q2, q3
-
-
 def _box(centre: float, plot: _Plot, values: Sequence[float], colour: str, what: str, group: str) -> list[str]:
-    """A box (quartiles, median, min-max whiskers) with every value as a dot."""
+    """The p50 as a bar, min–max as a whisker, every value as a dot.
+
+    The p50 is what a mode usually costs; the whisker shows its worst and
+    best hop, which is what a maintenance window must allow for.
+    """
     ordered = sorted(values)
-    q1, median, q3 = _quartiles(ordered)
+    median = statistics.median(ordered)
     lo, hi = ordered[0], ordered[-1]
     half = 9.0
-    tip = (f"{group} {what}: n={len(ordered)}, median {fmt(median)} ms, "
-           f"quartiles {fmt(q1)}–{fmt(q3)} ms, range {fmt(lo)}–{fmt(hi)} ms")
+    tip = f"{group} {what}: n={len(ordered)}, p50 {fmt(median)} ms, min–max {fmt(lo)}–{fmt(hi)} ms"
     out = [
-        f'<g><title>{_esc(tip)}</title>',
+        f'<g class="virtmig-p50"><title>{_esc(tip)}</title>',
+        f'<rect x="{_n(centre - half)}" y="{_n(plot.y(median))}" width="{_n(2 * half)}" '
+        f'height="{_n(max(1.0, plot.bottom - plot.y(median)))}" fill="{colour}" fill-opacity="0.35"/>',
         f'<line x1="{_n(centre)}" y1="{_n(plot.y(hi))}" x2="{_n(centre)}" y2="{_n(plot.y(lo))}" stroke="{colour}"/>',
         f'<line x1="{_n(centre - half / 2)}" y1="{_n(plot.y(hi))}" x2="{_n(centre + half / 2)}" '
         f'y2="{_n(plot.y(hi))}" stroke="{colour}"/>',
         f'<line x1="{_n(centre - half / 2)}" y1="{_n(plot.y(lo))}" x2="{_n(centre + half / 2)}" '
         f'y2="{_n(plot.y(lo))}" stroke="{colour}"/>',
-        f'<rect x="{_n(centre - half)}" y="{_n(plot.y(q3))}" width="{_n(2 * half)}" '
-        f'height="{_n(max(1.0, plot.y(q1) - plot.y(q3)))}" fill="{colour}" fill-opacity="0.25" stroke="{colour}"/>',
         f'<line x1="{_n(centre - half)}" y1="{_n(plot.y(median))}" x2="{_n(centre + half)}" '
         f'y2="{_n(plot.y(median))}" stroke="{colour}" stroke-width="2"/>',
     ]
@@ -287,6 +326,7 @@ def downtime_distribution(
     *,
     budget_ms: float | None = 500.0,
     group_by: Callable[[MigrationRecord], str] = _mode_group,
+    title: str = "Downtime distribution over round trips",
 ) -> str:
     """Spread of downtime over repeated migrations (round trips), per group.
 
@@ -294,7 +334,6 @@ def downtime_distribution(
     whether a mode is reliably inside the budget or only on average.
     Groups (by default kind/mode) keep the order in which they first appear.
     """
-    title = "Downtime distribution over round trips"
     groups: dict[str, tuple[list[float], list[float]]] = {}
     for record in records:
         libvirt_vals, probe_vals = groups.setdefault(group_by(record), ([], []))

@@ -45,6 +45,7 @@ STYLE: Final = """<style>
 .virtmig-migrations td.over-budget { color: #c0392b; font-weight: bold; }
 .virtmig-migrations td.notes { max-width: 40em; white-space: pre-wrap; word-break: break-word; }
 .virtmig-charts svg { margin: 8px 16px 8px 0; vertical-align: top; }
+.virtmig-shared-note { font-size: 12px; margin: 4px 0; color: #444; }
 </style>"""
 
 
@@ -82,8 +83,25 @@ def _dirty_text(record: MigrationRecord) -> str:
     return measured if asked is None else f"{measured} ({fmt(asked)})"
 
 
-def _notes_text(record: MigrationRecord) -> str:
-    parts = [str(n) for n in record.notes]
+def shared_notes(records: Sequence[MigrationRecord]) -> list[str]:
+    """The notes every record carries (in the first record's order); said once, above the table.
+
+    A run's storage reason (`--unsafe: ...`) is the same on every hop;
+    repeated in each row it made the table four times taller.  One record
+    alone keeps its notes in its row.
+    """
+    if len(records) < 2:
+        return []
+    common = set.intersection(*(set(map(str, r.notes)) for r in records))
+    seen: list[str] = []
+    for note in map(str, records[0].notes):
+        if note in common and note not in seen:
+            seen.append(note)
+    return seen
+
+
+def _notes_text(record: MigrationRecord, shared: Sequence[str] = ()) -> str:
+    parts = [str(n) for n in record.notes if str(n) not in shared]
     if record.error:
         parts.insert(0, f"error: {record.error}")
     return "\n".join(parts) if parts else ""
@@ -93,9 +111,16 @@ def _over(value: float | None, budget_ms: float | None) -> bool:
     return value is not None and budget_ms is not None and value > budget_ms
 
 
-def migration_row(index: int, record: MigrationRecord, *, budget_ms: float | None = None) -> str:
-    """One <tr>; `index` is the 1-based number the charts use."""
+def live_budget(record: MigrationRecord, budget_ms: float | None) -> float | None:
+    """The downtime budget applies to live migrations; an offline move's outage is not downtime."""
+    return budget_ms if record.kind == "live" else None
+
+
+def migration_row(index: int, record: MigrationRecord, *, budget_ms: float | None = None,
+                  shared: Sequence[str] = ()) -> str:
+    """One <tr>; `index` is the 1-based number the charts use; `shared` notes are left out (said above)."""
     down, gap = downtime_ms(record), probe_gap_ms(record)
+    budget_ms = live_budget(record, budget_ms)
     cells = [
         _cell(f"#{index}", "num"),
         _cell(record.test_id),
@@ -111,20 +136,22 @@ def migration_row(index: int, record: MigrationRecord, *, budget_ms: float | Non
         _num(_mib(throughput_bytes_per_s(record)), 1),
         _cell(_dirty_text(record), "num"),
         _cell(record.storage),
-        _cell(_notes_text(record), "notes"),
+        _cell(_notes_text(record, shared), "notes"),
     ]
     row_class = "ok" if record.ok else "failed"
     return f'<tr class="{row_class}">' + "".join(cells) + "</tr>"
 
 
 def migrations_table(records: Sequence[MigrationRecord], *, budget_ms: float | None = None) -> str:
-    """The whole table; cells over `budget_ms` are highlighted."""
+    """The whole table, after the notes every row shares; cells over `budget_ms` are highlighted."""
     head = "".join(f"<th>{_e(c)}</th>" for c in COLUMNS)
+    shared = shared_notes(records)
     if records:
-        rows = "\n".join(migration_row(i, r, budget_ms=budget_ms) for i, r in enumerate(records, 1))
+        rows = "\n".join(migration_row(i, r, budget_ms=budget_ms, shared=shared) for i, r in enumerate(records, 1))
     else:
         rows = f'<tr><td colspan="{len(COLUMNS)}">no migrations recorded</td></tr>'
-    return (f'<table class="virtmig-migrations">\n<thead><tr>{head}</tr></thead>\n'
+    above = "".join(f'<p class="virtmig-shared-note">Every migration: {_e(n)}</p>\n' for n in shared)
+    return (f'{above}<table class="virtmig-migrations">\n<thead><tr>{head}</tr></thead>\n'
             f"<tbody>\n{rows}\n</tbody>\n</table>")
 
 
@@ -132,8 +159,8 @@ def summary_counts(records: Sequence[MigrationRecord], *, budget_ms: float | Non
     """Counts an operator checks first, also written to results.json.
 
     total, ok, failed; no_stats (libvirt left no completed-job statistics),
-    no_probe (no external measurement); over_budget: migrations whose libvirt
-    downtime or probe gap exceeded `budget_ms` (0 when no budget is given).
+    no_probe (no external measurement); over_budget: live migrations whose
+    libvirt downtime or probe gap exceeded `budget_ms` (0 when no budget is given).
     """
     return {
         "total": len(records),
@@ -142,7 +169,8 @@ def summary_counts(records: Sequence[MigrationRecord], *, budget_ms: float | Non
         "no_stats": sum(1 for r in records if not r.stats),
         "no_probe": sum(1 for r in records if not r.probe),
         "over_budget": sum(
-            1 for r in records if _over(downtime_ms(r), budget_ms) or _over(probe_gap_ms(r), budget_ms)
+            1 for r in records
+            if _over(downtime_ms(r), live_budget(r, budget_ms)) or _over(probe_gap_ms(r), live_budget(r, budget_ms))
         ),
     }
 

@@ -16,6 +16,8 @@ from virtmig.preflight import CheckResult
 #: user_properties keys (they travel from xdist workers with each report).
 CHECK_PROPERTY = "virtmig_check"
 DIAGNOSIS_PROPERTY = "virtmig_diagnosis"
+#: A metric that regressed against the pair's own trend (--fail-on-regression).
+REGRESSION_PROPERTY = "virtmig_regression"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Verdict:
     checks: list[CheckResult] = field(default_factory=list)
     failures: list[FailedTest] = field(default_factory=list)
     passed_tests: int = 0
+    #: Metrics worse than the pair's own history; with --fail-on-regression they fail the run.
+    regressions: list[str] = field(default_factory=list)
 
     @property
     def certified(self) -> bool:
@@ -41,13 +45,23 @@ class Verdict:
 
     @property
     def word(self) -> str:
-        return "CERTIFIED" if self.certified else "NOT CERTIFIED"
+        if not self.certified:
+            return "NOT CERTIFIED"
+        return "CERTIFIED, REGRESSED" if self.regressions else "CERTIFIED"
+
+    @property
+    def css(self) -> str:
+        """ok (green), warn (amber: works, but slower than its own history) or bad (red)."""
+        if not self.certified:
+            return "bad"
+        return "warn" if self.regressions else "ok"
 
     def reasons(self) -> list[str]:
         """One line per reason the pair is not certified."""
         out = [f"preflight {c.name}: {'; '.join(c.evidence)}" + (f" -- fix: {c.fix}" if c.fix else "")
                for c in self.checks if not c.ok]
         out += [f"{f.nodeid}: {f.diagnosis or f.message}" for f in self.failures]
+        out += self.regressions
         if not self.checks and not self.passed_tests and not self.failures:
             out.append("nothing was checked")
         return out
@@ -60,7 +74,9 @@ class Verdict:
 STYLE = """<style>
 .virtmig-verdict{border:3px solid;padding:.5em 1em;margin:1em 0}
 .virtmig-verdict.ok{border-color:#2a7d2a}.virtmig-verdict.bad{border-color:#b22}
+.virtmig-verdict.warn{border-color:#d98c00;background:#fff6e0}
 .virtmig-verdict h2{margin:.2em 0}.virtmig-verdict.ok h2{color:#2a7d2a}.virtmig-verdict.bad h2{color:#b22}
+.virtmig-verdict.warn h2{color:#a36a00}
 .virtmig-verdict pre{white-space:pre-wrap;margin:.2em 0 .6em 1em}
 </style>"""
 
@@ -68,8 +84,7 @@ STYLE = """<style>
 def render_html(verdict: Verdict, pair: str) -> str:
     """The verdict block that opens the HTML report."""
     e = html.escape
-    cls = "ok" if verdict.certified else "bad"
-    parts = [STYLE, f'<div class="virtmig-verdict {cls}"><h2>{e(pair)}: {verdict.word}</h2>']
+    parts = [STYLE, f'<div class="virtmig-verdict {verdict.css}"><h2>{e(pair)}: {verdict.word}</h2>']
     if verdict.checks:
         parts.append("<h3>Preflight</h3><ul>")
         for c in verdict.checks:
@@ -82,6 +97,10 @@ def render_html(verdict: Verdict, pair: str) -> str:
         for f in verdict.failures:
             detail = f.diagnosis or f.message
             parts.append(f"<li><b>{e(f.nodeid)}</b><pre>{e(detail)}</pre></li>")
+        parts.append("</ul>")
+    if verdict.regressions:
+        parts.append("<h3>Regressed against the pair's own trend</h3><ul>")
+        parts.extend(f"<li>{e(r)}</li>" for r in verdict.regressions)
         parts.append("</ul>")
     if not verdict.certified and not verdict.failures and not any(not c.ok for c in verdict.checks):
         parts.append("<p>Nothing was checked.</p>")
