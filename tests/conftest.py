@@ -21,6 +21,7 @@ import pytest
 from filelock import FileLock
 
 from virtmig.lab import lifecycle
+from virtmig.lab.netns import lab_netns_names
 from virtmig.lab.topology import LAB_LOCK
 
 #: sshd must be started by absolute path (it re-executes itself).
@@ -167,3 +168,24 @@ def fresh_lab() -> Iterator[None]:
     if not was_up:
         with FileLock(str(LAB_LOCK), timeout=3600):
             lifecycle.down()
+
+
+@pytest.fixture
+def lab_lock() -> Iterator[bool]:
+    """Hold the lab; yield whether it was up, and leave it that way afterwards."""
+    with FileLock(str(LAB_LOCK), timeout=1800):
+        was_up = lifecycle.is_up()
+        try:
+            yield was_up
+        finally:
+            if was_up and not lifecycle.is_up():
+                lifecycle.up()
+            elif not was_up and lab_netns_names():
+                lifecycle.down()
+
+
+@pytest.fixture
+def lab_up(lab_lock: bool) -> None:
+    """The lab up and held for the test (an inner run with --src/--dst takes no lock of its own)."""
+    if not lifecycle.is_up():
+        lifecycle.up()

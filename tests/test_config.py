@@ -8,12 +8,15 @@ from typing import Any
 import pytest
 
 from virtmig import sshconfig
-from virtmig.config import ConfigError, DefaultPair, RunConfig, build_run_config
+from virtmig.config import ConfigError, DefaultPair, GuestShape, GuestSite, RunConfig, build_run_config
+from virtmig.guestconfig import parse_guest_ip, parse_guest_network
 
 pytest_plugins = ["pytester"]
 
 LAB_CFG = Path("/nonexistent/lab_ssh_config")  # lab mode must not touch it
-LAB = DefaultPair("h1", "h2", "nfs", "/srv/virtmig-export", LAB_CFG)
+LAB_GUEST = GuestSite(parse_guest_network("bridge:br0"), parse_guest_ip("198.18.0.100/24"))
+LAB = DefaultPair("h1", "h2", "nfs", "/srv/virtmig-export", LAB_CFG, LAB_GUEST, GuestShape(cpu="qemu64"))
+SITE_GUEST = GuestSite(parse_guest_network("vmnet"), parse_guest_ip("192.0.2.50/24"))
 
 SSH_CONFIG = """\
 Host alpha
@@ -42,7 +45,8 @@ def ssh_cfg(tmp_path: Path) -> Path:
 
 def build(ssh_cfg: Path | None, **kw: Any) -> RunConfig:
     args: dict[str, Any] = dict(src="alpha", dst="beta", nfs_server=None, export=None,
-                                mount_point="/mnt/nfs", ssh_config=ssh_cfg, lab=LAB)
+                                mount_point="/mnt/nfs", ssh_config=ssh_cfg, lab=LAB,
+                                guest_network=SITE_GUEST.network, guest_addresses=SITE_GUEST.addresses)
     args.update(kw)
     return build_run_config(**args)
 
@@ -50,13 +54,15 @@ def build(ssh_cfg: Path | None, **kw: Any) -> RunConfig:
 def test_lab_mode_without_src_and_dst() -> None:
     rc = build_run_config(None, None, None, None, "/mnt/nfs", None, LAB)
     assert rc == RunConfig(src="h1", dst="h2", nfs_server="nfs", export="/srv/virtmig-export",
-                           mount_point=PurePosixPath("/mnt/nfs"), ssh_config=LAB_CFG, lab=True)
+                           mount_point=PurePosixPath("/mnt/nfs"), ssh_config=LAB_CFG, lab=True, guest=LAB_GUEST,
+                           guest_shape=GuestShape(cpu="qemu64"))
 
 
 def test_real_hosts_from_ssh_config(ssh_cfg: Path) -> None:
     rc = build(ssh_cfg, nfs_server="storage.example", export="/export/vms")
     assert rc == RunConfig(src="alpha", dst="beta", nfs_server="storage.example", export="/export/vms",
-                           mount_point=PurePosixPath("/mnt/nfs"), ssh_config=ssh_cfg, lab=False)
+                           mount_point=PurePosixPath("/mnt/nfs"), ssh_config=ssh_cfg, lab=False, guest=SITE_GUEST,
+                           guest_shape=GuestShape())
 
 
 def test_resolvable_name_and_proxied_name_are_accepted(ssh_cfg: Path) -> None:

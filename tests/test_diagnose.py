@@ -400,3 +400,10 @@ def test_an_unexplained_denial_is_checked_on_the_image_the_message_names() -> No
     assert found.cause is Cause.PERMISSION_DENIED_UNEXPLAINED and found.reason == "", found.text()
     assert found.fix.startswith(f"check {IMG} as the qemu user on h2: ")
     assert found.fix.endswith(f"test -r {IMG}; ausearch -m avc")
+
+
+def test_unsafe_migration_names_storage_is_shared_among_its_fixes() -> None:
+    """A site whose storage is shared but of a kind libvirt does not know is told which option says so."""
+    found = diagnose("Unsafe migration: Migration without shared storage is unsafe")
+    assert found.cause is Cause.STORAGE_NOT_SHARED
+    assert "--storage-is-shared" in found.fix and "--copy-storage-all" in found.fix

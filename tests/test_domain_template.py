@@ -22,7 +22,10 @@ from virtmig.guest.domain_xml import (
     render_template,
     validate_domain_xml,
 )
-from virtmig.lab.topology import GUEST_MAC
+from virtmig.guestconfig import GuestNetwork
+
+GUEST_MAC = "52:54:00:12:00:64"
+BRIDGE = GuestNetwork("bridge", "br0")
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 UUID = "6f1c1f4e-2b7a-4c1e-9a55-0d3c2b1a0f64"
@@ -38,6 +41,7 @@ def lab_spec(disk: FileDisk | NfsDisk) -> DomainSpec:
         uuid=UUID,
         mac=GUEST_MAC,
         disk=disk,
+        network=BRIDGE,
         kernel=KernelBoot("/var/cache/virtmig/guest/vmlinuz", "/var/cache/virtmig/guest/initrd.img",
                           "console=ttyS0 quiet"),
         serial_log="/var/log/libvirt/qemu/virtmig-guest-serial.log",
@@ -115,6 +119,7 @@ def test_real_host_variant_boots_from_disk_with_host_model_cpu() -> None:
         uuid=UUID,
         mac=GUEST_MAC,
         disk=FILE_DISK,
+        network=GuestNetwork("network", "vmnet"),
         virt_type="kvm",
         cpu_mode="host-model",
         cpu_model=None,
@@ -129,6 +134,8 @@ def test_real_host_variant_boots_from_disk_with_host_model_cpu() -> None:
     assert root.find("os/boot").get("dev") == "hd"
     assert root.find("cpu").attrib == {"mode": "host-model"}
     assert root.find("devices/serial").get("type") == "pty"
+    assert root.find("devices/interface").get("type") == "network"
+    assert root.find("devices/interface/source").attrib == {"network": "vmnet"}
 
 
 def test_values_are_xml_escaped() -> None:
@@ -152,8 +159,8 @@ def test_libvirt_parser_accepts_both_disks() -> None:
 
 def test_missing_variable_fails_rendering() -> None:
     variables = lab_spec(FILE_DISK).template_vars()
-    del variables["bridge"]
-    with pytest.raises(jinja2.UndefinedError, match="bridge"):
+    del variables["nic_source"]
+    with pytest.raises(jinja2.UndefinedError, match="nic_source"):
         render_template(TEMPLATES, DOMAIN_TEMPLATE, variables)
 
 
@@ -197,7 +204,7 @@ def test_missing_schema_dir_is_reported(tmp_path: Path) -> None:
     ],
 )
 def test_spec_rejects_bad_inputs(kw: dict[str, object]) -> None:
-    args: dict[str, object] = {"name": "g", "uuid": UUID, "mac": GUEST_MAC, "disk": FILE_DISK}
+    args: dict[str, object] = {"name": "g", "uuid": UUID, "mac": GUEST_MAC, "disk": FILE_DISK, "network": BRIDGE}
     args.update(kw)
     with pytest.raises(ValueError):
         DomainSpec(**args)  # type: ignore[arg-type]

@@ -18,16 +18,20 @@ from virtmig import sshconfig
 from virtmig.config import (
     ConfigError,
     DefaultPair,
+    GuestShape,
+    GuestSite,
     build_run_config,
     check_export_client,
     check_storage_path,
     check_user_name,
 )
+from virtmig.guestconfig import GuestNetwork, parse_guest_ip
 from virtmig.storage.exports import BEGIN, END, ExportSpec, strip_managed_block, with_managed_block
 
 pytest_plugins = ["pytester"]
 
-LAB = DefaultPair("h1", "h2", "nfs", "/srv/virtmig-export", Path("/nonexistent/lab_ssh_config"))
+LAB = DefaultPair("h1", "h2", "nfs", "/srv/virtmig-export", Path("/nonexistent/lab_ssh_config"),
+                  GuestSite(GuestNetwork("bridge", "br0"), parse_guest_ip("198.18.0.100/24")), GuestShape(cpu="qemu64"))
 
 #: Paths that must never reach the exports file or mount's command line.
 INJECTIONS = [
@@ -92,7 +96,9 @@ def test_a_hostname_in_the_ssh_config_is_checked_before_it_becomes_a_client(tmp_
     cfg = tmp_path / "ssh_config"
     cfg.write_text("Host alpha\n    HostName 127.0.0.1\nHost beta\n    HostName *\n")
     args: dict[str, Any] = dict(src="alpha", dst="beta", nfs_server="nfs", export="/srv/vm",
-                                mount_point="/mnt/nfs", ssh_config=cfg, lab=LAB)
+                                mount_point="/mnt/nfs", ssh_config=cfg, lab=LAB,
+                                guest_network=GuestNetwork("bridge", "br0"),
+                                guest_addresses=parse_guest_ip("192.0.2.50/24"))
     with pytest.raises(ConfigError, match="--dst 'beta''s HostName: '\\*' cannot be an NFS export client"):
         build_run_config(**args)
     args.update(nfs_server=None, export=None)  # no export: the HostName goes nowhere but to ssh

@@ -8,33 +8,17 @@ the lab's lock while they change the lab, and put it back as they found it
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 from tests.inner_run import known_tcg_bug, migrations, output_tail, run_suite
 from virtmig.lab import lifecycle
 from virtmig.lab.netns import is_alive, lab_netns_names, netns_pids
 from virtmig.lab.network import link_exists
-from virtmig.lab.topology import BRIDGE, LAB_LOCK, LAB_ROOT, NODES, SSH_CONFIG
+from virtmig.lab.topology import BRIDGE, LAB_ROOT, NODES, SSH_CONFIG
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def lab_lock() -> Iterator[bool]:
-    """Hold the lab; yield whether it was up, and leave it that way afterwards."""
-    with FileLock(str(LAB_LOCK), timeout=1800):
-        was_up = lifecycle.is_up()
-        try:
-            yield was_up
-        finally:
-            if was_up and not lifecycle.is_up():
-                lifecycle.up()
-            elif not was_up and lab_netns_names():
-                lifecycle.down()
 
 
 def _ssh(node: str, *argv: str) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = {"virtmig", "virtmig.host", "virtmig.sshhost", "virtmig.localhost", "virtmig.sshconfig", "virtmig.config",
-        "virtmig.waiters", "virtmig.journal"}
+        "virtmig.guestconfig", "virtmig.waiters", "virtmig.journal"}
 
 #: Layer -> the layers it may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
@@ -23,9 +23,11 @@ ALLOWED: dict[str, set[str]] = {
     "virtmig.localhost": BASE,
     "virtmig.sshconfig": BASE,
     "virtmig.config": BASE,
+    "virtmig.guestconfig": BASE,
     "virtmig.waiters": BASE,
     "virtmig.journal": BASE,
     "virtmig.environment": BASE,
+    "virtmig.pairlock": BASE,
     "virtmig.guest": BASE,
     "virtmig.storage": BASE,
     "virtmig.migration": BASE | {"virtmig.guest", "virtmig.storage"},
@@ -92,3 +94,36 @@ def test_the_check_sees_a_violation(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         "virtmig/storage/bad.py imports virtmig.migration.runner: virtmig.storage may import only "
         + ", ".join(sorted(BASE))
     ]
+
+
+#: The only wiring modules that may import the embedded lab: its own fixture, and the
+#: options module that hands the lab's values in as the defaults of a run without --src/--dst.
+LAB_IMPORTERS = {"fixtures.lab", "fixtures.options"}
+
+
+def lab_imports(path: Path) -> list[str]:
+    """`path imports virtmig.lab...` for each import of the lab by a suite or fixture not allowed one."""
+    if module_name(path) in LAB_IMPORTERS:
+        return []
+    return [f"{path.relative_to(REPO)} imports {name}: only {', '.join(sorted(LAB_IMPORTERS))} may import the lab "
+            "(a site's run must carry nothing of it)"
+            for name in imported(ast.parse(path.read_text(), str(path)))
+            if name == "virtmig.lab" or name.startswith("virtmig.lab.")]
+
+
+def test_suites_and_fixtures_do_not_import_the_lab() -> None:
+    paths = sorted([*(REPO / "suites").rglob("*.py"), *(REPO / "fixtures").rglob("*.py"), REPO / "conftest.py"])
+    problems = [v for path in paths for v in lab_imports(path)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_lab_rule_sees_a_violation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(f"{__name__}.REPO", tmp_path)
+    (tmp_path / "fixtures").mkdir()
+    bad, allowed = tmp_path / "fixtures" / "guest.py", tmp_path / "fixtures" / "lab.py"
+    bad.write_text("from virtmig.lab.topology import GUEST_IP\nfrom virtmig import lab\nimport virtmig.labels\n")
+    allowed.write_text("from virtmig.lab import lifecycle\n")
+    assert lab_imports(bad) == [
+        f"fixtures/guest.py imports {name}: only fixtures.lab, fixtures.options may import the lab "
+        "(a site's run must carry nothing of it)" for name in ("virtmig.lab.topology", "virtmig.lab")]
+    assert lab_imports(allowed) == []

@@ -12,8 +12,17 @@ import pytest
 
 from tests.echo_agent import EchoAgent, until
 from tests.replay import ReplayHost
-from virtmig.config import ConfigError, DefaultPair, build_run_config, check_dirty_rate, check_round_trips
+from virtmig.config import (
+    ConfigError,
+    DefaultPair,
+    GuestShape,
+    GuestSite,
+    build_run_config,
+    check_dirty_rate,
+    check_round_trips,
+)
 from virtmig.guest.probe import UdpEchoProbe
+from virtmig.guestconfig import parse_guest_ip, parse_guest_network
 from virtmig.host import LineChannel
 from virtmig.localhost import LocalHost
 from virtmig.migration import clocks, modes
@@ -143,7 +152,8 @@ def test_round_trips_and_dirty_rate_are_validated() -> None:
             check_round_trips(bad)
     with pytest.raises(ConfigError, match="--dirty-rate"):
         check_dirty_rate(-1)
-    lab = DefaultPair("h1", "h2", "nfs", "/srv/virtmig-export", clocks_path())
+    guest = GuestSite(parse_guest_network("bridge:br0"), parse_guest_ip("198.18.0.100/24"))
+    lab = DefaultPair("h1", "h2", "nfs", "/srv/virtmig-export", clocks_path(), guest, GuestShape(cpu="qemu64"))
     rc = build_run_config(None, None, None, None, "/mnt/nfs", None, lab, round_trips=2, dirty_rate_mib_s=16)
     assert (rc.round_trips, rc.dirty_rate_mib_s) == (2, 16)
 

@@ -30,6 +30,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = "20991231T235959Z"
 
 INNER_TESTS = '''
+import json
+
 import pytest
 from virtmig.environment import HostFacts, PairEnvironment
 from virtmig.migration.records import MigrationRecord
@@ -62,6 +64,12 @@ def host_environment():
         "2099-12-31T23:59:59+00:00")
 
 
+GUEST = {{"network": "bridge:vmbr0", "address": "192.0.2.50/24", "mac": "52:54:00:ab:cd:ef",
+         "virt_type": "kvm", "virt_type_why": "auto: both hosts' domain capabilities offer KVM",
+         "cpu": "EPYC-Rome (+2 feature policies)", "cpu_xml": "<cpu/>",
+         "cpu_why": "baseline: libvirt's baseline for kvm over both hosts' CPUs", "memory_mib": 1024, "vcpus": 2}}
+
+
 def rec(test_id, downtime, ok=True, src="h1", dst="h2"):
     return MigrationRecord(
         test_id=test_id, kind="live", mode="p2p", src=src, dst=dst, domain="vm",
@@ -77,6 +85,8 @@ def rec(test_id, downtime, ok=True, src="h1", dst="h2"):
 
 @pytest.mark.parametrize("trip", range(4))
 def test_round_trip(migration_log, src_host, dst_host, request, trip):
+    # as fixtures.guest's domain_xml files the guest it started
+    request.node.user_properties.append(("virtmig_guest", json.dumps(GUEST)))
     there, back = 240 + 10 * trip, 250 + 10 * trip
     migration_log.add(rec(request.node.nodeid + " hop 1", there))
     migration_log.add(rec(request.node.nodeid + " hop 2", back, src="h2", dst="h1"))
@@ -147,6 +157,10 @@ def test_environment_and_trends_reach_report_and_results(
     run.result.stdout.fnmatch_lines([
         "*virtmig environment: src h1: kernel 6.1.0-18-amd64, libvirt 9.0.0, QEMU 7.2.19, CPU AMD EPYC 7713*",
         "*virtmig environment: differs between the hosts: kernel*",
+        "*virtmig guest: network bridge:vmbr0, address 192.0.2.50/24, MAC 52:54:00:ab:cd:ef*",
+        "*virtmig guest: kvm (auto: both hosts' domain capabilities offer KVM)*",
+        "*virtmig guest: CPU EPYC-Rome (+2 feature policies) (baseline: libvirt's baseline for kvm*), 1024 MiB, "
+        "2 vCPU(s)*",
         "*virtmig trends: 2 regression(s) against 4 earlier run(s) of h1 / h2*",
     ])
 
@@ -166,7 +180,10 @@ def test_environment_and_trends_reach_report_and_results(
     assert by_metric["total_time_ms"]["status"] == "steady"
     assert trends["regressions"] == 2
 
+    assert doc["guest"]["virt_type"] == "kvm" and doc["guest"]["address"] == "192.0.2.50/24"
     page = run.html.read_text()
+    assert "<h2>Guest used</h2>" in page and "<td>bridge:vmbr0</td>" in page
+    assert "baseline: libvirt&#x27;s baseline for kvm" in page
     assert '<table class="virtmig-environment">' in page
     assert "<th>kernel (differs)</th>" in page
     assert page.count('<tr class="regression">') == 2

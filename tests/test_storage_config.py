@@ -20,11 +20,11 @@ EXPORT_OPTIONS = "rw,sync,root_squash,no_subtree_check"
 
 def build(*, provision: bool = True, export_options: str = EXPORT_OPTIONS, mount_options: str | None = None,
           disk_access: str = "mount", server_kind: str = "kernel",
-          ganesha_config: PurePosixPath | None = None) -> StorageConfig:
+          ganesha_config: PurePosixPath | None = None, vouched_shared: bool = False) -> StorageConfig:
     """build_storage_config with the command line's defaults, but for what a test changes."""
     return build_storage_config(provision=provision, export_options=export_options, mount_options=mount_options,
                                 qemu_user=None, disk_access=disk_access, server_kind=server_kind,
-                                ganesha_config=ganesha_config)
+                                ganesha_config=ganesha_config, vouched_shared=vouched_shared)
 
 
 def test_option_words_and_server_kinds() -> None:
@@ -54,5 +54,8 @@ def test_contradictions_are_config_errors() -> None:
         build(server_kind="ganesha", export_options="rw,async")
     with pytest.raises(ConfigError, match="'nfsd' is not one of"):
         build(server_kind="nfsd")
+    with pytest.raises(ConfigError, match="--storage-is-shared applies to a mount"):
+        build(disk_access="qemu-nfs", vouched_shared=True)
+    assert build(vouched_shared=True).vouched_shared
     assert build(server_kind="ganesha", ganesha_config=PurePosixPath("/etc/g.conf")).ganesha_config == \
         PurePosixPath("/etc/g.conf")

@@ -9,12 +9,17 @@ connects to the hosts.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from virtmig import sshconfig
+
+if TYPE_CHECKING:  # guestconfig raises this module's ConfigError, so it is imported for types only
+    from virtmig.guestconfig import GuestAddresses, GuestNetwork
 
 DEFAULT_MOUNT_POINT = PurePosixPath("/mnt/nfs")
 
@@ -37,6 +42,10 @@ class RunConfig:
     defaults).  lab is True for the embedded lab.  round_trips is how many
     times each migration test goes there and back (--round-trips); the
     guest dirties memory at dirty_rate_mib_s (--dirty-rate) while it moves.
+    guest: the guest's network and addresses (--guest-network, --guest-ip or
+    --guest-ips; the lab's own without --src/--dst).  guest_shape: what the
+    guest is asked to be (--virt-type, --guest-cpu, --guest-memory,
+    --guest-vcpus), resolved against the hosts by virtmig.guest.platform.
     """
 
     src: str
@@ -46,16 +55,50 @@ class RunConfig:
     mount_point: PurePosixPath
     ssh_config: Path | None
     lab: bool
+    guest: GuestSite
+    guest_shape: GuestShape
     round_trips: int = 1
     dirty_rate_mib_s: int = 0
     migration_timeout_s: float | None = None
+    wait_for_pair_s: int = 0
+
+
+@dataclass(frozen=True)
+class GuestSite:
+    """Where the test guest lives on the pair's network: the network its NIC joins, its addresses."""
+
+    network: GuestNetwork
+    addresses: GuestAddresses
+
+
+#: The test guest needs this much: its 64 MiB dirtying buffer, the 16 MiB RAM pattern, the kernel.
+MIN_GUEST_MEMORY_MIB = 128
+
+
+@dataclass(frozen=True)
+class GuestShape:
+    """What the guest is asked to be: --virt-type, --guest-cpu, --guest-memory, --guest-vcpus.
+
+    Each value is checked by virtmig.guestconfig as the option is parsed, and
+    resolved against both hosts (auto, baseline) by virtmig.guest.platform.
+    """
+
+    virt_type: str = "auto"
+    cpu: str = "baseline"
+    memory_mib: int = MIN_GUEST_MEMORY_MIB
+    vcpus: int = 1
+
+    def over(self, defaults: GuestShape) -> GuestShape:
+        """These values where given (non-empty, non-zero), *defaults*' elsewhere: options over a site's defaults."""
+        return GuestShape(self.virt_type or defaults.virt_type, self.cpu or defaults.cpu,
+                          self.memory_mib or defaults.memory_mib, self.vcpus or defaults.vcpus)
 
 
 @dataclass(frozen=True)
 class DefaultPair:
-    """What a run targets without --src/--dst: the embedded lab's hosts, NFS export and ssh config.
+    """What a run targets without --src/--dst: the embedded lab's hosts, NFS export, ssh config, guest network.
 
-    Given by the caller (fixtures.options builds it from virtmig.lab.topology),
+    Given by the caller (fixtures.options builds it from the lab's topology),
     so that the settings layer knows no site: the lab is one site among others.
     """
 
@@ -64,6 +107,9 @@ class DefaultPair:
     nfs_server: str
     export: str
     ssh_config: Path
+    guest: GuestSite
+    #: the lab's guest shape (its TCG hosts run qemu64); a site's defaults are GuestShape()'s
+    guest_shape: GuestShape
 
 
 def check_host_name(value: str, what: str = "host name") -> str:
@@ -106,6 +152,17 @@ def check_dirty_rate(value: int) -> int:
     """*value* (MiB/s) if 0..MAX_DIRTY_RATE_MIB_S, else ConfigError."""
     if not 0 <= value <= MAX_DIRTY_RATE_MIB_S:
         raise ConfigError(f"--dirty-rate {value}: must be between 0 and {MAX_DIRTY_RATE_MIB_S} MiB/s")
+    return value
+
+
+#: Upper bound of --wait-for-pair: a day; a run queued longer is forgotten, not waiting.
+MAX_WAIT_FOR_PAIR_S = 86400
+
+
+def check_wait_for_pair(value: int) -> int:
+    """*value* (seconds) if 0..MAX_WAIT_FOR_PAIR_S, else ConfigError."""
+    if not 0 <= value <= MAX_WAIT_FOR_PAIR_S:
+        raise ConfigError(f"--wait-for-pair {value}: must be between 0 and {MAX_WAIT_FOR_PAIR_S} seconds")
     return value
 
 
@@ -234,9 +291,16 @@ def build_run_config(
     ssh_config: Path | None,
     lab: DefaultPair,
     *,
+    guest_network: GuestNetwork | None = None,
+    guest_addresses: GuestAddresses | None = None,
+    virt_type: str | None = None,
+    guest_cpu: str | None = None,
+    guest_memory_mib: int | None = None,
+    guest_vcpus: int | None = None,
     round_trips: int = 1,
     dirty_rate_mib_s: int = 0,
     migration_timeout_s: float | None = None,
+    wait_for_pair_s: int = 0,
 ) -> RunConfig:
     """Check the options together and return the RunConfig, or raise ConfigError.
 
@@ -246,15 +310,19 @@ def build_run_config(
     """
     trips, dirty = check_round_trips(round_trips), check_dirty_rate(dirty_rate_mib_s)
     deadline = None if migration_timeout_s is None else check_migration_timeout(migration_timeout_s)
+    wait = check_wait_for_pair(wait_for_pair_s)
+    asked = GuestShape(virt_type or "", guest_cpu or "", guest_memory_mib or 0, guest_vcpus or 0)
     mount = check_storage_path(mount_point, "--mount-point")
     if src is None and dst is None:
         given = [opt for opt, val in (("--nfs-server", nfs_server), ("--export", export),
                                       ("--ssh-config", ssh_config)) if val is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} only apply with --src/--dst (without them the embedded lab is used)")
+        guest = GuestSite(guest_network or lab.guest.network, guest_addresses or lab.guest.addresses)
         return RunConfig(src=lab.src, dst=lab.dst, nfs_server=lab.nfs_server, export=lab.export,
-                         mount_point=mount, ssh_config=lab.ssh_config, lab=True,
-                         round_trips=trips, dirty_rate_mib_s=dirty, migration_timeout_s=deadline)
+                         mount_point=mount, ssh_config=lab.ssh_config, lab=True, guest=guest,
+                         guest_shape=asked.over(lab.guest_shape), round_trips=trips, dirty_rate_mib_s=dirty,
+                         migration_timeout_s=deadline, wait_for_pair_s=wait)
     if src is None or dst is None:
         missing = "--src" if src is None else "--dst"
         raise ConfigError(f"{missing} is missing: give both --src and --dst, or neither to use the embedded lab")
@@ -283,9 +351,38 @@ def build_run_config(
     if src_at == dst_at:
         raise ConfigError(f"--src {src!r} and --dst {dst!r} are the same machine ({src_at[0]} port {src_at[1]}); "
                           "migration needs two hosts")
+    if guest_network is None or guest_addresses is None:
+        absent = [opt for opt, val in (("--guest-network", guest_network),
+                                       ("--guest-ip or --guest-ips", guest_addresses)) if val is None]
+        raise ConfigError(f"{' and '.join(absent)} missing: a site's guest needs its network and a free "
+                          "static address on it (e.g. --guest-network bridge:br0 --guest-ip 192.0.2.50/24)")
+    for option, name, (hostname, _port) in (("--src", src, src_at), ("--dst", dst, dst_at)):
+        clash = set(guest_addresses.addresses) & _addresses_of(hostname)
+        if clash:
+            raise ConfigError(f"--guest-ip {', '.join(map(str, sorted(clash)))} is the address of {option} {name!r}: "
+                              "give the guest a free address on the VM network")
     return RunConfig(src=src, dst=dst, nfs_server=nfs_server, export=export_path,
                      mount_point=mount, ssh_config=ssh_config, lab=False,
-                     round_trips=trips, dirty_rate_mib_s=dirty, migration_timeout_s=deadline)
+                     guest=GuestSite(guest_network, guest_addresses),
+                     guest_shape=asked.over(GuestShape()),
+                     round_trips=trips, dirty_rate_mib_s=dirty, migration_timeout_s=deadline,
+                     wait_for_pair_s=wait)
+
+
+def _addresses_of(hostname: str) -> set[ipaddress.IPv4Address]:
+    """The IPv4 addresses *hostname* (an ssh HostName) stands for here; none if it does not resolve here.
+
+    A name only the far side resolves is preflight's to compare (it reads the hosts' own addresses).
+    """
+    try:
+        return {ipaddress.IPv4Address(hostname)}
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(hostname, None, family=socket.AF_INET, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return set()
+    return {ipaddress.IPv4Address(info[4][0]) for info in infos}
 
 
 def _default_ssh_config() -> Path | None:

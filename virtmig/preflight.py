@@ -24,6 +24,7 @@ from typing import Any
 import libvirt
 
 from virtmig.environment import version_text
+from virtmig.guestconfig import GuestNetwork
 from virtmig.host import ChannelHost, CommandError, CommandTimeout, Host, HostConnectionError
 from virtmig.migration.clocks import measure_offset
 from virtmig.storage import shared_check
@@ -63,14 +64,16 @@ class Pair:
     None looks it up as virtmig.storage.qemu_user does.
     """
 
-    src: ChannelHost
-    dst: ChannelHost
+    src: Host
+    dst: Host
     src_conn: libvirt.virConnect
     dst_conn: libvirt.virConnect
     storage_path: str | None = None
     qemu_user: str | None = None
     guest_cpu_xml: str = DEFAULT_GUEST_CPU
     domain_type: str = "qemu"
+    guest_network: GuestNetwork | None = None
+    guest_ip: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -207,7 +210,13 @@ def check_cpu(pair: Pair) -> CheckResult:
 
 
 def check_clocks(pair: Pair, tolerance_ms: float = CLOCK_TOLERANCE_MS) -> CheckResult:
-    """The two hosts' clocks agree within tolerance (libvirt's timings and logs compare them)."""
+    """The two hosts' clocks agree within tolerance (libvirt's timings and logs compare them).
+
+    The hosts must be able to keep a channel open (SshHost, LocalHost): the
+    offset is read over one, NTP-style.
+    """
+    if not isinstance(pair.src, ChannelHost) or not isinstance(pair.dst, ChannelHost):
+        raise TypeError("check_clocks needs hosts that can open a channel (virtmig.host.ChannelHost)")
     src, dst = measure_offset(pair.src), measure_offset(pair.dst)
     (a, ua), (b, ub) = (src.offset_ms, src.uncertainty_ms), (dst.offset_ms, dst.uncertainty_ms)
     ok = abs(a - b) <= tolerance_ms + ua + ub
@@ -243,6 +252,68 @@ def check_shared_storage(pair: Pair) -> CheckResult:
                        "same options, same path on both hosts")
 
 
+def _network_on(host: Host, conn: libvirt.virConnect, network: GuestNetwork) -> tuple[bool, str]:
+    if network.kind == "bridge":
+        res = host.run("test", "-d", f"/sys/class/net/{network.name}/bridge", check=False, timeout=CHECK_TIMEOUT_S)
+        return res.ok, f"{host.name}: bridge {network.name} " + ("present" if res.ok else "missing")
+    try:
+        active = bool(conn.networkLookupByName(network.name).isActive())
+    except libvirt.libvirtError as exc:
+        return False, f"{host.name}: libvirt network {network.name} missing ({exc.get_error_message()})"
+    return active, f"{host.name}: libvirt network {network.name} " + ("active" if active else "defined but inactive")
+
+
+def check_guest_network(pair: Pair) -> CheckResult:
+    """The network the guest's NIC joins (--guest-network) exists on both hosts: migration needs it on each."""
+    if pair.guest_network is None:
+        return CheckResult("guest-network", False, ("no guest network given",), "give --guest-network")
+    net = pair.guest_network
+    seen = [_network_on(host, conn, net) for host, conn in ((pair.src, pair.src_conn), (pair.dst, pair.dst_conn))]
+    missing = [host.name for host, (ok, _) in zip((pair.src, pair.dst), seen, strict=True) if not ok]
+    if not missing:
+        return CheckResult("guest-network", True, tuple(text for _, text in seen))
+    fix = (f"create bridge {net.name} on {', '.join(missing)} (ip link add {net.name} type bridge, enslave the "
+           "VM network's NIC) or name an existing one with --guest-network bridge:NAME"
+           if net.kind == "bridge" else
+           f"define and start libvirt network {net.name} on {', '.join(missing)} (virsh net-define, net-start, "
+           "net-autostart) or name an existing one with --guest-network")
+    return CheckResult("guest-network", False, tuple(text for _, text in seen), fix)
+
+
+def _host_ipv4(host: Host) -> set[str]:
+    res = host.run("ip", "-o", "-4", "addr", "show", check=False, timeout=CHECK_TIMEOUT_S)
+    return {fields[3].split("/")[0] for fields in (line.split() for line in res.stdout.splitlines())
+            if len(fields) > 3 and fields[2] == "inet"}
+
+
+def check_guest_address(pair: Pair) -> CheckResult:
+    """The guest's address (--guest-ip) is no host's and nothing answers at it yet.
+
+    Two guests on one address make every measurement meaningless (replies
+    from the wrong machine) and can cut a site's own VM off its network, so
+    this runs before any guest starts.  The ping goes from the source host,
+    which sits on the VM network in most sites (the controller may not).
+    """
+    if pair.guest_ip is None:
+        return CheckResult("guest-address", False, ("no guest address given",), "give --guest-ip or --guest-ips")
+    ip = pair.guest_ip
+    for host in (pair.src, pair.dst):
+        if ip in _host_ipv4(host):
+            return CheckResult("guest-address", False, (f"{host.name} has {ip} on one of its interfaces",),
+                               f"give the guest a free address on the VM network, not {host.name}'s own")
+    ping = pair.src.run("ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", ip, check=False,
+                        timeout=CHECK_TIMEOUT_S)
+    summary = next((line for line in ping.stdout.splitlines() if "transmitted" in line), ping.stderr.strip())
+    ev = (f"{pair.src.name}: ping {ip}: rc={ping.rc} {summary}".rstrip(),)
+    if ping.rc == 0:
+        return CheckResult("guest-address", False, ev,
+                           f"{ip} already answers: find what holds it (ip neigh show {ip} on {pair.src.name}) or "
+                           "give the guest another free address (--guest-ip / --guest-ips)")
+    if ping.rc not in (1, 2):  # 1: no reply, 2: no route from here; anything else: no ping ran
+        return CheckResult("guest-address", False, ev, f"install ping (iputils-ping) on {pair.src.name}")
+    return CheckResult("guest-address", True, ev)
+
+
 #: Every check, in the order the report lists them.
 CHECKS: dict[str, Callable[[Pair], CheckResult]] = {
     "ssh": check_ssh,
@@ -253,6 +324,8 @@ CHECKS: dict[str, Callable[[Pair], CheckResult]] = {
     "cpu": check_cpu,
     "clocks": check_clocks,
     "shared-storage": check_shared_storage,
+    "guest-network": check_guest_network,
+    "guest-address": check_guest_address,
 }
 
 

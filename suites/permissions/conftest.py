@@ -37,7 +37,7 @@ GATE_ROOT = "/var/lib/libvirt/virtmig-perm"
 
 
 @pytest.fixture
-def gate(request: pytest.FixtureRequest, src_host: Host, dst_host: Host) -> Iterator[Gate]:
+def gate(request: pytest.FixtureRequest, src_host: Host, dst_host: Host, pair_lock: list[str]) -> Iterator[Gate]:
     name = request.node.name.replace("[", "-").replace("]", "")
     d = f"{GATE_ROOT}/{name}"
     # --one-file-system: a mount left inside the gate (an aborted run) is skipped, not emptied

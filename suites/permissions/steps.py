@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 import libvirt
 import pytest
 
+from fixtures.guest import GuestIdentity
 from virtmig import sshconfig
 from virtmig.config import RunConfig
 from virtmig.diagnose import Diagnosis, gather_evidence, paths_in
@@ -20,7 +21,6 @@ from virtmig.guest import domains
 from virtmig.guest.probe import agent_command
 from virtmig.guest.waits import wait_for_agent
 from virtmig.host import Host
-from virtmig.lab.topology import GUEST_AGENT_PORT, GUEST_IP
 from virtmig.migration.modes import DIRECT, P2P
 from virtmig.migration.runner import MigrationOutcome, migrate
 from virtmig.storage import exports
@@ -59,7 +59,7 @@ def diagnose_on(host: Host, error: str, server: Host | None = None) -> Diagnosis
     return diagnose_text(error, gather_evidence(host, next(iter(paths_in(error)), None), server=server))
 
 
-def assert_left_intact(src: libvirt.virConnect, dst: libvirt.virConnect, name: str, *,
+def assert_left_intact(src: libvirt.virConnect, dst: libvirt.virConnect, name: str, guest: GuestIdentity, *,
                        defined_on_dst: bool = False) -> None:
     """After a failed migration: the guest runs on the source, answers, and nothing is on the destination.
 
@@ -72,17 +72,17 @@ def assert_left_intact(src: libvirt.virConnect, dst: libvirt.virConnect, name: s
     on_src, on_dst = domains.state_name(src, name), domains.state_name(dst, name)
     assert (on_src, on_dst) == ("running", expected), (
         f"after the failed migration: source {on_src}, destination {on_dst} (expected running, {expected})")
-    assert agent_command(GUEST_IP, GUEST_AGENT_PORT, "ping") == "ok pong"
+    assert agent_command(guest.ip, guest.agent_port, "ping") == "ok pong"
 
 
 def assert_happy_path(src: libvirt.virConnect, dst: libvirt.virConnect, dst_host: Host, name: str,
-                      unsafe: bool) -> None:
+                      unsafe: bool, guest: GuestIdentity) -> None:
     """With the fix applied, the same migration succeeds and the guest answers from the destination."""
     outcome = migrate_p2p(src, dst, dst_host, name, unsafe)
     assert outcome.ok, f"after the fix the migration still fails: {outcome.error}"
     assert domains.state_name(dst, name) == "running"
     assert domains.state_name(src, name) == "absent"
-    assert agent_command(GUEST_IP, GUEST_AGENT_PORT, "ping") == "ok pong"
+    assert agent_command(guest.ip, guest.agent_port, "ping") == "ok pong"
 
 
 def wait_until_usable(host: Host, who: QemuIdentity, path: str, timeout: float = 30.0) -> None:
@@ -120,12 +120,12 @@ def with_disk(xml: str, shared_disk: str, disk: str, *, relabel: bool = True) ->
     return xml.replace(old, f"<source file='{disk}'>{seclabel}</source>")
 
 
-def start_on(conn: libvirt.virConnect, other: libvirt.virConnect, xml: str, name: str) -> None:
+def start_on(conn: libvirt.virConnect, other: libvirt.virConnect, xml: str, name: str, guest: GuestIdentity) -> None:
     """Start the case's guest on *conn* (removing any leftover on both) and wait until it answers."""
     for c in (conn, other):
         domains.remove(c, name)
     domains.define_and_start(conn, xml)
-    wait_for_agent(GUEST_IP, GUEST_AGENT_PORT, timeout=BOOT_TIMEOUT_S)
+    wait_for_agent(guest.ip, guest.agent_port, timeout=BOOT_TIMEOUT_S)
 
 
 #: Block names of a case's extra exports in /etc/exports (beside the run's own block).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import libvirt
 import pytest
 
+from fixtures.guest import GuestIdentity
 from suites.permissions.steps import (
     Gate,
     assert_happy_path,
@@ -32,7 +33,8 @@ pytestmark = [pytest.mark.permissions, pytest.mark.lab]
 def test_image_0600_root_relabel_off(
     gate: Gate, case_cleanup: None, src_host: Host, dst_host: Host,
     src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
-    domain_xml: str, domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,
+    domain_xml: str, guest_identity: GuestIdentity,
+    domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,
 ) -> None:
     xml = with_disk(domain_xml, guest_files["disk"], gate.disk, relabel=False)
     # A root-owned 0600 image: starting from it fails with QEMU's own message.
@@ -52,7 +54,7 @@ def test_image_0600_root_relabel_off(
     src_host.run("ln", "-s", guest_files["disk"], gate.disk)
     dst_host.run("truncate", "-s", "16M", gate.disk)
     dst_host.run("chmod", "0600", gate.disk)
-    start_on(src_conn, dst_conn, xml, domain_name)
+    start_on(src_conn, dst_conn, xml, domain_name, guest_identity)
 
     outcome = migrate_failing(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
 
@@ -60,8 +62,8 @@ def test_image_0600_root_relabel_off(
     found = diagnose_on(dst_host, outcome.error or "")
     assert found.cause is Cause.DAC_IMAGE_NOT_ACCESSIBLE, found.text()
     assert "chown libvirt-qemu" in found.fix or "chown qemu" in found.fix, found.fix
-    assert_left_intact(src_conn, dst_conn, domain_name)
+    assert_left_intact(src_conn, dst_conn, domain_name, guest_identity)
 
     dst_host.run("rm", "-f", gate.disk)
     dst_host.run("ln", "-s", guest_files["disk"], gate.disk)
-    assert_happy_path(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
+    assert_happy_path(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe, guest_identity)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import libvirt
 import pytest
 
+from fixtures.guest import GuestIdentity
 from suites.permissions.steps import (
     CaseDir,
     FixMounts,
@@ -35,12 +36,13 @@ def test_destination_not_mounted(
     run_storage_untouched: None,
     gate: Gate, case_dir: CaseDir, src_case_mount: str, fix_mounts: FixMounts,
     src_host: Host, dst_host: Host, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
-    domain_xml: str, domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,
+    domain_xml: str, guest_identity: GuestIdentity,
+    domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,
     case_cleanup: None,
 ) -> None:
     disk = f"{src_case_mount}/{case_dir.image}"
     dst_host.run("mkdir", "-m", "0755", src_case_mount)  # inside the gate: removed with it
-    start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], disk), domain_name)
+    start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], disk), domain_name, guest_identity)
 
     outcome = migrate_failing(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
 
@@ -50,7 +52,7 @@ def test_destination_not_mounted(
     found = diagnose_on(dst_host, error)
     assert found.cause is Cause.DESTINATION_NOT_MOUNTED, found.text()
     assert f"mount the shared storage on {dst_host.name} at {src_case_mount}," in found.fix, found.text()
-    assert_left_intact(src_conn, dst_conn, domain_name)
+    assert_left_intact(src_conn, dst_conn, domain_name, guest_identity)
 
     fix_mounts.mount(dst_host, case_dir.source, src_case_mount)
-    assert_happy_path(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
+    assert_happy_path(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe, guest_identity)

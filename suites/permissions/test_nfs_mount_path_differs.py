@@ -14,6 +14,7 @@ from __future__ import annotations
 import libvirt
 import pytest
 
+from fixtures.guest import GuestIdentity
 from suites.permissions.steps import (
     CaseDir,
     FixMounts,
@@ -36,12 +37,13 @@ def test_mount_path_differs_on_destination(
     run_storage_untouched: None,
     gate: Gate, case_dir: CaseDir, src_case_mount: str, dst_mount_elsewhere: str, fix_mounts: FixMounts,
     src_host: Host, dst_host: Host, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
-    domain_xml: str, domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,
+    domain_xml: str, guest_identity: GuestIdentity,
+    domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,
     case_cleanup: None,
 ) -> None:
     disk = f"{src_case_mount}/{case_dir.image}"
     assert dst_host.run("test", "-e", src_case_mount, check=False).rc != 0
-    start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], disk), domain_name)
+    start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], disk), domain_name, guest_identity)
 
     outcome = migrate_failing(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
 
@@ -52,7 +54,7 @@ def test_mount_path_differs_on_destination(
     assert found.cause is Cause.MOUNT_PATH_DIFFERS, found.text()
     assert f"it is at {dst_mount_elsewhere}," in found.fix and f"mount it at {src_case_mount} " in found.fix, (
         found.text())
-    assert_left_intact(src_conn, dst_conn, domain_name)
+    assert_left_intact(src_conn, dst_conn, domain_name, guest_identity)
 
     fix_mounts.mount(dst_host, case_dir.source, src_case_mount)
-    assert_happy_path(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
+    assert_happy_path(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe, guest_identity)

@@ -23,6 +23,7 @@ from dataclasses import replace
 import libvirt
 import pytest
 
+from fixtures.guest import GuestIdentity
 from suites.permissions.steps import (
     CASE_EXPORT_DST_TAG,
     CASE_EXPORT_TAG,
@@ -70,12 +71,13 @@ def test_read_only_export_on_destination(
     run_storage_untouched: None,
     gate: Gate, case_dir: CaseDir, dst_ro_export: ExportSpec, src_case_mount: str, dst_case_mount: str,
     nfs_server: Host, src_host: Host, dst_host: Host, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
-    domain_xml: str, domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,
+    domain_xml: str, guest_identity: GuestIdentity,
+    domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,
     case_cleanup: None,
 ) -> None:
     assert src_case_mount == dst_case_mount
     disk = f"{src_case_mount}/{case_dir.image}"
-    start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], disk), domain_name)
+    start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], disk), domain_name, guest_identity)
 
     outcome = migrate_failing(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
 
@@ -91,9 +93,9 @@ def test_read_only_export_on_destination(
     # destination (--persistent).  It is left there shut off: checked, then removed.
     assert "'cont'" in error, error
     assert any("leaves it shut off" in line for line in found.evidence_lines), found.text()
-    assert_left_intact(src_conn, dst_conn, domain_name, defined_on_dst=True)
+    assert_left_intact(src_conn, dst_conn, domain_name, guest_identity, defined_on_dst=True)
     domains.remove(dst_conn, domain_name)
 
     rw = ",".join("rw" if o == "ro" else o for o in dst_ro_export.options.split(","))
     exports.set_export(nfs_server, replace(dst_ro_export, options=rw), CASE_EXPORT_DST_TAG)
-    assert_happy_path(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
+    assert_happy_path(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe, guest_identity)

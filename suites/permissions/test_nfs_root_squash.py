@@ -23,6 +23,7 @@ from pathlib import PurePosixPath
 import libvirt
 import pytest
 
+from fixtures.guest import GuestIdentity
 from suites.permissions.steps import (
     Gate,
     GuestExport,
@@ -71,12 +72,13 @@ def test_root_squash_refuses_libvirts_chown(
     run_storage_untouched: None,
     gate: Gate, root_owned_image: RootOwnedImage, nfs_server: Host, qemu_user: QemuIdentity,
     src_host: Host, dst_host: Host, src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
-    domain_xml: str, domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,
+    domain_xml: str, guest_identity: GuestIdentity,
+    domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,
     case_cleanup: None,
 ) -> None:
     src_host.run("ln", "-s", guest_files["disk"], gate.disk)
     dst_host.run("ln", "-s", str(root_owned_image.client_path), gate.disk)
-    start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], gate.disk), domain_name)
+    start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], gate.disk), domain_name, guest_identity)
 
     outcome = migrate_failing(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
 
@@ -87,8 +89,8 @@ def test_root_squash_refuses_libvirts_chown(
     assert found.cause is Cause.NFS_ROOT_SQUASH, found.text()
     chown = f"chown {qemu_user.uid}:{qemu_user.gid} {nfs_server.name}:{root_owned_image.server_path}"
     assert chown in found.fix, found.text()
-    assert_left_intact(src_conn, dst_conn, domain_name)
+    assert_left_intact(src_conn, dst_conn, domain_name, guest_identity)
 
     nfs_server.run("chown", f"{qemu_user.uid}:{qemu_user.gid}", str(root_owned_image.server_path))
     wait_until_usable(dst_host, qemu_user, gate.disk)
-    assert_happy_path(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
+    assert_happy_path(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe, guest_identity)

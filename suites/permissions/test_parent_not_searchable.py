@@ -10,6 +10,7 @@ from __future__ import annotations
 import libvirt
 import pytest
 
+from fixtures.guest import GuestIdentity
 from suites.permissions.steps import (
     Gate,
     assert_happy_path,
@@ -29,11 +30,12 @@ pytestmark = [pytest.mark.permissions, pytest.mark.lab]
 def test_parent_without_search_bit_on_destination(
     gate: Gate, case_cleanup: None, src_host: Host, dst_host: Host,
     src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
-    domain_xml: str, domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,
+    domain_xml: str, guest_identity: GuestIdentity,
+    domain_name: str, guest_files: dict[str, str], shared_storage: SharedStorage,
 ) -> None:
     for host in (src_host, dst_host):
         host.run("ln", "-s", guest_files["disk"], gate.disk)
-    start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], gate.disk), domain_name)
+    start_on(src_conn, dst_conn, with_disk(domain_xml, guest_files["disk"], gate.disk), domain_name, guest_identity)
     dst_host.run("chmod", "0700", gate.dir)
 
     outcome = migrate_failing(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
@@ -43,7 +45,7 @@ def test_parent_without_search_bit_on_destination(
     found = diagnose_on(dst_host, outcome.error or "")
     assert found.cause is Cause.DAC_PARENT_NOT_SEARCHABLE, found.text()
     assert found.fix.startswith(f"chmod o+x {gate.dir} "), found.text()
-    assert_left_intact(src_conn, dst_conn, domain_name)
+    assert_left_intact(src_conn, dst_conn, domain_name, guest_identity)
 
     dst_host.run("chmod", "o+x", gate.dir)
-    assert_happy_path(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe)
+    assert_happy_path(src_conn, dst_conn, dst_host, domain_name, shared_storage.unsafe, guest_identity)

@@ -65,8 +65,10 @@ FIXES: dict[Cause, str] = {
                               "/etc/fstab), or give the guest a path valid on both hosts",
     Cause.IMAGE_MISSING: "the image is not at {path} on {host}: correct the domain XML or restore the file",
     Cause.STORAGE_NOT_SHARED: "put the disks on storage libvirt knows is shared (NFS, GFS2, OCFS2, CephFS) at the "
-                              "same path on both hosts; or copy them (--copy-storage-all); --unsafe only if it "
-                              "really is shared",
+                              "same path on both hosts; or copy them (--copy-storage-all); if it really is shared "
+                              "but of a kind libvirt does not recognise (a FUSE client, say), run virtmig with "
+                              "--storage-is-shared, which migrates with --unsafe only after virtmig's own "
+                              "shared-storage check has passed",
     Cause.FS_TYPE_NOT_RECOGNISED: "libvirt retries as the qemu user only on a kernel NFS (or other known shared) "
                                   "mount: use a kernel NFS mount for saved state, or let root write there "
                                   "(an export without root_squash, flagged insecure)",

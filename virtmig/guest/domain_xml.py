@@ -26,6 +26,8 @@ from typing import Literal
 import jinja2
 from lxml import etree
 
+from virtmig.guestconfig import GuestNetwork
+
 DOMAIN_TEMPLATE = "domain.xml.j2"
 DEFAULT_SCHEMA_DIR = Path("/usr/share/libvirt/schemas")
 
@@ -37,6 +39,9 @@ VirtType = Literal["qemu", "kvm"]
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+#: libvirt's CPU feature policies, and its feature names (e.g. 'x2apic', 'sse4.2', 'avx512-bf16').
+_CPU_POLICIES = ("force", "require", "optional", "disable", "forbid")
+_FEATURE_RE = re.compile(r"^[a-z0-9_.-]+$")
 #: libvirt's genericName: what <identity user= group=> accepts ('+1000' = uid).
 _IDENTITY_RE = re.compile(r"^[a-zA-Z0-9_+-]+$")
 
@@ -148,21 +153,24 @@ class KernelBoot:
 class DomainSpec:
     """Everything the domain template needs; nothing is read from config.
 
-    Defaults describe the lab guest (TCG, qemu64, 128 MiB, 1 vCPU). For a real
-    KVM pair use virt_type='kvm' and cpu_mode='host-model' (cpu_model=None),
-    and leave `kernel` None to boot from the disk image.
+    Defaults describe the small test guest (TCG, qemu64, 128 MiB, 1 vCPU). For
+    a KVM pair use virt_type='kvm' and cpu_mode='host-model' (cpu_model=None),
+    and leave `kernel` None to boot from the disk image.  The network has no
+    default: it is the site's (--guest-network).
     """
 
     name: str
     uuid: str
     mac: str
     disk: FileDisk | NfsDisk
-    bridge: str = "br0"
+    network: GuestNetwork
     virt_type: VirtType = "qemu"
     memory_mib: int = 128
     vcpus: int = 1
     cpu_mode: CpuMode = "custom"
     cpu_model: str | None = "qemu64"
+    #: (policy, name) of each <feature> of a custom CPU, as libvirt's baseline gives them
+    cpu_features: tuple[tuple[str, str], ...] = ()
     arch: str = "x86_64"
     machine: str | None = None
     emulator: str | None = None
@@ -184,8 +192,12 @@ class DomainSpec:
             raise ValueError(f"vcpus must be at least 1, got {self.vcpus}")
         if self.cpu_mode == "custom" and not self.cpu_model:
             raise ValueError("cpu_mode='custom' needs a cpu_model (e.g. 'qemu64')")
-        if self.cpu_mode != "custom" and self.cpu_model is not None:
-            raise ValueError(f"cpu_model is only used with cpu_mode='custom', not {self.cpu_mode!r}")
+        if self.cpu_mode != "custom" and (self.cpu_model is not None or self.cpu_features):
+            raise ValueError(f"cpu_model and cpu_features are only used with cpu_mode='custom', not {self.cpu_mode!r}")
+        for policy, feature in self.cpu_features:
+            if policy not in _CPU_POLICIES or not _FEATURE_RE.match(feature):
+                raise ValueError(f"CPU feature ({policy!r}, {feature!r}): policy must be one of "
+                                 f"{', '.join(_CPU_POLICIES)}, name [a-z0-9_.-]+")
         if self.serial_log is not None and not self.serial_log.startswith("/"):
             raise ValueError(f"serial_log must be an absolute path, got {self.serial_log!r}")
 
@@ -200,6 +212,7 @@ class DomainSpec:
             "vcpus": self.vcpus,
             "cpu_mode": self.cpu_mode,
             "cpu_model": self.cpu_model,
+            "cpu_features": [{"policy": p, "name": n} for p, n in self.cpu_features],
             "arch": self.arch,
             "machine": self.machine,
             "emulator": self.emulator,
@@ -209,7 +222,8 @@ class DomainSpec:
             "serial_log": self.serial_log,
             "disk": self.disk.template_vars(),
             "mac": self.mac,
-            "bridge": self.bridge,
+            "nic_kind": self.network.kind,
+            "nic_source": self.network.name,
         }
 
 

@@ -14,7 +14,7 @@ rather than asking apt which kernel is newest, so a cached guest stays the
 same guest (and no apt call, ~1 s here, is paid per test run) until its
 inputs change or `force=True` is passed.
 
-Guest agent protocol (UDP port GUEST_AGENT_PORT = 7; the authoritative text
+Guest agent protocol (UDP port probe.AGENT_PORT = 7; the authoritative text
 is at the top of guest_agent.c):
 
 * a datagram not starting with '!' is echoed verbatim at once (downtime probe);

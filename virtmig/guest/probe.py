@@ -25,6 +25,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
 
+#: UDP port the guest agent listens on (virtmig/guest/guest_agent.c): echo for the probe, '!' commands.
+AGENT_PORT = 7
+
 #: 8-byte seq + 8-byte send time, big-endian: the first byte is 0 for any seq
 #: below 2**56, so a probe datagram is never mistaken for an agent command.
 _PAYLOAD = struct.Struct("!QQ")

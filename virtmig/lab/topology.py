@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from virtmig.guest.probe import AGENT_PORT
+
 #: Root of everything the lab keeps on disk (per-host /etc copies, keys, pids).
 #: Not under /tmp: sshd's StrictModes refuses keys below a world-writable dir.
 LAB_ROOT = Path("/var/lib/virtmig-lab")
@@ -55,11 +57,15 @@ H2 = LabNode("h2", "198.18.0.12", hypervisor=True)
 NODES: tuple[LabNode, ...] = (NFS, H1, H2)
 HYPERVISORS: tuple[LabNode, ...] = (H1, H2)
 
-#: The test guest's address; it keeps it when it moves between h1 and h2.
+#: The test guest's address on the lab (handed to runs as the default --guest-ip,
+#: by fixtures.options); it keeps it when it moves between h1 and h2.
 GUEST_IP = "198.18.0.100"
+#: The lab guest's CPU (handed to runs as the default --guest-cpu): TCG emulates qemu64 on any host.
+LAB_GUEST_CPU = "qemu64"
+#: MAC of guests the lab's own tests start by hand (a run's guest derives its MAC: virtmig.guestconfig).
 GUEST_MAC = "52:54:00:12:00:64"
-#: UDP port of the guest agent (echo for the downtime probe, plus commands).
-GUEST_AGENT_PORT = 7
+#: UDP port of the guest agent (the guest's own, named here for the lab's tools).
+GUEST_AGENT_PORT = AGENT_PORT
 
 #: Lab directory shown at the same path on both hypervisors (bind mount),
 #: used before the NFS mount exists; libvirt calls it unsafe, rightly.

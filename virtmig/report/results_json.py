@@ -17,6 +17,7 @@ The layout is described in docs/results-schema.md; in short::
       },
       "summary": {"total", "ok", "failed", "no_stats", "no_probe", "over_budget": int},
       "environment": {...} | null,      # both hosts' kernel, libvirt, QEMU, CPU (virtmig.environment)
+      "guest": {...} | null,            # the guest used: network, address, MAC, type, CPU and why
       "trends": {...} | null,           # against earlier runs of the pair (virtmig.report.trends)
       "migrations": [MigrationRecord fields, in the order recorded]
     }
@@ -60,7 +61,7 @@ def _single(values: Sequence[str]) -> str | None:
 
 
 #: Top-level sections a writer may add beside the fixed ones (null when not known).
-SECTIONS: Final = ("environment", "trends")
+SECTIONS: Final = ("environment", "guest", "trends")
 
 
 def build_document(records: Sequence[MigrationRecord], *, run_meta: Mapping[str, Any],

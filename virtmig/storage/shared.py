@@ -33,6 +33,9 @@ class StorageConfig:
     disk_access: str
     server_kind: str = "kernel"
     ganesha_config: PurePosixPath = GANESHA_CONF
+    #: --storage-is-shared: the operator vouches the mount is shared though libvirt does not
+    #: recognise its file system; honoured only once virtmig's own shared-storage check passed.
+    vouched_shared: bool = False
 
     @property
     def mounts(self) -> bool:
@@ -52,7 +55,7 @@ class StorageConfig:
 
 def build_storage_config(*, provision: bool, export_options: str, mount_options: str | None,
                          qemu_user: str | None, disk_access: str, server_kind: str,
-                         ganesha_config: PurePosixPath | None) -> StorageConfig:
+                         ganesha_config: PurePosixPath | None, vouched_shared: bool = False) -> StorageConfig:
     """The StorageConfig of already well-formed options, checked together; ConfigError names the option.
 
     The export options are translated for ganesha here, as provisioning will
@@ -69,7 +72,11 @@ def build_storage_config(*, provision: bool, export_options: str, mount_options:
         disk_access=disk_access,
         server_kind=server_kind,
         ganesha_config=ganesha_config or GANESHA_CONF,
+        vouched_shared=vouched_shared,
     )
+    if vouched_shared and not storage.mounts:
+        raise ConfigError("--storage-is-shared applies to a mount (--disk-access mount); QEMU's own NFS "
+                          "client's disks are network disks, which libvirt already counts as shared")
     if server_kind == "ganesha":
         try:
             exports_to_ganesha.settings(storage.effective_export_options)

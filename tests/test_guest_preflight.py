@@ -1,0 +1,90 @@
+"""Preflight of the guest's place on the network: the network on both hosts, the address free.
+
+Hosts are replayed (tests/replay.py) with what `test -d`, `ip -o -4 addr`
+and `ping` print; libvirt networks come from libvirt's own test driver,
+whose default host has one active network, "default".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libvirt
+import pytest
+
+from tests.replay import ReplayHost
+from virtmig import preflight
+from virtmig.guestconfig import GuestNetwork
+
+ADDRS = ("1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n"
+         "3: br0    inet 192.0.2.11/24 brd 192.0.2.255 scope global br0\\       valid_lft forever\n")
+PING = "ping -n -q -c 3 -i 0.2 -W 1 192.0.2.50"
+SILENT = (1, "3 packets transmitted, 0 received, 100% packet loss, time 410ms\n", "")
+ANSWERS = (0, "3 packets transmitted, 3 received, 0% packet loss, time 402ms\n", "")
+
+
+@pytest.fixture
+def conn() -> Iterator[libvirt.virConnect]:
+    c = libvirt.open("test:///default")
+    yield c
+    c.close()
+
+
+def host(name: str, *, bridge: bool = True, ping: tuple[int, str, str] = SILENT, addrs: str = ADDRS) -> ReplayHost:
+    return ReplayHost(name, {
+        "test -d /sys/class/net/br0/bridge": (0 if bridge else 1, "", ""),
+        "ip -o -4 addr show": (0, addrs, ""),
+        PING: ping,
+    })
+
+
+def pair(src: ReplayHost, dst: ReplayHost, conn: libvirt.virConnect, network: GuestNetwork,
+         ip: str = "192.0.2.50") -> preflight.Pair:
+    return preflight.Pair(src, dst, conn, conn, guest_network=network, guest_ip=ip)
+
+
+def test_bridge_on_both_hosts_passes(conn: libvirt.virConnect) -> None:
+    result = preflight.check_guest_network(pair(host("h1"), host("h2"), conn, GuestNetwork("bridge", "br0")))
+    assert result.ok and result.evidence == ("h1: bridge br0 present", "h2: bridge br0 present")
+
+
+def test_a_bridge_missing_on_one_host_names_that_host_and_the_fix(conn: libvirt.virConnect) -> None:
+    result = preflight.check_guest_network(pair(host("h1"), host("h2", bridge=False), conn,
+                                                GuestNetwork("bridge", "br0")))
+    assert not result.ok
+    assert "h2: bridge br0 missing" in result.evidence
+    assert result.fix is not None and result.fix.startswith("create bridge br0 on h2 ")
+
+
+def test_a_libvirt_network_is_looked_up_through_libvirt(conn: libvirt.virConnect) -> None:
+    ok = preflight.check_guest_network(pair(host("h1"), host("h2"), conn, GuestNetwork("network", "default")))
+    assert ok.ok and ok.evidence[0] == "h1: libvirt network default active"
+    missing = preflight.check_guest_network(pair(host("h1"), host("h2"), conn, GuestNetwork("network", "vmnet")))
+    assert not missing.ok and missing.evidence[1].startswith("h2: libvirt network vmnet missing")
+    assert missing.fix is not None and "define and start libvirt network vmnet on h1, h2" in missing.fix
+
+
+def test_a_free_address_passes(conn: libvirt.virConnect) -> None:
+    result = preflight.check_guest_address(pair(host("h1"), host("h2"), conn, GuestNetwork("bridge", "br0")))
+    assert result.ok, result
+    assert "0 received" in result.evidence[0]
+
+
+def test_an_address_that_answers_is_refused(conn: libvirt.virConnect) -> None:
+    result = preflight.check_guest_address(pair(host("h1", ping=ANSWERS), host("h2"), conn,
+                                                GuestNetwork("bridge", "br0")))
+    assert not result.ok
+    assert result.fix is not None and result.fix.startswith("192.0.2.50 already answers")
+
+
+def test_a_hosts_own_address_is_refused_before_any_ping(conn: libvirt.virConnect) -> None:
+    src, dst = host("h1"), host("h2")
+    result = preflight.check_guest_address(pair(src, dst, conn, GuestNetwork("bridge", "br0"), ip="192.0.2.11"))
+    assert not result.ok and result.evidence == ("h1 has 192.0.2.11 on one of its interfaces",)
+    assert all("ping" not in call for call in src.calls + dst.calls)
+
+
+def test_no_ping_on_the_host_is_a_failure_not_a_free_address(conn: libvirt.virConnect) -> None:
+    result = preflight.check_guest_address(pair(host("h1", ping=(127, "", "ping: not found")), host("h2"), conn,
+                                                GuestNetwork("bridge", "br0")))
+    assert not result.ok and result.fix == "install ping (iputils-ping) on h1"

@@ -1,0 +1,84 @@
+"""One pair, one run at a time: the lock directory, run for real through LocalHost in a temporary directory.
+
+The same scripts run on a pair's hosts over ssh; here two "hosts" are two
+LocalHosts, and the lock directory is the test's own (never this machine's /run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from virtmig import pairlock
+from virtmig.localhost import LocalHost
+from virtmig.pairlock import Holder, PairBusy, stale_reason
+
+HOSTS = [LocalHost("h2"), LocalHost("h1")]
+
+
+def run(token: str, **kw: object) -> Holder:
+    return dataclasses.replace(pairlock.this_run(token, "h1->h2"), **kw)  # type: ignore[arg-type]
+
+
+def holder_of(lock: Path) -> Holder | None:
+    return Holder.from_json((lock / "holder.json").read_text())
+
+
+def test_the_first_run_takes_the_pair_and_gives_it_back(tmp_path: Path) -> None:
+    lock = tmp_path / "pair.lock"
+    me = run("run-a")
+    assert pairlock.acquire(HOSTS, me, 0, str(lock)) == []
+    assert holder_of(lock) == me and me.pid == os.getpid() and me.pid_start == pairlock.process_start(os.getpid())
+    assert pairlock.acquire(HOSTS, run("run-a", pid=1), 0, str(lock)) == []  # another worker of the same run
+    pairlock.release(HOSTS, me, str(lock))
+    assert not lock.exists()
+
+
+def test_a_second_live_run_stops_at_once_naming_the_holder(tmp_path: Path) -> None:
+    lock = tmp_path / "pair.lock"
+    first = run("run-a")
+    pairlock.acquire(HOSTS, first, 0, str(lock))
+    with pytest.raises(PairBusy, match=r"h1: held by .*run run-a, pair h1->h2.*--wait-for-pair SECONDS"):
+        pairlock.acquire(HOSTS, run("run-b"), 0, str(lock))
+    pairlock.release(HOSTS, run("run-b"), str(lock))  # not ours: left alone
+    assert holder_of(lock) == first
+
+
+def test_a_waiting_run_gets_the_pair_when_the_holder_ends(tmp_path: Path) -> None:
+    lock = tmp_path / "pair.lock"
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        start = pairlock.process_start(sleeper.pid)
+        assert start is not None
+        dead_soon = run("run-a", pid=sleeper.pid, pid_start=start)
+        pairlock.acquire(HOSTS, dead_soon, 0, str(lock))
+        with pytest.raises(PairBusy):
+            pairlock.acquire(HOSTS, run("run-b"), 1.5, str(lock))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    notes = pairlock.acquire(HOSTS, run("run-b"), 5, str(lock))
+    assert notes == [f"h1: took over a stale pair lock of {dead_soon.describe()}: "
+                     f"its pytest (pid {sleeper.pid} on {dead_soon.controller}) is gone"]
+    assert holder_of(lock) == run("run-b", started_at=holder_of(lock).started_at)  # type: ignore[union-attr]
+
+
+def test_staleness() -> None:
+    mine = run("r", controller="ctl")
+    alive = {(mine.pid, mine.pid_start)}
+
+    def is_alive(pid: int, start: str) -> bool:
+        return (pid, start) in alive
+
+    assert stale_reason(mine, 10, "ctl", is_alive) is None
+    assert stale_reason(dataclasses.replace(mine, pid_start="other"), 10, "ctl", is_alive) is not None  # pid reused
+    foreign = dataclasses.replace(mine, controller="ci-7")
+    assert stale_reason(foreign, 3600, "ctl", is_alive) is None
+    assert "longer than any run" in (stale_reason(foreign, pairlock.STALE_FOREIGN_S + 1, "ctl", is_alive) or "")
+    assert stale_reason(None, 5, "ctl", is_alive) is None
+    assert "no holder written" in (stale_reason(None, 120, "ctl", is_alive) or "")
+    assert Holder.from_json("{not json") is None and Holder.from_json('{"owner": "x"}') is None
