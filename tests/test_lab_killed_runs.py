@@ -29,7 +29,7 @@ from virtmig.lab.topology import SSH_CONFIG
 from virtmig.storage.exports import BEGIN, EXPORTS
 from virtmig.waiters import wait_for
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.killed_runs]
 
 GUEST = "virtmig-guest"
 MOUNT_POINT = "/mnt/nfs"
