@@ -85,7 +85,7 @@ def is_alive(pid: int) -> bool:
     # A zombie is dead for our purposes; reap it if it is our child.
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
+    except (OSError, IndexError):  # ENOENT or ESRCH: it ended between kill(0) and the read
         return False
     if state == "Z":
         with contextlib.suppress(ChildProcessError):
