@@ -1,14 +1,19 @@
-"""`python -m virtmig.lab up|down|status`: the embedded lab from the shell."""
+"""`python -m virtmig.lab up [--site FILE]|down|status`: the embedded lab from the shell.
+
+`up --site FILE` raises the lab as another site (virtmig.lab.site) and prints
+the options that certify its pair as a user would.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from virtmig.lab import lifecycle
-from virtmig.lab.topology import LAB_LOCK, SSH_CONFIG
+from virtmig.lab import lifecycle, site
+from virtmig.lab.topology import DEFAULT_SITE, LAB_LOCK, SSH_CONFIG, Site
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,11 +21,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
                         help="how long to wait for a pytest session using the lab (default 600)")
+    parser.add_argument("--site", type=Path, metavar="FILE",
+                        help="with up: raise the lab as the site this TOML file describes (virtmig.lab.site)")
     args = parser.parse_args(argv)
+    if args.site is not None and args.action != "up":
+        parser.error("--site goes with up only")
+    chosen = DEFAULT_SITE
+    if args.site is not None:
+        try:
+            chosen = site.load(args.site)
+        except site.SiteError as exc:
+            parser.error(str(exc))
     if args.action in ("up", "down"):
         try:
             with FileLock(str(LAB_LOCK), timeout=args.wait):
-                return _change(args.action)
+                return _change(args.action, chosen)
         except Timeout:
             print(f"the lab is in use (lock {LAB_LOCK} held for over {args.wait} s)", file=sys.stderr)
             return 2
@@ -31,10 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if lifecycle.is_up() else 3
 
 
-def _change(action: str) -> int:
+def _change(action: str, chosen: Site) -> int:
     if action == "up":
-        state = lifecycle.up()
-        print(f"lab up in {state.started_s:.1f} s; reach it with: ssh -F {SSH_CONFIG} h1")
+        state = lifecycle.up(chosen)
+        src = chosen.hypervisors[0].name
+        print(f"lab up in {state.started_s:.1f} s; reach it with: ssh -F {SSH_CONFIG} {src}")
+        if chosen != DEFAULT_SITE:
+            options = site.certify_options(chosen, chosen.ssh_config or SSH_CONFIG)
+            print("certify it as its users would: pytest suites/live " + " ".join(options))
     else:
         lifecycle.down()
         print("lab down")

@@ -17,15 +17,16 @@ from virtmig.guest.image import GUEST_CACHE
 from virtmig.journal import JOURNAL_ROOT
 from virtmig.lab.netns import Node, sh
 from virtmig.lab.topology import (
+    DEFAULT_SITE,
     KNOWN_HOSTS,
     LAB_ROOT,
-    NODES,
     SHARED_DIR,
     SHARED_MOUNT,
     SSH_CONFIG,
     SSH_KEY,
     SSH_WRAPPER,
     LabNode,
+    Site,
 )
 
 #: System path -> name of the node's private copy.  Copied from the machine
@@ -54,8 +55,8 @@ def make_lab_key() -> None:
     sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "virtmig-lab", "-f", str(SSH_KEY)])
 
 
-def prepare_node(spec: LabNode) -> None:
-    """Create the node's private copies and write its configs."""
+def prepare_node(spec: LabNode, site: Site = DEFAULT_SITE) -> None:
+    """Create the node's private copies and write its configs (names and addresses: the site's)."""
     state = spec.state_dir
     if state.exists():
         shutil.rmtree(state)
@@ -66,8 +67,8 @@ def prepare_node(spec: LabNode) -> None:
     for system_path, copy in binds.items():
         shutil.copytree(system_path, state / copy, symlinks=True) if Path(system_path).is_dir() \
             else shutil.copy2(system_path, state / copy)
-    _prepare_ssh(spec, state / "etc-ssh")
-    (state / "hosts").write_text(_hosts_file(spec))
+    _prepare_ssh(spec, state / "etc-ssh", site.nodes)
+    (state / "hosts").write_text(_hosts_file(spec, site.nodes))
     if spec.hypervisor:
         _prepare_libvirt(spec, state)
 
@@ -121,15 +122,39 @@ def host_keys(spec: LabNode) -> str:
     return f"{spec.name},{spec.ip} {pub[0]} {pub[1]}\n"
 
 
-def write_controller_ssh() -> None:
-    """The ssh config, known_hosts and wrapper the harness uses to reach the lab."""
-    KNOWN_HOSTS.write_text("".join(host_keys(n) for n in NODES))
-    SSH_CONFIG.write_text("".join(_ssh_config_entry(n, SSH_KEY, KNOWN_HOSTS) for n in NODES))
+def write_controller_ssh(site: Site = DEFAULT_SITE) -> None:
+    """The ssh config, known_hosts and wrapper the harness uses to reach the lab (and a site's own ssh config)."""
+    nodes = site.nodes
+    KNOWN_HOSTS.write_text("".join(host_keys(n) for n in nodes))
+    SSH_CONFIG.write_text("".join(_ssh_config_entry(n, SSH_KEY, KNOWN_HOSTS) for n in nodes))
     SSH_WRAPPER.write_text(f'#!/bin/sh\nexec ssh -F {SSH_CONFIG} "$@"\n')
     SSH_WRAPPER.chmod(0o755)
-    for spec in NODES:  # every node may ssh to every other (peer-to-peer migration)
+    if site.ssh_config is not None:
+        site.ssh_config.parent.mkdir(parents=True, exist_ok=True)
+        site.ssh_config.write_text(site_admin_ssh_config(site))
+    for spec in nodes:  # every node may ssh to every other (peer-to-peer migration)
         etc_ssh = spec.state_dir / "etc-ssh"
         (etc_ssh / "lab_known_hosts").write_text(KNOWN_HOSTS.read_text())
+
+
+def site_admin_ssh_config(site: Site) -> str:
+    """An ssh config for *site* as its admin would write one: an alias and a long name, HostName, User, key.
+
+    Unlike the lab's own SSH_CONFIG (strict host keys, batch mode, short
+    timeouts), this carries none of the lab's settings, so a run given it
+    proves the harness needs nothing beyond what a site's file has.  The host
+    keys are the lab's known_hosts (a site admin's would be ~/.ssh/known_hosts,
+    which the lab must not write).
+    """
+    head = f"# ssh config for the lab standing in for a site ({site.subnet}), as a site admin writes one\n\n"
+    return head + "".join(
+        f"Host {n.name} {n.name}.site.test\n"
+        f"    HostName {n.ip}\n"
+        "    User root\n"
+        f"    IdentityFile {SSH_KEY}\n"
+        f"    UserKnownHostsFile {KNOWN_HOSTS}\n\n"
+        for n in site.nodes
+    )
 
 
 def _ssh_config_entry(spec: LabNode, key: Path, known_hosts: Path) -> str:
@@ -146,7 +171,7 @@ def _ssh_config_entry(spec: LabNode, key: Path, known_hosts: Path) -> str:
     )
 
 
-def _prepare_ssh(spec: LabNode, etc_ssh: Path) -> None:
+def _prepare_ssh(spec: LabNode, etc_ssh: Path, nodes: tuple[LabNode, ...]) -> None:
     for old in etc_ssh.glob("ssh_host_*"):
         old.unlink()
     sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(etc_ssh / "ssh_host_ed25519_key")])
@@ -171,13 +196,13 @@ def _prepare_ssh(spec: LabNode, etc_ssh: Path) -> None:
     # libvirtd opens ssh itself for peer-to-peer migration: it reads this file.
     (etc_ssh / "ssh_config").write_text(
         "".join(_ssh_config_entry(n, Path("/etc/ssh/lab_id_ed25519"), Path("/etc/ssh/lab_known_hosts"))
-                for n in NODES)
+                for n in nodes)
     )
 
 
-def _hosts_file(spec: LabNode) -> str:
+def _hosts_file(spec: LabNode, nodes: tuple[LabNode, ...]) -> str:
     lines = ["127.0.0.1 localhost", f"127.0.1.1 {spec.name}-loopback"]
-    lines += [f"{n.ip} {n.name}" for n in NODES]
+    lines += [f"{n.ip} {n.name}" for n in nodes]
     return "\n".join(lines) + "\n"
 
 

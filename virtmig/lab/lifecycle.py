@@ -14,10 +14,11 @@ import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from virtmig.lab import exportfs_adapter, hostfs, network, nfs_fuse, nfsserver, sysctls
 from virtmig.lab.netns import LabError, Node, lab_netns_names, netns_exists, netns_pids, sh, terminate
-from virtmig.lab.topology import HYPERVISORS, LAB_ROOT, NFS, NODES, SHARED_DIR, SSH_CONFIG, SSH_WRAPPER, LabNode
+from virtmig.lab.topology import DEFAULT_SITE, LAB_ROOT, SHARED_DIR, SSH_CONFIG, SSH_WRAPPER, LabNode, Site
 from virtmig.waiters import wait_for
 
 STATE_FILE = LAB_ROOT / "state.json"
@@ -38,9 +39,13 @@ class LabState:
     nodes: dict[str, NodeState]
     ssh_config: str
     started_s: float
+    #: The topology that is up (the default site unless `up --site FILE`).
+    site: Site = DEFAULT_SITE
 
     def save(self) -> None:
-        STATE_FILE.write_text(json.dumps(asdict(self), indent=2))
+        raw = asdict(self)
+        raw["site"] = self.site.to_dict()
+        STATE_FILE.write_text(json.dumps(raw, indent=2))
 
     @classmethod
     def load(cls) -> LabState | None:
@@ -48,11 +53,12 @@ class LabState:
             return None
         raw = json.loads(STATE_FILE.read_text())
         nodes = {k: NodeState(**v) for k, v in raw["nodes"].items()}
-        return cls(nodes=nodes, ssh_config=raw["ssh_config"], started_s=raw["started_s"])
+        site = Site.from_dict(raw["site"]) if "site" in raw else DEFAULT_SITE
+        return cls(nodes=nodes, ssh_config=raw["ssh_config"], started_s=raw["started_s"], site=site)
 
 
-def up(*, timeout: float = 90.0) -> LabState:
-    """Create the lab from nothing and wait until every service answers."""
+def up(site: Site = DEFAULT_SITE, *, timeout: float = 90.0) -> LabState:
+    """Create the lab (as *site*) from nothing and wait until every service answers."""
     started = time.monotonic()
     down()
     LAB_ROOT.mkdir(parents=True, exist_ok=True)
@@ -61,22 +67,23 @@ def up(*, timeout: float = 90.0) -> LabState:
     hostfs.prepare_journal_mountpoint()
     SHARED_DIR.mkdir(parents=True, exist_ok=True)
     hostfs.make_lab_key()
-    for spec in NODES:
-        hostfs.prepare_node(spec)
-    hostfs.write_controller_ssh()
-    network.create_bridge()
-    state = LabState(nodes={}, ssh_config=str(SSH_CONFIG), started_s=0.0)
+    for spec in site.nodes:
+        hostfs.prepare_node(spec, site)
+    state = LabState(nodes={}, ssh_config=str(SSH_CONFIG), started_s=0.0, site=site)
+    state.save()  # before the first link, so that `down` after a crash knows which site's links to remove
+    hostfs.write_controller_ssh(site)
+    network.create_bridge(site)
     try:
-        for spec in NODES:
+        for spec in site.nodes:
             node = Node.create(spec)
             state.nodes[spec.name] = NodeState(holder_pid=node.holder_pid)
-            network.wire_node(node)
+            network.wire_node(node, site)
             hostfs.bind_node(node)
-            state.nodes[spec.name].daemons = _start_daemons(node)
+            state.nodes[spec.name].daemons = _start_daemons(node, site)
             state.save()
-        for spec in NODES:
+        for spec in site.nodes:
             _wait_ssh(spec, timeout)
-        for spec in HYPERVISORS:
+        for spec in site.hypervisors:
             _wait_libvirt(spec, timeout)
             hostfs.save_caps_cache(spec)
     except BaseException:
@@ -87,17 +94,17 @@ def up(*, timeout: float = 90.0) -> LabState:
     return state
 
 
-def _start_daemons(node: Node) -> dict[str, int]:
+def _start_daemons(node: Node, site: Site) -> dict[str, int]:
     logs = LOG_DIR / node.spec.name
     daemons = {"sshd": node.spawn(["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"], logs / "sshd.log")}
     if node.spec.hypervisor:
         daemons["libvirtd"] = node.spawn(["/usr/sbin/libvirtd"], logs / "libvirtd.log")
         # Lab adapter: `mount -t nfs` through the userspace client (no kernel NFS here).
         nfs_fuse.setup_node(node, node.spec.state_dir)
-    if node.spec is NFS:
+    if node.spec == site.nfs:
         # A fresh NFS server: ganesha with no exports, an empty /etc/exports and
         # the lab's `exportfs` adapter; the harness provisions the export.
-        daemons.update(nfsserver.start(node, logs, exports=""))
+        daemons.update(nfsserver.start(node, logs, export_dir=Path(str(site.export)), exports=""))
         exportfs_adapter.setup_node(node, node.spec.state_dir)
         node.run(["exportfs", "-ra"])
     return daemons
@@ -120,13 +127,14 @@ def _wait_libvirt(spec: LabNode, timeout: float) -> None:
 
 
 def down() -> None:
-    """End every process living in a lab namespace, then remove what the lab made."""
+    """End every process living in a lab namespace, then remove what the lab made (whichever site was up)."""
+    saved = LabState.load() if STATE_FILE.exists() else None
     names = lab_netns_names()
     for name in names:
         terminate(netns_pids(name))
     for name in names:
         sh(["ip", "netns", "del", name], check=False)
-    network.remove_links()
+    network.remove_links(saved.site if saved else DEFAULT_SITE)
     leftover = [n for n in names if netns_exists(n)]
     if leftover:
         raise LabError(f"namespaces still present after down: {leftover}")
@@ -145,10 +153,10 @@ class NodeStatus:
 
 
 def status() -> list[NodeStatus]:
-    """What is up: namespaces, recorded daemons alive, sshd answering."""
+    """What is up: namespaces, recorded daemons alive, sshd answering (nodes of the site that was raised)."""
     state = LabState.load()
     result = []
-    for spec in NODES:
+    for spec in (state.site if state else DEFAULT_SITE).nodes:
         recorded = state.nodes.get(spec.name) if state else None
         daemons = {}
         if recorded:
@@ -158,7 +166,16 @@ def status() -> list[NodeStatus]:
     return result
 
 
-def is_up() -> bool:
+def site_up() -> Site | None:
+    """The site the lab was raised as, if a lab was raised (up or not)."""
+    state = LabState.load()
+    return state.site if state else None
+
+
+def is_up(site: Site = DEFAULT_SITE) -> bool:
+    """Every node of *site* has its namespace, its daemons and an answering sshd (another site up: False)."""
+    if (site_up() or DEFAULT_SITE) != site:
+        return False
     return all(s.netns and s.ssh and s.daemons and all(s.daemons.values()) for s in status())
 
 

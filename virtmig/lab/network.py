@@ -1,5 +1,7 @@
 """The lab's links: a root-namespace bridge, a veth per node, a guest bridge per host.
 
+(The default site's names and addresses; another site, `virtmig.lab.site`, has its own.)
+
     root ns:  vmlab0 (198.18.0.1/24)  --  vm-h1-o  ==veth==  h1: eth0 -- br0 (198.18.0.11/24) -- guest tap
                                       --  vm-h2-o  ==veth==  h2: eth0 -- br0 (198.18.0.12/24) -- guest tap
                                       --  vm-nfs-o ==veth==  nfs: eth0 (198.18.0.10/24)
@@ -13,25 +15,24 @@ route: nothing the lab sends can leave 198.18.0.0/24.
 from __future__ import annotations
 
 from virtmig.lab.netns import Node, sh
-from virtmig.lab.topology import BRIDGE, CONTROLLER_IP, NODES, PREFIX_LEN
+from virtmig.lab.topology import BRIDGE, DEFAULT_SITE, GUEST_BRIDGE, Site
 
-#: Name of the host-side guest bridge inside each hypervisor namespace.
-GUEST_BRIDGE = "br0"
+__all__ = ["GUEST_BRIDGE", "create_bridge", "link_exists", "remove_links", "wire_node"]
 
 
 def link_exists(name: str) -> bool:
     return sh(["ip", "link", "show", name], check=False).returncode == 0
 
 
-def create_bridge() -> None:
-    """The root-namespace bridge, with the controller's lab address."""
+def create_bridge(site: Site = DEFAULT_SITE) -> None:
+    """The root-namespace bridge, with the controller's address in the site's subnet."""
     sh(["ip", "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
-    sh(["ip", "addr", "add", f"{CONTROLLER_IP}/{PREFIX_LEN}", "dev", BRIDGE])
+    sh(["ip", "addr", "add", f"{site.controller_ip}/{site.prefix_len}", "dev", BRIDGE])
     sh(["ip", "link", "set", BRIDGE, "up"])
 
 
-def wire_node(node: Node) -> None:
-    """Connect a node to the root bridge and give it its lab address."""
+def wire_node(node: Node, site: Site = DEFAULT_SITE) -> None:
+    """Connect a node to the root bridge and give it its address (on the site's VM bridge, for a hypervisor)."""
     spec = node.spec
     inner = f"vm-{spec.name}-i"
     sh(["ip", "link", "add", spec.veth_outer, "type", "veth", "peer", "name", inner])
@@ -39,20 +40,21 @@ def wire_node(node: Node) -> None:
     sh(["ip", "link", "set", inner, "netns", spec.netns])
     node.run(["ip", "link", "set", "lo", "up"])
     node.run(["ip", "link", "set", inner, "name", "eth0"])
-    address = f"{spec.ip}/{PREFIX_LEN}"
+    address = f"{spec.ip}/{site.prefix_len}"
     if spec.hypervisor:
-        node.run(["ip", "link", "add", GUEST_BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
-        node.run(["ip", "link", "set", "eth0", "master", GUEST_BRIDGE, "up"])
-        node.run(["ip", "addr", "add", address, "dev", GUEST_BRIDGE])
-        node.run(["ip", "link", "set", GUEST_BRIDGE, "up"])
+        bridge = site.vm_bridge
+        node.run(["ip", "link", "add", bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
+        node.run(["ip", "link", "set", "eth0", "master", bridge, "up"])
+        node.run(["ip", "addr", "add", address, "dev", bridge])
+        node.run(["ip", "link", "set", bridge, "up"])
     else:
         node.run(["ip", "addr", "add", address, "dev", "eth0"])
         node.run(["ip", "link", "set", "eth0", "up"])
 
 
-def remove_links() -> None:
-    """Delete the root bridge and every outer veth (the peers go with them)."""
-    for spec in NODES:
+def remove_links(site: Site = DEFAULT_SITE) -> None:
+    """Delete the root bridge and every outer veth of *site* (the peers go with them)."""
+    for spec in site.nodes:
         if link_exists(spec.veth_outer):
             sh(["ip", "link", "del", spec.veth_outer], check=False)
     if link_exists(BRIDGE):

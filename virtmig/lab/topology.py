@@ -11,8 +11,10 @@ so no lab traffic can leave this machine.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path, PurePosixPath
 
+from virtmig.config import DEFAULT_MOUNT_POINT
 from virtmig.guest.probe import AGENT_PORT
 
 #: Root of everything the lab keeps on disk (per-host /etc copies, keys, pids).
@@ -75,6 +77,9 @@ SHARED_MOUNT = Path("/srv/virtmig-shared")
 #: Directory the NFS server exports.
 EXPORT_DIR = Path("/srv/virtmig-export")
 
+#: Name of the host-side guest bridge inside each hypervisor namespace.
+GUEST_BRIDGE = "br0"
+
 SSH_CONFIG = LAB_ROOT / "ssh_config"
 KNOWN_HOSTS = LAB_ROOT / "known_hosts"
 SSH_KEY = LAB_ROOT / "id_ed25519"
@@ -85,3 +90,73 @@ SSH_WRAPPER = LAB_ROOT / "ssh"
 #: Lock held by whoever uses the lab (a pytest session, `up`, `down`); outside
 #: LAB_ROOT because `down` removes LAB_ROOT.
 LAB_LOCK = Path("/var/lib/virtmig-lab.lock")
+
+
+@dataclass(frozen=True)
+class Site:
+    """One topology the lab can stand in for: names, subnet, VM bridge, export and mount point.
+
+    Why: the harness must certify any site's pair with only a user's options,
+    so the lab can be raised as another site (`python -m virtmig.lab up --site
+    FILE`) in which no value is the default one.  The root bridge (BRIDGE),
+    the namespace prefix and LAB_ROOT are the lab's machinery, not the site's,
+    and stay the same so that `down` finds everything after a crash.
+    Addresses follow from the subnet: controller .1, NFS server .10, the
+    hypervisors .11 and .12, the default guest .100.
+    """
+
+    nfs_name: str
+    hypervisor_names: tuple[str, str]
+    subnet: IPv4Network
+    vm_bridge: str
+    export: PurePosixPath
+    mount_point: PurePosixPath
+    #: Where a site admin's ssh config for the site is written (None: only the lab's own SSH_CONFIG).
+    ssh_config: Path | None = None
+
+    def _address(self, index: int) -> str:
+        return str(self.subnet.network_address + index)
+
+    @property
+    def nfs(self) -> LabNode:
+        return LabNode(self.nfs_name, self._address(10), hypervisor=False)
+
+    @property
+    def hypervisors(self) -> tuple[LabNode, LabNode]:
+        first, second = self.hypervisor_names
+        return LabNode(first, self._address(11), hypervisor=True), LabNode(second, self._address(12), hypervisor=True)
+
+    @property
+    def nodes(self) -> tuple[LabNode, ...]:
+        return (self.nfs, *self.hypervisors)
+
+    @property
+    def prefix_len(self) -> int:
+        return self.subnet.prefixlen
+
+    @property
+    def controller_ip(self) -> str:
+        return self._address(1)
+
+    @property
+    def guest_ip(self) -> IPv4Address:
+        return self.subnet.network_address + 100
+
+    def to_dict(self) -> dict[str, object]:
+        return {"nfs": self.nfs_name, "hypervisors": list(self.hypervisor_names), "subnet": str(self.subnet),
+                "vm_bridge": self.vm_bridge, "export": str(self.export), "mount_point": str(self.mount_point),
+                "ssh_config": str(self.ssh_config) if self.ssh_config else None}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, object]) -> Site:
+        """The inverse of to_dict (the lab's state file; a user's file goes through virtmig.lab.site)."""
+        first, second = (str(n) for n in raw["hypervisors"])  # type: ignore[attr-defined]
+        return cls(str(raw["nfs"]), (first, second), IPv4Network(str(raw["subnet"])), str(raw["vm_bridge"]),
+                   PurePosixPath(str(raw["export"])), PurePosixPath(str(raw["mount_point"])),
+                   Path(str(raw["ssh_config"])) if raw.get("ssh_config") else None)
+
+
+#: The lab as it has always been: today's names and addresses.  Its mount point
+#: is the one a default run mounts the export at (fixtures.options).
+DEFAULT_SITE = Site(NFS.name, (H1.name, H2.name), IPv4Network(f"{CONTROLLER_IP}/{PREFIX_LEN}", strict=False),
+                    GUEST_BRIDGE, PurePosixPath(str(EXPORT_DIR)), DEFAULT_MOUNT_POINT)
