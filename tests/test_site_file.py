@@ -11,7 +11,7 @@ import pytest
 from virtmig.lab import site
 from virtmig.lab.topology import DEFAULT_SITE, Site
 
-GOOD = {"nfs_server": "filer", "hypervisors": ["kvm-a", "kvm-b"], "subnet": "198.19.42.0/24",
+GOOD: dict[str, object] = {"nfs_server": "filer", "hypervisors": ["kvm-a", "kvm-b"], "subnet": "198.19.42.0/24",
         "vm_bridge": "vmbr7", "export": "/export/vmstore", "mount_point": "/var/lib/vmstore",
         "ssh_config": "/root/site-ssh-config"}
 

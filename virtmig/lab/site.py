@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from ipaddress import IPv4Network, ip_network
 from pathlib import Path, PurePosixPath
 
@@ -48,7 +49,7 @@ def load(path: Path) -> Site:
     return parse(raw, str(path))
 
 
-def parse(raw: dict[str, object], origin: str = "site") -> Site:
+def parse(raw: Mapping[str, object], origin: str = "site") -> Site:
     """A Site from a site file's table; SiteError naming *origin* and the key for anything a lab cannot be."""
     def fail(key: str, why: str) -> SiteError:
         return SiteError(f"{origin}: {key} = {raw.get(key)!r}: {why}")
@@ -89,7 +90,7 @@ def parse(raw: dict[str, object], origin: str = "site") -> Site:
                 export, mount_point, Path(ssh_config) if ssh_config else None)
 
 
-def _path(raw: dict[str, object], key: str, origin: str) -> PurePosixPath:
+def _path(raw: Mapping[str, object], key: str, origin: str) -> PurePosixPath:
     """An export or mount point, held to the harness's own rule (virtmig.config.check_storage_path)."""
     try:
         return check_storage_path(str(raw[key]), key)
