@@ -84,3 +84,20 @@ def script_key(script: str, args: Sequence[str] = ()) -> str:
 
 def data(*parts: str) -> str:
     return DATA.joinpath(*parts).read_text()
+
+
+def handwritten_rhel9(name: str) -> str:
+    """A file of the hand-written RHEL 9 SELinux set (tests/data/selinux/rhel9-handwritten/README.md says why)."""
+    return data("selinux", "rhel9-handwritten", name)
+
+
+def captured(*parts: str) -> tuple[str, Recorded]:
+    """A capture of a real host (tests/data/selinux/debian12-captured/README.md): its command and what it gave.
+
+    The file is `# COMMAND`, the output (stdout and stderr as the terminal
+    showed them, so all of it is returned as stdout), then `# rc=N`.
+    """
+    lines = data(*parts).splitlines(keepends=True)
+    if not (lines and lines[0].startswith("# ") and lines[-1].startswith("# rc=")):
+        raise ValueError(f"{'/'.join(parts)} is not a capture (# COMMAND ... # rc=N)")
+    return lines[0][2:].strip(), (int(lines[-1].strip()[5:]), "".join(lines[1:-1]), "")

@@ -383,7 +383,8 @@ def test_selinux_label_fix_relabels_the_image_the_avc_names_not_a_blocked_parent
     found = diagnose(QEMU_OPEN, _ev(avc=(_avc("system_u:object_r:default_t:s0"),), virt_use_nfs=True,
                                     path_checks=_walk(blocked="/srv")))
     assert found.cause is Cause.SELINUX_LABEL, found.text()
-    assert found.reason == "AVC denial, target context system_u:object_r:default_t:s0", found.text()
+    assert found.reason == ("AVC denial of qemu (svirt_t) { read }, target context "
+                            "system_u:object_r:default_t:s0"), found.text()
     assert "avc:  denied  { read } for  pid=48211 comm=\"qemu-kvm\" name=\"disk.raw\"" in found.text()
     assert f"restorecon -Rv /srv/shared/g, or chcon -t svirt_image_t {IMG};" in found.fix, found.text()
 
@@ -391,7 +392,7 @@ def test_selinux_label_fix_relabels_the_image_the_avc_names_not_a_blocked_parent
 def test_selinux_virt_use_nfs_fix_is_for_the_host_the_denial_is_on() -> None:
     found = diagnose(QEMU_OPEN, _ev(avc=(_avc("system_u:object_r:nfs_t:s0"),), virt_use_nfs=False))
     assert found.cause is Cause.SELINUX_VIRT_USE_NFS, found.text()
-    assert found.reason == "AVC denial on nfs_t with virt_use_nfs off", found.text()
+    assert found.reason == "AVC denial of qemu (svirt_t) { read } on nfs_t with virt_use_nfs off", found.text()
     assert found.fix == "setsebool -P virt_use_nfs 1 (on h2)"
 
 

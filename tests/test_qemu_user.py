@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from tests.replay import ReplayHost, data, script_key
+from tests.replay import ReplayHost, handwritten_rhel9, script_key
 from virtmig.diagnose.evidence import qemu_user
 from virtmig.storage import shared_check
 from virtmig.storage.qemu_user import QEMU_CONF, QemuIdentity, find_qemu_identity, qemu_identity
@@ -30,8 +30,8 @@ def host(conf: str | None = None, **users: str) -> ReplayHost:
 
 def test_the_distribution_default_when_nothing_says_otherwise() -> None:
     assert qemu_identity(host(**{"libvirt-qemu": DEBIAN})) == QemuIdentity("libvirt-qemu", 64055, 108)
-    rhel = host(data("selinux", "qemu.conf"), qemu=data("selinux", "getent-passwd-qemu.out"))
-    assert qemu_identity(rhel) == QemuIdentity("qemu", 107, 107), "commented-out settings are not settings"
+    rhel9 = host(handwritten_rhel9("qemu.conf"), qemu=handwritten_rhel9("getent-passwd-qemu.out"))
+    assert qemu_identity(rhel9) == QemuIdentity("qemu", 107, 107), "commented-out settings are not settings"
 
 
 def test_qemu_conf_names_the_user_libvirt_starts_qemu_as() -> None:

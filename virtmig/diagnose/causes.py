@@ -20,8 +20,8 @@ from dataclasses import dataclass
 class Cause(enum.Enum):
     """A named reason a migration (or a guest start) failed."""
 
-    SELINUX_VIRT_USE_NFS = "SELinux denies QEMU access to NFS (virt_use_nfs is off)"
-    SELINUX_LABEL = "SELinux denies QEMU access to the image (wrong label)"
+    SELINUX_VIRT_USE_NFS = "SELinux denies libvirt/QEMU access to NFS (virt_use_nfs is off)"
+    SELINUX_LABEL = "SELinux denies libvirt/QEMU access to the image (wrong label)"
     DAC_PARENT_NOT_SEARCHABLE = "a parent directory is not searchable by the qemu user"
     DAC_IMAGE_NOT_ACCESSIBLE = "the image's owner/mode does not let the qemu user open it"
     NFS_ROOT_SQUASH = "root_squash on the NFS export: libvirt (root) cannot chown or read the image"
@@ -71,6 +71,9 @@ PATH_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"Cannot access storage file '([^']+)'"),
     # QEMU block/file-posix.c raw_open_common: "Could not open '%s'"
     re.compile(r"Could not open '([^']+)'"),
+    # libvirt 9.0 on Debian 12 when SELinux denies libvirtd itself (captured):
+    # "unable to stat: /mnt/nfs/test.img: Permission denied"
+    re.compile(r"unable to stat: (/[^\n]*?): [A-Z][a-z]+"),
     # libvirt security_dac.c: "unable to set user and group to '%ld:%ld' on '%s'"
     re.compile(r"unable to set user and group to '[^']*' on '([^']+)'"),
     # libvirt virfile.c / storage: "cannot open file '%s'", "unable to open '%s'"

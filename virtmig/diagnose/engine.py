@@ -174,9 +174,9 @@ def reason_for(cause: Cause, f: Facts) -> str:
     file_mp, file_fs = (f.file_mount.mountpoint, f.file_mount.fstype) if f.file_mount else ("?", "?")
     path_mp, path_fs = (f.path_mount.mountpoint, f.path_mount.fstype) if f.path_mount else ("?", "?")
     if cause is Cause.SELINUX_VIRT_USE_NFS:
-        return f"AVC denial on nfs_t with virt_use_nfs {_onoff(f.virt_use_nfs)}"
+        return f"AVC denial of {f.avc_denied} on nfs_t with virt_use_nfs {_onoff(f.virt_use_nfs)}"
     if cause is Cause.SELINUX_LABEL:
-        return f"AVC denial, target context {f.avc_context}"
+        return f"AVC denial of {f.avc_denied}, target context {f.avc_context}"
     if cause is Cause.DAC_PARENT_NOT_SEARCHABLE and f.blocked is not None:
         return (f"{f.blocked.path} (mode {f.blocked.mode}, owner {f.blocked.owner}) is not searchable by "
                 f"{f.user or 'the qemu user'}")

@@ -279,9 +279,11 @@ for part in $path; do
 done
 """
 
-#: AVC records of the last 10 minutes: ausearch if installed, else the log's tail.
+#: AVC records of the last 10 minutes: ausearch if installed, else the log's tail.  `--input-logs`:
+#: without a terminal (as over ssh) ausearch reads stdin instead of the logs and prints `<no matches>`
+#: (seen on an enforcing Debian 12 host: tests/data/selinux/debian12-captured).
 AVC_SCRIPT = r"""
-if command -v ausearch >/dev/null 2>&1; then ausearch -m avc -ts recent 2>/dev/null
+if command -v ausearch >/dev/null 2>&1; then ausearch --input-logs -m avc -ts recent 2>/dev/null
 elif [ -r /var/log/audit/audit.log ]; then grep 'avc: *denied' /var/log/audit/audit.log | tail -n 50
 fi
 exit 0

@@ -12,10 +12,12 @@ the evidence differently.  Pure, like the rest of the engine.
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 
 from virtmig.diagnose.causes import paths_in, qemu_ids_in
 from virtmig.diagnose.evidence import Evidence, Mount, PathCheck, avc_field
+from virtmig.diagnose.selinux import context_type
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class Facts:
     ids: tuple[int, int] | None  # the qemu user's uid:gid, as the message or the evidence says
 
     # SELinux
-    avc_context: str | None  # target context of an enforced AVC denial of QEMU (None: no such denial)
+    avc_context: str | None  # target context of an enforced AVC denial of QEMU or libvirtd (None: no such denial)
+    avc_denied: str | None  # who was denied what, e.g. "libvirtd (virtd_t) { getattr }"
     avc_on_nfs: bool  # ... and it is on an NFS file (nfs_t)
     virt_use_nfs: bool | None
 
@@ -96,7 +99,8 @@ def facts_of(error_text: str, ev: Evidence) -> Facts:
         path_mount=ev.mount_of(path) if path else None,
         shared_mounts=tuple(m for m in ev.mounts if m.shared), mounts_known=bool(ev.mounts),
         export_options=ev.export_options, ids=qemu_ids_in(error_text) or ev.qemu_ids,
-        avc_context=context, avc_on_nfs=context is not None and ":nfs_t:" in context,
+        avc_context=context, avc_denied=_denied(avc) if context is not None else None,
+        avc_on_nfs=context is not None and ":nfs_t:" in context,
         virt_use_nfs=ev.virt_use_nfs,
         blocked=next((c for c in ev.path_checks if c.kind == "directory" and c.search is False), None),
         refused=refused, write_refused=write_refused,
@@ -111,14 +115,30 @@ def facts_of(error_text: str, ev: Evidence) -> Facts:
     )
 
 
+#: SELinux domains of the processes that open a guest's image: QEMU (svirt_t, svirt_tcg_t), and libvirtd
+#: itself (virtd_t), which Debian's policy confines too, so it is denied first, at stat (captured).
+_IMAGE_OPENERS = (":svirt_t:", ":svirt_tcg_t:", ":virtd_t:")
+
+
 def _avc_for(ev: Evidence, path: str | None) -> str | None:
-    """The newest AVC denial by a QEMU process (on the image, if its name is known)."""
+    """The newest AVC denial of QEMU or libvirtd (on the image, if its name or path is known)."""
     name = posixpath.basename(path) if path else None
     candidates = [a for a in ev.avc if (avc_field(a, "comm") or "").startswith("qemu")
-                  or "svirt" in (avc_field(a, "scontext") or "")]
-    named = [a for a in candidates if name and avc_field(a, "name") == name]
+                  or any(d in (avc_field(a, "scontext") or "") for d in _IMAGE_OPENERS)]
+    named = [a for a in candidates
+             if name and (avc_field(a, "name") == name or avc_field(a, "path") == path)]
     chosen = named or candidates
     return chosen[-1] if chosen else None
+
+
+def _denied(avc: str | None) -> str | None:
+    """Who an AVC record denied what: 'libvirtd (virtd_t) { getattr }', 'qemu (svirt_t) { read write }'."""
+    if avc is None:
+        return None
+    domain = context_type(avc_field(avc, "scontext") or "")
+    who = "libvirtd" if domain == "virtd_t" else "qemu" if domain.startswith("svirt") else avc_field(avc, "comm")
+    perms = re.search(r"denied\s+\{([^}]*)\}", avc)
+    return f"{who} ({domain}) {{{perms.group(1) if perms else ' ? '}}}"
 
 
 def _owner_may_write(ev: Evidence, check: PathCheck) -> bool:
