@@ -45,11 +45,12 @@ def run_ok(*argv: str) -> None:
     assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()}"
 
 
-def netns_socket(netns: str) -> socket.socket:
+def netns_socket(netns: str, bind_to: str | None = None) -> socket.socket:
     """A UDP socket living in `netns`, usable from this (root-namespace) process.
 
     setns() switches only the calling thread, and a socket stays in the
     namespace it was created in, so a short-lived thread does the switch.
+    *bind_to*: the source address its datagrams carry (one of the namespace's).
     """
     made: list[socket.socket | BaseException] = []
 
@@ -63,7 +64,10 @@ def netns_socket(netns: str) -> socket.socket:
                     raise OSError(err, os.strerror(err))
             finally:
                 os.close(fd)
-            made.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            if bind_to is not None:
+                sock.bind((bind_to, 0))
+            made.append(sock)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             made.append(exc)
 
@@ -135,8 +139,11 @@ class BootedGuest:
 
 
 @contextmanager
-def boot_guest(tmp: Path) -> Iterator[BootedGuest]:
-    """The built guest running in QEMU on a tap in NETNS, with a 16 MiB disk (files in `tmp`)."""
+def boot_guest(tmp: Path, *, gateway: str | None = None) -> Iterator[BootedGuest]:
+    """The built guest running in QEMU on a tap in NETNS, with a 16 MiB disk (files in `tmp`).
+
+    *gateway*: the guest's default route (--guest-gateway), e.g. HOST_ADDR.
+    """
     need_root_and("ip", "gcc", "ping", "qemu-system-x86_64")
     if not Path("/dev/net/tun").exists():
         pytest.skip("needs /dev/net/tun")
@@ -155,7 +162,7 @@ def boot_guest(tmp: Path) -> Iterator[BootedGuest]:
             qemu = subprocess.Popen(
                 ["ip", "netns", "exec", NETNS, "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "qemu64",
                  "-m", "128", "-nographic", "-no-reboot", "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-                 "-append", image.cmdline(GUEST_ADDR, 24),
+                 "-append", image.cmdline(GUEST_ADDR, 24, gateway=gateway),
                  "-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no",
                  "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC}",
                  "-drive", f"file={disk},format=raw,if=virtio"],

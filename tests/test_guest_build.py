@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.guest_vm import (
+    HOST_ADDR,
     NETNS,
     Agent,
     BootedGuest,
@@ -35,6 +36,8 @@ from virtmig.guest import image as guest
 from virtmig.guest.image import GuestImage, build_guest, guest_cmdline, inputs_digest
 
 AGENT_NETNS = "vmtest-agent"
+#: A source address outside the booted guest's 198.18.3.0/24, on the test namespace's loopback.
+OFF_SUBNET = "198.18.5.1"
 
 
 # --- command line ----------------------------------------------------------
@@ -42,6 +45,7 @@ AGENT_NETNS = "vmtest-agent"
 
 def test_cmdline_carries_address_and_dirty_rate() -> None:
     assert guest_cmdline("198.18.0.100", 24) == "console=ttyS0 quiet pti=on virtmig.ip=198.18.0.100/24 virtmig.dirty=0"
+    assert guest_cmdline("198.18.0.100", 24, gateway="198.18.0.1").endswith("virtmig.dirty=0 virtmig.gw=198.18.0.1")
     image = GuestImage(Path("/k"), Path("/i"), "6.1.0-1-amd64")
     assert image.cmdline("198.18.3.100", 24, 50).endswith("virtmig.ip=198.18.3.100/24 virtmig.dirty=50")
 
@@ -205,7 +209,8 @@ def test_agent_protocol_on_loopback(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def booted_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BootedGuest]:
-    with boot_guest(tmp_path_factory.mktemp("guest")) as booted:
+    """The guest with a default route via the host's side of its tap (--guest-gateway)."""
+    with boot_guest(tmp_path_factory.mktemp("guest"), gateway=HOST_ADDR) as booted:
         yield booted
 
 
@@ -214,6 +219,15 @@ def test_guest_boots_and_answers(booted_guest: BootedGuest) -> None:
     """It booted (the fixture waited for ping and agent) and echoes every datagram back unchanged."""
     assert booted_guest.image.initrd.stat().st_size > 0
     assert len(booted_guest.agent.echo_rtts_ms(200)) == 200  # each reply checked against its payload
+
+
+@pytest.mark.lab
+def test_a_peer_on_another_subnet_is_answered_through_the_gateway(booted_guest: BootedGuest) -> None:
+    """A source outside the guest's /24: only the default route virtmig.gw set can carry the reply back."""
+    run_ok("ip", "netns", "exec", NETNS, "ip", "addr", "add", f"{OFF_SUBNET}/32", "dev", "lo")
+    with netns_socket(NETNS, bind_to=OFF_SUBNET) as sock:
+        agent = Agent(sock, booted_guest.agent.addr)
+        assert agent.ask("!ping", timeout=5) == "ok pong\n"
 
 
 @pytest.mark.lab

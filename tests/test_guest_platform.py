@@ -117,6 +117,7 @@ def test_the_baseline_cpu_renders_and_validates() -> None:
     (["--guest-cpu", "two words"], "neither baseline"),
     (["--guest-memory", "64"], "must be between 128"),
     (["--guest-vcpus", "0"], "must be between 1"),
+    (["--guest-gateway", "10.9.9.9"], "--guest-gateway 10.9.9.9: outside the guest's subnet 198.18.0.0/24"),
 ])
 def test_bad_shape_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
     result = pytester.runpytest("-p", "fixtures.options", *args)

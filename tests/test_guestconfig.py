@@ -153,3 +153,22 @@ def test_a_site_run_without_its_guest_network_is_a_usage_error(pytester: pytest.
                                 "--ssh-config", str(ssh_cfg))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--guest-network and --guest-ip or --guest-ips missing*"])
+
+
+@pytest.mark.parametrize(("addresses", "gateway", "message"), [
+    ("192.0.2.50/24", "198.51.100.1", "outside the guest's subnet 192.0.2.0/24"),
+    ("192.0.2.50/24", "192.0.2.50", "is the guest's own address"),
+    ("192.0.2.50-192.0.2.57/24", "192.0.2.53", "is the guest's own address"),
+    ("192.0.2.50/24", "192.0.2.255", "broadcast address"),
+    ("192.0.2.50/24", "gw.example", "is not an IPv4 address"),
+])
+def test_a_gateway_off_the_guests_subnet_or_on_its_address_is_refused(addresses: str, gateway: str,
+                                                                       message: str) -> None:
+    parsed = parse_guest_ips(addresses) if "-" in addresses else parse_guest_ip(addresses)
+    with pytest.raises(ConfigError, match=message):
+        parsed.with_gateway(gateway)
+
+
+def test_a_gateway_on_the_subnet_is_kept() -> None:
+    assert str(parse_guest_ip("192.0.2.50/24").with_gateway("192.0.2.1").gateway) == "192.0.2.1"
+    assert parse_guest_ip("192.0.2.50/24").gateway is None

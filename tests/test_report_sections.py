@@ -64,7 +64,7 @@ def host_environment():
         "2099-12-31T23:59:59+00:00")
 
 
-GUEST = {{"network": "bridge:vmbr0", "address": "192.0.2.50/24", "mac": "52:54:00:ab:cd:ef",
+GUEST = {{"network": "bridge:vmbr0", "address": "192.0.2.50/24", "gateway": "192.0.2.1", "mac": "52:54:00:ab:cd:ef",
          "virt_type": "kvm", "virt_type_why": "auto: both hosts' domain capabilities offer KVM",
          "cpu": "EPYC-Rome (+2 feature policies)", "cpu_xml": "<cpu/>",
          "cpu_why": "baseline: libvirt's baseline for kvm over both hosts' CPUs", "memory_mib": 1024, "vcpus": 2}}
@@ -157,7 +157,7 @@ def test_environment_and_trends_reach_report_and_results(
     run.result.stdout.fnmatch_lines([
         "*virtmig environment: src h1: kernel 6.1.0-18-amd64, libvirt 9.0.0, QEMU 7.2.19, CPU AMD EPYC 7713*",
         "*virtmig environment: differs between the hosts: kernel*",
-        "*virtmig guest: network bridge:vmbr0, address 192.0.2.50/24, MAC 52:54:00:ab:cd:ef*",
+        "*virtmig guest: network bridge:vmbr0, address 192.0.2.50/24, gateway 192.0.2.1, MAC 52:54:00:ab:cd:ef*",
         "*virtmig guest: kvm (auto: both hosts' domain capabilities offer KVM)*",
         "*virtmig guest: CPU EPYC-Rome (+2 feature policies) (baseline: libvirt's baseline for kvm*), 1024 MiB, "
         "2 vCPU(s)*",

@@ -293,6 +293,7 @@ def build_run_config(
     *,
     guest_network: GuestNetwork | None = None,
     guest_addresses: GuestAddresses | None = None,
+    guest_gateway: str | None = None,
     virt_type: str | None = None,
     guest_cpu: str | None = None,
     guest_memory_mib: int | None = None,
@@ -318,7 +319,9 @@ def build_run_config(
                                       ("--ssh-config", ssh_config)) if val is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} only apply with --src/--dst (without them the embedded lab is used)")
-        guest = GuestSite(guest_network or lab.guest.network, guest_addresses or lab.guest.addresses)
+        addresses = guest_addresses or lab.guest.addresses
+        guest = GuestSite(guest_network or lab.guest.network,
+                          addresses if guest_gateway is None else addresses.with_gateway(guest_gateway))
         return RunConfig(src=lab.src, dst=lab.dst, nfs_server=lab.nfs_server, export=lab.export,
                          mount_point=mount, ssh_config=lab.ssh_config, lab=True, guest=guest,
                          guest_shape=asked.over(lab.guest_shape), round_trips=trips, dirty_rate_mib_s=dirty,
@@ -363,7 +366,8 @@ def build_run_config(
                               "give the guest a free address on the VM network")
     return RunConfig(src=src, dst=dst, nfs_server=nfs_server, export=export_path,
                      mount_point=mount, ssh_config=ssh_config, lab=False,
-                     guest=GuestSite(guest_network, guest_addresses),
+                     guest=GuestSite(guest_network, guest_addresses if guest_gateway is None
+                                     else guest_addresses.with_gateway(guest_gateway)),
                      guest_shape=asked.over(GuestShape()),
                      round_trips=trips, dirty_rate_mib_s=dirty, migration_timeout_s=deadline,
                      wait_for_pair_s=wait)

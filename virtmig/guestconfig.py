@@ -14,6 +14,7 @@ network, and a derived MAC needs no bookkeeping to be unique.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import re
@@ -69,6 +70,8 @@ class GuestAddresses:
 
     addresses: tuple[ipaddress.IPv4Address, ...]
     prefix_len: int
+    #: The guest's default route (--guest-gateway); None: none, the guest answers on its own subnet only.
+    gateway: ipaddress.IPv4Address | None = None
 
     @property
     def subnet(self) -> ipaddress.IPv4Network:
@@ -79,6 +82,20 @@ class GuestAddresses:
         """As the options spell it: `A/P` or `A-B/P`."""
         first, last = self.addresses[0], self.addresses[-1]
         return f"{first}/{self.prefix_len}" if first == last else f"{first}-{last}/{self.prefix_len}"
+
+    def with_gateway(self, value: str) -> GuestAddresses:
+        """These addresses with --guest-gateway *value*: a host of their subnet, not one of them; else ConfigError.
+
+        Why a gateway at all: where the probe or the agent's commands reach the
+        guest from another subnet (a routed VM network), the guest's replies
+        need a route back; without --guest-gateway it has none, as on the lab.
+        """
+        gateway = _host_address(value, self.prefix_len, "--guest-gateway", value)
+        if gateway not in self.subnet:
+            raise ConfigError(f"--guest-gateway {value}: outside the guest's subnet {self.subnet} ({self.label})")
+        if gateway in self.addresses:
+            raise ConfigError(f"--guest-gateway {value} is the guest's own address ({self.label})")
+        return dataclasses.replace(self, gateway=gateway)
 
     def for_worker(self, index: int) -> ipaddress.IPv4Address:
         """The address of xdist worker *index* (0 without xdist): workers never share one."""
@@ -98,7 +115,7 @@ def _host_address(text: str, prefix_len: int, option: str, value: str) -> ipaddr
         which = "network" if iface.ip == net.network_address else "broadcast"
         raise ConfigError(f"{option} {value!r}: {iface.ip} is the {which} address of {net}, not a host's")
     if iface.ip.is_loopback or iface.ip.is_multicast or iface.ip.is_unspecified or iface.ip.is_link_local:
-        raise ConfigError(f"{option} {value!r}: {iface.ip} cannot be a guest's address")
+        raise ConfigError(f"{option} {value!r}: {iface.ip} cannot be a guest's address or gateway")
     return iface.ip
 
 

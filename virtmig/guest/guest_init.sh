@@ -7,7 +7,8 @@
 # slow a TCG boot and add state that could differ between runs.
 #
 # Kernel arguments read here (see guest.py: guest_cmdline):
-#   virtmig.ip=A.B.C.D/LEN   static address of eth0; no default route, ever
+#   virtmig.ip=A.B.C.D/LEN   static address of eth0
+#   virtmig.gw=A.B.C.D       default route (--guest-gateway); absent: none, the guest answers on-link only
 #   virtmig.dirty=N          initial memory dirtying rate of the agent, MiB/s
 #
 # PID 1 must never exit (the kernel panics), so the script ends in a loop.
@@ -27,10 +28,12 @@ for m in $(cat /etc/virtmig/modules); do
 done
 
 ip=
+gw=
 dirty=0
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         virtmig.ip=*) ip="${arg#virtmig.ip=}" ;;
+        virtmig.gw=*) gw="${arg#virtmig.gw=}" ;;
         virtmig.dirty=*) dirty="${arg#virtmig.dirty=}" ;;
     esac
 done
@@ -53,6 +56,7 @@ if [ -e /sys/class/net/eth0 ]; then
     echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6 2>/dev/null
     [ -n "$ip" ] && ip addr add "$ip" dev eth0
     ip link set eth0 up
+    [ -n "$gw" ] && { ip route add default via "$gw" dev eth0 || log "default route via $gw failed"; }
 else
     log "no eth0"
 fi

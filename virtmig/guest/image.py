@@ -93,13 +93,13 @@ class GuestImage:
     initrd: Path
     kernel_version: str
 
-    def cmdline(self, ip: str, prefix_len: int, dirty_mib_per_s: int = 0) -> str:
+    def cmdline(self, ip: str, prefix_len: int, dirty_mib_per_s: int = 0, *, gateway: str | None = None) -> str:
         """Kernel command line for this guest; see `guest_cmdline`."""
-        return guest_cmdline(ip, prefix_len, dirty_mib_per_s)
+        return guest_cmdline(ip, prefix_len, dirty_mib_per_s, gateway=gateway)
 
 
-def guest_cmdline(ip: str, prefix_len: int, dirty_mib_per_s: int = 0) -> str:
-    """The kernel command line that gives the guest its address and load.
+def guest_cmdline(ip: str, prefix_len: int, dirty_mib_per_s: int = 0, *, gateway: str | None = None) -> str:
+    """The kernel command line that gives the guest its address, its default route if any, and load.
 
     The address travels on the command line because the guest has no DHCP
     client and no config disk: the domain XML alone decides who it is.
@@ -118,7 +118,8 @@ def guest_cmdline(ip: str, prefix_len: int, dirty_mib_per_s: int = 0) -> str:
         raise ValueError(f"prefix length {prefix_len} not in 0..32")
     if dirty_mib_per_s < 0:
         raise ValueError(f"dirty rate {dirty_mib_per_s} MiB/s is negative")
-    return f"console=ttyS0 quiet pti=on virtmig.ip={addr}/{prefix_len} virtmig.dirty={dirty_mib_per_s}"
+    line = f"console=ttyS0 quiet pti=on virtmig.ip={addr}/{prefix_len} virtmig.dirty={dirty_mib_per_s}"
+    return line if gateway is None else f"{line} virtmig.gw={ipaddress.IPv4Address(gateway)}"
 
 
 def inputs_digest(kernel_version: str) -> str:

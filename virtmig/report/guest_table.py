@@ -20,6 +20,7 @@ TITLE: Final = "Guest used"
 ROWS: Final = (
     ("network", "network", None),
     ("address", "address", None),
+    ("gateway", "gateway", None),
     ("mac", "MAC", None),
     ("virt_type", "virtualisation", "virt_type_why"),
     ("cpu", "CPU", "cpu_why"),
@@ -52,7 +53,8 @@ def render_html(guest: Mapping[str, Any] | None) -> str:
 def summary_text(guest: Mapping[str, Any]) -> list[str]:
     """Lines for the terminal summary: where the guest was and what it ran as, with the reasons."""
     return [
-        f"network {guest.get('network', DASH)}, address {guest.get('address', DASH)}, MAC {guest.get('mac', DASH)}",
+        f"network {guest.get('network', DASH)}, address {guest.get('address', DASH)}, "
+        f"gateway {guest.get('gateway', DASH)}, MAC {guest.get('mac', DASH)}",
         f"{guest.get('virt_type', DASH)} ({guest.get('virt_type_why', DASH)})",
         f"CPU {guest.get('cpu', DASH)} ({guest.get('cpu_why', DASH)}), {guest.get('memory_mib', DASH)} MiB, "
         f"{guest.get('vcpus', DASH)} vCPU(s)",
