@@ -33,8 +33,12 @@ def test_the_first_run_takes_the_pair_and_gives_it_back(tmp_path: Path) -> None:
     me = run("run-a")
     assert pairlock.acquire(HOSTS, me, 0, str(lock)) == []
     assert holder_of(lock) == me and me.pid == os.getpid() and me.pid_start == pairlock.process_start(os.getpid())
-    assert pairlock.acquire(HOSTS, run("run-a", pid=1), 0, str(lock)) == []  # another worker of the same run
+    worker = run("run-a", pid=1)
+    assert pairlock.acquire(HOSTS, worker, 0, str(lock)) == []  # another worker of the same run joins
+    assert sorted(p.name for p in (lock / "members").iterdir()) == sorted([me.member, worker.member])
     pairlock.release(HOSTS, me, str(lock))
+    assert holder_of(lock) == me, "the first worker to end must not free the pair while another still runs"
+    pairlock.release(HOSTS, worker, str(lock))
     assert not lock.exists()
 
 
@@ -44,7 +48,7 @@ def test_a_second_live_run_stops_at_once_naming_the_holder(tmp_path: Path) -> No
     pairlock.acquire(HOSTS, first, 0, str(lock))
     with pytest.raises(PairBusy, match=r"h1: held by .*run run-a, pair h1->h2.*--wait-for-pair SECONDS"):
         pairlock.acquire(HOSTS, run("run-b"), 0, str(lock))
-    pairlock.release(HOSTS, run("run-b"), str(lock))  # not ours: left alone
+    pairlock.release(HOSTS, run("run-b", pid=2), str(lock))  # not ours (another process): left alone
     assert holder_of(lock) == first
 
 
@@ -65,6 +69,25 @@ def test_a_waiting_run_gets_the_pair_when_the_holder_ends(tmp_path: Path) -> Non
     assert notes == [f"h1: took over a stale pair lock of {dead_soon.describe()}: "
                      f"its pytest (pid {sleeper.pid} on {dead_soon.controller}) is gone"]
     assert holder_of(lock) == run("run-b", started_at=holder_of(lock).started_at)  # type: ignore[union-attr]
+
+
+def test_a_run_lives_while_any_of_its_workers_does(tmp_path: Path) -> None:
+    """The worker that wrote the holder ended; another worker of its run still holds the pair."""
+    lock = tmp_path / "pair.lock"
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        start = pairlock.process_start(sleeper.pid)
+        assert start is not None
+        gone = run("run-a", pid=2**22 + 7, pid_start="1")  # no such process
+        pairlock.acquire(HOSTS, gone, 0, str(lock))
+        pairlock.acquire(HOSTS, run("run-a", pid=sleeper.pid, pid_start=start), 0, str(lock))
+        with pytest.raises(PairBusy, match="h1: held by"):
+            pairlock.acquire(HOSTS, run("run-b"), 0, str(lock))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    notes = pairlock.acquire(HOSTS, run("run-b"), 5, str(lock))
+    assert notes and f"pid {sleeper.pid}, {2**22 + 7} on" in notes[0] and notes[0].endswith("is gone")
 
 
 def test_staleness() -> None:
