@@ -47,6 +47,20 @@ def test_tagged_blocks_live_beside_the_main_one_and_leave_it_alone() -> None:
     assert strip_managed_block(strip_managed_block(both, tag="ro-case")) == ORIGINAL
 
 
+def test_the_markers_name_the_run_and_any_runs_block_is_stripped() -> None:
+    """An operator reading /etc/exports sees whose block it is; the next run strips it whichever run wrote it."""
+    text = with_managed_block(ORIGINAL, SPEC, run_id="20261202T031500Z-ab12")
+    assert f"{BEGIN} [run 20261202T031500Z-ab12]\n" in text and f"{END} [run 20261202T031500Z-ab12]\n" in text
+    assert strip_managed_block(text) == ORIGINAL
+    again = with_managed_block(text, SPEC, run_id="next")
+    assert again.count(BEGIN) == 1 and "[run next]" in again and "ab12" not in again
+    assert strip_managed_block(with_managed_block(ORIGINAL, SPEC)) == ORIGINAL  # a block of an older virtmig
+    case = with_managed_block(text, SPEC, tag="ro-case", run_id="next")
+    assert strip_managed_block(case) == strip_managed_block(text) + case[len(text):]  # the tagged one stays
+    with pytest.raises(ValueError, match="run id"):
+        with_managed_block(ORIGINAL, SPEC, run_id="x]\n/ *(rw)")
+
+
 def test_a_tag_that_could_break_the_markers_is_refused() -> None:
     with pytest.raises(ValueError, match="tag"):
         markers("bad tag\n")

@@ -36,6 +36,8 @@ END = "# END virtmig managed export"
 DEFAULT_OPTIONS = "rw,sync,root_squash,no_subtree_check"
 _OPTION_RE = re.compile(r"^[a-z_]+(=[A-Za-z0-9_:./-]+)?$")
 _TAG_RE = re.compile(r"^[a-z0-9-]+$")
+#: A run id as it may stand in a marker line (virtmig.journal's run ids: hex tokens, timestamps).
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 #: exports(5) clients: a host name, an address, a network (addr/len), a wildcard or an @netgroup;
 #: never a space, '(' or '#', which would start another client, its options or a comment.
 _CLIENT_RE = re.compile(r"^[A-Za-z0-9_.:*?@][A-Za-z0-9_.:*?@/-]*$")
@@ -105,24 +107,44 @@ def markers(tag: str | None = None) -> tuple[str, str]:
     return f"{BEGIN}: {tag}", f"{END}: {tag}"
 
 
-def with_managed_block(original: str, spec: ExportSpec, tag: str | None = None) -> str:
-    """`original` /etc/exports text with our block (the one named *tag*) replaced or appended."""
+def run_marked(marker: str, run_id: str | None) -> str:
+    """A marker line naming the run that wrote the block (`... [run ID]`), so an operator reading the
+    server's file, and the next run's cleanup, can tell whose block it is."""
+    if run_id is None:
+        return marker
+    if not _RUN_ID_RE.match(run_id):
+        raise ValueError(f"run id {run_id!r} is not [A-Za-z0-9._-]+")
+    return f"{marker} [run {run_id}]"
+
+
+def is_marker(line: str, marker: str) -> bool:
+    """Whether *line* is *marker*, with or without the run that wrote it."""
+    line = line.rstrip("\n")
+    if line == marker:
+        return True
+    rest = line.removeprefix(f"{marker} [run ")
+    return rest != line and rest.endswith("]") and bool(_RUN_ID_RE.match(rest[:-1]))
+
+
+def with_managed_block(original: str, spec: ExportSpec, tag: str | None = None, run_id: str | None = None) -> str:
+    """`original` /etc/exports text with our block (the one named *tag*, marked with *run_id*) replaced or
+    appended."""
     begin, end = markers(tag)
     kept = strip_managed_block(original, tag)
     if kept and not kept.endswith("\n"):
         kept += "\n"
-    return f"{kept}{begin}\n{spec.line()}\n{end}\n"
+    return f"{kept}{run_marked(begin, run_id)}\n{spec.line()}\n{run_marked(end, run_id)}\n"
 
 
 def strip_managed_block(text: str, tag: str | None = None) -> str:
-    """`text` without any managed block named *tag* (an aborted run's leftovers)."""
+    """`text` without any managed block named *tag*, whichever run wrote it (an aborted run's leftovers)."""
     begin, end = markers(tag)
     out: list[str] = []
     inside = False
     for line in text.splitlines(keepends=True):
-        if line.rstrip("\n") == begin:
+        if is_marker(line, begin):
             inside = True
-        elif line.rstrip("\n") == end and inside:
+        elif inside and is_marker(line, end):
             inside = False
         elif not inside:
             out.append(line)
@@ -198,7 +220,7 @@ def _put_back_exports(server: Host, original: str | None) -> None:
 
 
 def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], workdir: str,
-                     journal: Recorder | None = None) -> ProvisionedExport:
+                     journal: Recorder | None = None, run_id: str | None = None) -> ProvisionedExport:
     """Create the export directory if needed and our work dir in it, add our block, apply it.
 
     What teardown puts back is the file without any managed block: a block
@@ -214,7 +236,7 @@ def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], wor
             entries.append(journal.record(kind, **data))
 
     created, work = prepare_directories(server, spec, owner, workdir, before_change)
-    written = with_managed_block(original or "", spec)
+    written = with_managed_block(original or "", spec, run_id=run_id)
     before_change("file", path=EXPORTS, original=original, written=written, apply=["exportfs", "-ra"])
     server.write_text(EXPORTS, written, mode=0o644)
     applied = server.run("exportfs", "-ra", check=False, timeout=NFS_COMMAND_TIMEOUT_S)

@@ -31,7 +31,15 @@ from pathlib import PurePosixPath
 from virtmig.host import Host
 from virtmig.journal import Recorder
 from virtmig.storage import exports
-from virtmig.storage.exports import BEGIN, END, ExportError, ExportSpec, strip_managed_block, wait_listed
+from virtmig.storage.exports import (
+    BEGIN,
+    END,
+    ExportError,
+    ExportSpec,
+    run_marked,
+    strip_managed_block,
+    wait_listed,
+)
 from virtmig.storage.exports_to_ganesha import export_block, settings
 from virtmig.storage.ganesha_conf import ConfiguredExport, configured_exports, includes
 from virtmig.waiters import WaitTimeout
@@ -59,12 +67,12 @@ def render_block(spec: ExportSpec, export_id: int) -> str:
     return export_block(export_id, str(spec.path), [(spec.clients, settings(spec.options))])
 
 
-def with_block(original: str, block: str) -> str:
-    """`original` config text with our managed block replaced or appended."""
+def with_block(original: str, block: str, run_id: str | None = None) -> str:
+    """`original` config text with our managed block (marked with *run_id*) replaced or appended."""
     kept = strip_managed_block(original)
     if kept and not kept.endswith("\n"):
         kept += "\n"
-    return f"{kept}{BEGIN}\n{block}{END}\n"
+    return f"{kept}{run_marked(BEGIN, run_id)}\n{block}{run_marked(END, run_id)}\n"
 
 
 # -- what the server's config exports already (parsing: virtmig.storage.ganesha_conf) --------
@@ -150,7 +158,7 @@ def provision_ganesha_export(
     server: Host, spec: ExportSpec, owner: tuple[int, int], workdir: str, *,
     server_name: str, observers: Sequence[Host], config: PurePosixPath = GANESHA_CONF,
     pidfile: PurePosixPath = GANESHA_PIDFILE, timeout: float = RELOAD_TIMEOUT_S,
-    journal: Recorder | None = None,
+    journal: Recorder | None = None, run_id: str | None = None,
 ) -> GaneshaExport:
     """Add our EXPORT block to ganesha's config, reload, and wait until the hosts see it.
 
@@ -172,7 +180,7 @@ def provision_ganesha_export(
             entries.append(journal.record(kind, **data))
 
     created, work = exports.prepare_directories(server, spec, owner, workdir, before_change)
-    written = with_block(original, block)
+    written = with_block(original, block, run_id)
     # No reload command in the entry: a pid in it may name another process by the time it is undone.
     before_change("file", path=str(config), original=original, written=written, apply=None,
                   ganesha_pidfile=str(pidfile))
