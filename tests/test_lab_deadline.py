@@ -29,3 +29,20 @@ def test_a_migration_past_its_deadline_is_aborted_and_the_guest_stays_on_the_sou
     assert not [n for n in hop["notes"] if n.startswith("PROBLEM")], hop["notes"]
     assert hop["integrity"] and set(hop["integrity"].values()) == {"ok"}, hop["integrity"]
     assert hop["stats"] is None
+
+
+def test_a_save_past_its_deadline_is_aborted_and_the_guest_stays_on_the_source(tmp_path: Path) -> None:
+    """save-restore with a 1 s deadline: the save (128 MiB through the lab's NFS) is aborted, the guest resumes.
+
+    The save needs no_root_squash on the lab's FUSE mount (see tests/test_lab.py), hence the export options.
+    """
+    proc, html = run_suite(tmp_path, "suites/offline", "-k", "save-restore", "--migration-timeout", "1",
+                           "--export-options", "rw,sync,no_root_squash,no_subtree_check")
+    assert proc.returncode == pytest.ExitCode.TESTS_FAILED, output_tail(proc)
+    (move,) = migrations(html)
+    assert (move["kind"], move["src"], move["dst"], move["ok"]) == ("save-restore", "h1", "h2", False), move
+    assert move["error"].startswith("save aborted after 1."), move["error"]
+    assert "deadline 1 s (--migration-timeout)" in move["error"], move["error"]
+    assert "after the abort the guest is running on h1 and absent on h2" in move["notes"], move["notes"]
+    assert not [n for n in move["notes"] if n.startswith("PROBLEM")], move["notes"]
+    assert move["integrity"] and set(move["integrity"].values()) == {"ok"}, move["integrity"]

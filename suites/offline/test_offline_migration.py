@@ -17,6 +17,7 @@ from virtmig.config import RunConfig
 from virtmig.guest import domains
 from virtmig.host import Host
 from virtmig.migration.clocks import HostClock
+from virtmig.migration.deadline import DeadlinePolicy
 from virtmig.migration.measure import GuestAccess, Leg
 from virtmig.migration.offline import KINDS, measured_move
 
@@ -41,7 +42,8 @@ def test_move(
     guest = GuestAccess(test_domain.ip, test_domain.agent_port, dirty_rate_mib_s=run_config.dirty_rate_mib_s)
     save_path = str(storage.path / test_domain.name / "saved-state.img")
     measured = measured_move(kind, leg, test_domain.name, guest=guest, test_id=request.node.nodeid,
-                             storage=storage.label, save_path=save_path, clock_hosts=host_clocks)
+                             storage=storage.label, save_path=save_path, clock_hosts=host_clocks,
+                             deadline=DeadlinePolicy(fixed_s=run_config.migration_timeout_s))
     migration_log.add(measured.record)
     assert measured.outcome.ok, f"{kind} failed: {measured.outcome.error}"
     assert domains.state_name(dst_conn, test_domain.name) == "running"

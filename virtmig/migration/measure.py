@@ -176,6 +176,17 @@ class MeasuredMigration:
     costs: dict[str, float] = field(default_factory=dict)
 
 
+def abort_aftermath(leg: Leg, domain: str, meas: Measurement) -> tuple[list[str], list[str]]:
+    """(notes, problems) once a deadline aborted the job: where the guest is now, and what is wrong with it.
+
+    The guest must be running on the source, absent on the destination, and
+    its patterns intact (the measurement verified them on the source).
+    """
+    src_state, dst_state = domains.state_name(leg.src, domain), domains.state_name(leg.dst, domain)
+    note = f"after the abort the guest is {src_state} on {leg.src_name} and {dst_state} on {leg.dst_name}"
+    return [note], criteria.abort_problems(src_state, dst_state) + meas.problems()
+
+
 def measured_live_migration(
     leg: Leg, domain: str, mode: MigrationMode, *, guest: GuestAccess, test_id: str, storage: str,
     unsafe_reason: str | None = None, clock_hosts: Sequence[HostClock] = (),
@@ -194,10 +205,8 @@ def measured_live_migration(
     problems = [] if not outcome.ok else criteria.stats_problems(outcome.stats) + meas.problems()
     after_abort: list[str] = []
     if outcome.aborted_after_s is not None:
-        after_abort = [f"after the abort the guest is {domains.state_name(leg.src, domain)} on {leg.src_name} "
-                       f"and {domains.state_name(leg.dst, domain)} on {leg.dst_name}"]
-        problems += criteria.abort_problems(domains.state_name(leg.src, domain),
-                                            domains.state_name(leg.dst, domain)) + meas.problems()
+        after_abort, more = abort_aftermath(leg, domain, meas)
+        problems += more
     if mode.switch_to_postcopy and outcome.postcopy_switched is False and outcome.ok:
         problems.append("the post-copy mode never switched to post-copy")
     stats = outcome.stats.to_dict() if outcome.stats else None
