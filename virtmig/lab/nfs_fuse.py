@@ -65,6 +65,31 @@ def _groups_of(pid: int) -> tuple[int, ...]:
     return ()
 
 
+#: NFS3ERR_JUKEBOX ("the server is busy with this file, try again": libnfs gives EAGAIN).  The kernel's
+#: client never passes it to applications: on a hard mount it waits NFS_JUKEBOX_RETRY_TIME (5 s) and
+#: retries.  The lab's client retries too, sooner and for a bounded time, so that a `truncate` or an
+#: open no longer fails with EAGAIN, an error NFS files do not have (seen right after a killed run).
+JUKEBOX_RETRY_S, JUKEBOX_INTERVAL_S = 60.0, 0.5
+
+
+def _retrying_jukebox(ctx: Context, fn: str, args: tuple[Any, ...], *, path: object) -> Any:
+    """`ctx.fn(*args)` under the session's lock, retried while the server answers JUKEBOX; errno for FUSE."""
+    def attempt() -> tuple[Any] | None:
+        try:
+            with ctx.lock:
+                return (getattr(ctx, fn)(*args),)
+        except NfsError as err:
+            if err.errno == errno.EAGAIN:
+                return None
+            raise mfusepy.FuseOSError(err.errno) from None
+
+    try:
+        return wait_for(attempt, target=f"NFS {fn} of {path}", state="answered without NFS3ERR_JUKEBOX",
+                        timeout=JUKEBOX_RETRY_S, interval=JUKEBOX_INTERVAL_S)[0]
+    except WaitTimeout:
+        raise mfusepy.FuseOSError(errno.EAGAIN) from None
+
+
 class NfsFuse(mfusepy.Operations):  # type: ignore[misc]
     """FUSE operations performed on the NFS server with the caller's credential."""
 
@@ -96,12 +121,7 @@ class NfsFuse(mfusepy.Operations):  # type: ignore[misc]
             return ctx
 
     def _call(self, fn: str, *args: Any) -> Any:
-        ctx = self.context()
-        try:
-            with ctx.lock:
-                return getattr(ctx, fn)(*args)
-        except NfsError as err:
-            raise mfusepy.FuseOSError(err.errno) from None
+        return _retrying_jukebox(self.context(), fn, args, path=args[0] if args else "?")
 
     def _file(self, fi: Any) -> tuple[Context, int]:
         try:
@@ -112,11 +132,7 @@ class NfsFuse(mfusepy.Operations):  # type: ignore[misc]
     def _fcall(self, fi: Any, fn: str, *args: Any) -> Any:
         """A call on an open file, with the credential of whoever opened it."""
         ctx, nfh = self._file(fi)
-        try:
-            with ctx.lock:
-                return getattr(ctx, fn)(nfh, *args)
-        except NfsError as err:
-            raise mfusepy.FuseOSError(err.errno) from None
+        return _retrying_jukebox(ctx, fn, (nfh, *args), path=f"open file {fi.fh}")
 
     # Attributes ------------------------------------------------------------
     @staticmethod
@@ -178,21 +194,13 @@ class NfsFuse(mfusepy.Operations):  # type: ignore[misc]
     def open(self, path: str, fi: Any) -> int:
         ctx = self.context()
         flags = fi.flags & (os.O_ACCMODE | os.O_TRUNC | os.O_SYNC)
-        try:
-            with ctx.lock:
-                nfh = ctx.open(path, flags)
-        except NfsError as err:
-            raise mfusepy.FuseOSError(err.errno) from None
+        nfh = _retrying_jukebox(ctx, "open", (path, flags), path=path)
         return self._register(fi, ctx, nfh)
 
     def create(self, path: str, mode: int, fi: Any) -> int:
         ctx = self.context()
         flags = fi.flags & (os.O_ACCMODE | os.O_EXCL | os.O_TRUNC | os.O_SYNC) | os.O_CREAT
-        try:
-            with ctx.lock:
-                nfh = ctx.create(path, flags, mode & 0o7777)
-        except NfsError as err:
-            raise mfusepy.FuseOSError(err.errno) from None
+        nfh = _retrying_jukebox(ctx, "create", (path, flags, mode & 0o7777), path=path)
         return self._register(fi, ctx, nfh)
 
     def read(self, path: str, size: int, offset: int, fh: Any) -> bytes:
