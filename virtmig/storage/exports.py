@@ -254,9 +254,11 @@ def restore_exports(server: Host, handle: ProvisionedExport, journal: Recorder |
     NFS, so it cannot hang on a stalled export, and the next start of the
     server must find the operator's file whatever fails after.
     """
-    _put_back_exports(server, handle.original)
-    remove_directories(server, handle.spec, handle.created_dir, handle.workdir)
-    if journal is not None:
+    try:
+        _put_back_exports(server, handle.original)
+    finally:  # the server's own disk: removable even when exportfs hangs on a stalled NFS server
+        remove_directories(server, handle.spec, handle.created_dir, handle.workdir)
+    if journal is not None:  # every change undone (an exception above leaves them for the next run's cleanup)
         for entry in handle.journal_entries:
             journal.done(entry)
 
@@ -358,20 +360,39 @@ def mount_nfs(host: Host, source: str, mount_point: PurePosixPath, options: Sequ
     return Mounted(host.name, source, mount_point, created)
 
 
+#: How long a mount may take to answer statfs before teardown takes its server for stalled.
+STALL_PROBE_S = 10.0
+
+
+def mount_answers(host: Host, path: str | PurePosixPath, timeout: float = STALL_PROBE_S) -> bool:
+    """Whether the file system at *path* on *host* answers statfs within *timeout* (an NFS server may be stalled).
+
+    Teardown asks before anything that would wait on the server: a stalled
+    server must cost it seconds, not a timeout per step.
+    """
+    try:
+        return host.run("stat", "-f", "--", str(path), check=False, timeout=timeout).ok
+    except CommandTimeout:
+        return False
+
+
 def unmount(host: Host, mounted: Mounted, timeout: float = NFS_COMMAND_TIMEOUT_S) -> bool:
     """Unmount what we mounted; lazily (umount -l) when the server no longer answers. True if lazily.
 
-    An NFS server that is gone or stalled makes umount wait for it; after
-    *timeout* the mount is detached lazily instead, so the host no longer
-    shows it and teardown goes on.  A mount that is busy (umount fails at
-    once) is an error, not detached: something still uses it.
+    An NFS server that is gone or stalled makes umount wait for it: a mount
+    that does not answer statfs is detached lazily at once, and one whose
+    umount still outlasts *timeout* likewise, so the host no longer shows
+    it and teardown goes on.  A mount that is busy (umount fails at once)
+    is an error, not detached: something still uses it.
     """
-    lazy = False
-    try:
-        host.run("umount", str(mounted.mount_point), timeout=timeout)
-    except CommandTimeout:
+    lazy = not mount_answers(host, mounted.mount_point)
+    if not lazy:
+        try:
+            host.run("umount", str(mounted.mount_point), timeout=timeout)
+        except CommandTimeout:
+            lazy = True
+    if lazy:
         host.run("umount", "-l", str(mounted.mount_point), timeout=timeout)
-        lazy = True
     if mounted.created_dir:
         host.run("rmdir", str(mounted.mount_point), check=False, timeout=timeout)
     return lazy
