@@ -6,9 +6,11 @@ LocalHosts, and the lock directory is the test's own (never this machine's /run)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,19 @@ HOSTS = [LocalHost("h2"), LocalHost("h1")]
 
 def run(token: str, **kw: object) -> Holder:
     return dataclasses.replace(pairlock.this_run(token, "h1->h2"), **kw)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def a_process() -> Iterator[tuple[int, str]]:
+    """A live process of this machine (pid, start time), ended when the block ends: a holder that will die."""
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        start = pairlock.process_start(sleeper.pid)
+        assert start is not None
+        yield sleeper.pid, start
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def holder_of(lock: Path) -> Holder | None:
@@ -54,40 +69,28 @@ def test_a_second_live_run_stops_at_once_naming_the_holder(tmp_path: Path) -> No
 
 def test_a_waiting_run_gets_the_pair_when_the_holder_ends(tmp_path: Path) -> None:
     lock = tmp_path / "pair.lock"
-    sleeper = subprocess.Popen(["sleep", "60"])
-    try:
-        start = pairlock.process_start(sleeper.pid)
-        assert start is not None
-        dead_soon = run("run-a", pid=sleeper.pid, pid_start=start)
+    with a_process() as (pid, start):
+        dead_soon = run("run-a", pid=pid, pid_start=start)
         pairlock.acquire(HOSTS, dead_soon, 0, str(lock))
         with pytest.raises(PairBusy):
             pairlock.acquire(HOSTS, run("run-b"), 1.5, str(lock))
-    finally:
-        sleeper.kill()
-        sleeper.wait()
     notes = pairlock.acquire(HOSTS, run("run-b"), 5, str(lock))
     assert notes == [f"h1: took over a stale pair lock of {dead_soon.describe()}: "
-                     f"its pytest (pid {sleeper.pid} on {dead_soon.controller}) is gone"]
+                     f"its pytest (pid {pid} on {dead_soon.controller}) is gone"]
     assert holder_of(lock) == run("run-b", started_at=holder_of(lock).started_at)  # type: ignore[union-attr]
 
 
 def test_a_run_lives_while_any_of_its_workers_does(tmp_path: Path) -> None:
     """The worker that wrote the holder ended; another worker of its run still holds the pair."""
     lock = tmp_path / "pair.lock"
-    sleeper = subprocess.Popen(["sleep", "60"])
-    try:
-        start = pairlock.process_start(sleeper.pid)
-        assert start is not None
+    with a_process() as (pid, start):
         gone = run("run-a", pid=2**22 + 7, pid_start="1")  # no such process
         pairlock.acquire(HOSTS, gone, 0, str(lock))
-        pairlock.acquire(HOSTS, run("run-a", pid=sleeper.pid, pid_start=start), 0, str(lock))
+        pairlock.acquire(HOSTS, run("run-a", pid=pid, pid_start=start), 0, str(lock))
         with pytest.raises(PairBusy, match="h1: held by"):
             pairlock.acquire(HOSTS, run("run-b"), 0, str(lock))
-    finally:
-        sleeper.kill()
-        sleeper.wait()
     notes = pairlock.acquire(HOSTS, run("run-b"), 5, str(lock))
-    assert notes and f"pid {sleeper.pid}, {2**22 + 7} on" in notes[0] and notes[0].endswith("is gone")
+    assert notes and f"pid {pid}, {2**22 + 7} on" in notes[0] and notes[0].endswith("is gone")
 
 
 def test_staleness() -> None:
