@@ -37,7 +37,7 @@ def _ssh(node: str, command: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
-def test_a_stalled_nfs_server_at_teardown_still_gets_its_exports_back(lab_up: None, tmp_path: Path,
+def test_a_stalled_nfs_server_at_teardown_still_gets_its_exports_back(fresh_lab: None, tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     state = LabState.load()
     assert state is not None
