@@ -1,9 +1,9 @@
 """Root conftest: loads the harness's pytest plugins (wiring lives in fixtures/)."""
 
 pytest_plugins = [
+    "fixtures.lab",  # first: fixtures.options imports it for the lab's defaults
     "fixtures.options",
     "fixtures.report",
-    "fixtures.lab",
     "fixtures.hosts",
     "fixtures.journal",
     "fixtures.storage",

@@ -96,9 +96,9 @@ def test_the_check_sees_a_violation(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ]
 
 
-#: The only wiring modules that may import the embedded lab: its own fixture, and the
-#: options module that hands the lab's values in as the defaults of a run without --src/--dst.
-LAB_IMPORTERS = {"fixtures.lab", "fixtures.options"}
+#: The only wiring module that may import the embedded lab: its own fixture, which also hands the
+#: lab's values in as the defaults of a run without --src/--dst.
+LAB_IMPORTERS = {"fixtures.lab"}
 
 
 def lab_imports(path: Path) -> list[str]:
@@ -124,6 +124,6 @@ def test_the_lab_rule_sees_a_violation(tmp_path: Path, monkeypatch: pytest.Monke
     bad.write_text("from virtmig.lab.topology import GUEST_IP\nfrom virtmig import lab\nimport virtmig.labels\n")
     allowed.write_text("from virtmig.lab import lifecycle\n")
     assert lab_imports(bad) == [
-        f"fixtures/guest.py imports {name}: only fixtures.lab, fixtures.options may import the lab "
+        f"fixtures/guest.py imports {name}: only fixtures.lab may import the lab "
         "(a site's run must carry nothing of it)" for name in ("virtmig.lab.topology", "virtmig.lab")]
     assert lab_imports(allowed) == []

@@ -3,7 +3,7 @@
 Two callers need it.  The harness's `--nfs-server-kind ganesha`
 (virtmig.storage.ganesha) renders the run's export as an EXPORT block on a
 real ganesha server; the lab's stand-in for exportfs(8)
-(virtmig.lab.exportfs_adapter) turns the lab server's /etc/exports into
+(exportfs_adapter, in the lab package) turns the lab server's /etc/exports into
 EXPORT blocks for its ganesha.  Both must mean by `rw,root_squash` what the
 kernel server means, and the same line must give the same block, or a run on
 the lab certifies other semantics than the run on a real server.  So the
