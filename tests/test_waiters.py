@@ -17,7 +17,7 @@ from virtmig.guest.waits import wait_for_agent
 from virtmig.host import Host
 from virtmig.lab.netns import is_alive, terminate
 from virtmig.localhost import LocalHost
-from virtmig.waiters import WaitTimeout, wait_for, wait_for_command, wait_for_export_listing
+from virtmig.waiters import WaitTimeout, call_bounded, wait_for, wait_for_command, wait_for_export_listing
 
 
 def test_returns_first_non_none_value() -> None:
@@ -203,3 +203,18 @@ def test_a_process_that_ignores_sigterm_survives_the_first_wait_and_is_killed() 
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_call_bounded_returns_the_value_or_raises_the_calls_own_error() -> None:
+    assert call_bounded(lambda: 42, target="the answer", state="returned", timeout=5) == 42
+    with pytest.raises(ZeroDivisionError):
+        call_bounded(lambda: 1 // 0, target="a division", state="returned", timeout=5)
+
+
+def test_a_call_that_never_returns_is_given_up_naming_it() -> None:
+    release = threading.Event()
+    try:
+        with pytest.raises(WaitTimeout, match=r"waiting for removal of domain g to be destroyed.*had not returned"):
+            call_bounded(release.wait, target="removal of domain g", state="destroyed", timeout=0.2)
+    finally:
+        release.set()

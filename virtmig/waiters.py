@@ -17,6 +17,7 @@ export lister, the probe), or lives in that layer built on `wait_for`
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -75,6 +76,35 @@ def wait_for(
         except Exception as exc:  # noqa: BLE001 - the timeout is the news; keep it
             observed = f"(describe failed: {exc!r})"
     raise WaitTimeout(target, state, time.monotonic() - start, observed)
+
+
+def call_bounded(call: Callable[[], T], *, target: str, state: str, timeout: float) -> T:
+    """`call()` on a daemon thread, waited for at most *timeout*; WaitTimeout naming *target* if it has not returned.
+
+    Why: some calls have no deadline of their own and can block for ever,
+    e.g. a libvirt call whose daemon-side worker is stuck on a stalled NFS
+    server (libvirtd still answers keepalives, so the connection looks
+    alive).  A teardown must go on past it; the thread is left to finish
+    whenever the server comes back.  The call's own exception is re-raised.
+    """
+    outcome: list[tuple[bool, object]] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"virtmig-bounded: {target}", daemon=True).start()
+    wait_for(lambda: True if done.is_set() else None, target=target, state=state, timeout=timeout,
+             interval=0.05, describe=lambda: "the call had not returned")
+    ok, value = outcome[0]
+    if not ok:
+        raise value  # type: ignore[misc]
+    return value  # type: ignore[return-value]
 
 
 def _exit_text(result: CommandResult) -> str:

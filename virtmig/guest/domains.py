@@ -14,6 +14,7 @@ import libvirt
 
 from virtmig.guest.libvirt_events import keep_alive, start_event_loop
 from virtmig.journal import DOMAIN_TAG_KEY, DOMAIN_TAG_URI, domain_tag
+from virtmig.waiters import call_bounded
 
 #: Where libvirt's own error reports go instead of stderr (see `quiet_libvirt`).
 LIBVIRT_LOG = logging.getLogger("virtmig.libvirt")
@@ -104,8 +105,23 @@ def define_and_start(conn: libvirt.virConnect, xml: str) -> libvirt.virDomain:
     return dom
 
 
-def remove(conn: libvirt.virConnect, name: str) -> bool:
-    """Destroy and undefine `name` if present; True if there was something to remove."""
+#: Bound on removing a domain (libvirt itself gives up killing a QEMU stuck in the kernel after ~15 s).
+REMOVE_TIMEOUT_S = 90.0
+
+
+def remove(conn: libvirt.virConnect, name: str, timeout: float = REMOVE_TIMEOUT_S) -> bool:
+    """Destroy and undefine `name` if present; True if there was something to remove.
+
+    Bounded (WaitTimeout after *timeout*): a QEMU blocked on a stalled NFS
+    server cannot be killed, and a libvirtd worker that stats its disk
+    blocks with it, so the call might never return.  The caller's teardown
+    goes on; the domain's journal entry stays for the next run's cleanup.
+    """
+    return call_bounded(lambda: _remove(conn, name), target=f"removal of domain {name}",
+                        state="destroyed and undefined", timeout=timeout)
+
+
+def _remove(conn: libvirt.virConnect, name: str) -> bool:
     dom = lookup(conn, name)
     if dom is None:
         return False
