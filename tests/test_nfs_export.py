@@ -20,6 +20,7 @@ from virtmig.storage.exports import (
     mount_nfs,
     provision_export,
     restore_exports,
+    strip_every_managed_block,
     strip_managed_block,
     unmount,
     with_managed_block,
@@ -59,6 +60,15 @@ def test_the_markers_name_the_run_and_any_runs_block_is_stripped() -> None:
     assert strip_managed_block(case) == strip_managed_block(text) + case[len(text):]  # the tagged one stays
     with pytest.raises(ValueError, match="run id"):
         with_managed_block(ORIGINAL, SPEC, run_id="x]\n/ *(rw)")
+
+
+def test_every_managed_block_is_stripped_whatever_its_tag_or_run() -> None:
+    """What provisioning keeps of the file: a killed case's tagged block is not the operator's."""
+    case = ExportSpec(PurePosixPath("/srv/virtmig-export-virtmig-case"), (H2.ip,), "ro,sync,root_squash")
+    text = with_managed_block(with_managed_block(ORIGINAL, SPEC, run_id="r1"), case, tag="ro-case", run_id="r1")
+    text = with_managed_block(text, case, tag="dst-case")
+    assert text.count(BEGIN) == 3
+    assert strip_every_managed_block(text) == ORIGINAL
 
 
 def test_a_tag_that_could_break_the_markers_is_refused() -> None:

@@ -23,30 +23,44 @@ from pathlib import PurePosixPath
 import libvirt
 import pytest
 
-from suites.permissions.steps import CASE_EXPORT_TAG, CaseDir, FixMounts, Gate, GuestExport, extra_export
+from fixtures.journal import RunJournals
+from suites.permissions.steps import (
+    CASE_EXPORT_TAG,
+    GATE_ROOT,
+    CaseDir,
+    FixMounts,
+    Gate,
+    GuestExport,
+    extra_export,
+)
 from virtmig.config import RunConfig
 from virtmig.guest import domains
 from virtmig.host import Host
+from virtmig.journal import Journal
 from virtmig.sshhost import SshHost
 from virtmig.storage import exports
 from virtmig.storage.exports import ExportSpec
 from virtmig.storage.qemu_user import QemuIdentity
 from virtmig.storage.shared import ServerExport, StorageConfig
 
-GATE_ROOT = "/var/lib/libvirt/virtmig-perm"
-
 
 @pytest.fixture
-def gate(request: pytest.FixtureRequest, src_host: Host, dst_host: Host, pair_lock: list[str]) -> Iterator[Gate]:
+def gate(request: pytest.FixtureRequest, src_host: Host, dst_host: Host, pair_lock: list[str],
+         run_journals: RunJournals) -> Iterator[Gate]:
+    """The case's gate directory on both hosts, journalled (a killed run's is removed by the next run)."""
     name = request.node.name.replace("[", "-").replace("]", "")
     d = f"{GATE_ROOT}/{name}"
+    entries = []
     # --one-file-system: a mount left inside the gate (an aborted run) is skipped, not emptied
-    for host in (src_host, dst_host):
+    for host, journal in ((src_host, run_journals.src), (dst_host, run_journals.dst)):
         host.run("rm", "-rf", "--one-file-system", d, check=False)
+        entries.append((journal, journal.record("dir", path=d)))
         host.run("mkdir", "-p", "-m", "0755", d)
     yield Gate(d, f"{d}/disk.raw")
     for host in (src_host, dst_host):
         host.run("rm", "-rf", "--one-file-system", d, check=False)
+    for journal, entry in entries:
+        journal.done(entry)
 
 
 @pytest.fixture
@@ -97,59 +111,72 @@ def guest_export(nfs_server: Host, nfs_export: ServerExport, domain_name: str,
 
 @pytest.fixture
 def case_dir(nfs_server: Host, nfs_export: ServerExport, guest_export: GuestExport, qemu_user: QemuIdentity,
-             guest_files: dict[str, str]) -> Iterator[CaseDir]:
-    """<export>-virtmig-case on the server, owned by the qemu user, holding a copy of the guest's image
-    (the guest does not write its disk in these cases: the copy holds what the image holds)."""
+             guest_files: dict[str, str], run_journals: RunJournals) -> Iterator[CaseDir]:
+    """<export>-virtmig-case on the server (journalled), owned by the qemu user, holding a copy of the guest's
+    image (the guest does not write its disk in these cases: the copy holds what the image holds)."""
     export = nfs_export.spec.path
     d = export.parent / f"{export.name}-virtmig-case"
     image = PurePosixPath(guest_files["disk"]).name
     owner = f"{qemu_user.uid}:{qemu_user.gid}"
+    journal = _server_journal(run_journals)
     nfs_server.run("rm", "-rf", "--one-file-system", str(d))
+    entry = journal.record("dir", path=str(d))
     nfs_server.run("install", "-d", "-o", str(qemu_user.uid), "-g", str(qemu_user.gid), "-m", "0755", str(d))
     nfs_server.run("cp", "--sparse=always", str(guest_export.server_dir / image), str(d / image))
     nfs_server.run("chown", owner, str(d / image))
     yield CaseDir(d, f"{nfs_server.name}:{d}", image)
     nfs_server.run("rm", "-rf", "--one-file-system", str(d), check=False)
+    journal.done(entry)
+
+
+def _server_journal(run_journals: RunJournals) -> Journal:
+    """The NFS server's journal (the NFS cases run only where virtmig provisioned the export: there is one)."""
+    assert run_journals.server is not None, "the NFS cases need the export provisioned by virtmig"
+    return run_journals.server
 
 
 @pytest.fixture
-def case_export(nfs_server: Host, nfs_export: ServerExport, case_dir: CaseDir) -> Iterator[ExportSpec]:
+def case_export(nfs_server: Host, nfs_export: ServerExport, case_dir: CaseDir,
+                run_journals: RunJournals) -> Iterator[ExportSpec]:
     """The case's directory exported with the run's options, to both hosts."""
     spec = ExportSpec(case_dir.server_dir, nfs_export.spec.clients, nfs_export.spec.options)
-    yield from extra_export(nfs_server, nfs_export, spec, CASE_EXPORT_TAG)
+    yield from extra_export(nfs_server, nfs_export, spec, CASE_EXPORT_TAG, run_journals.server)
 
 
-def _mounted(host: Host, source: str, mount_point: str) -> Iterator[str]:
-    mounted = exports.mount_nfs(host, source, PurePosixPath(mount_point))
-    assert mounted is not None, f"{source} was mounted at {mount_point} on {host.name} already"
+def _mounted(host: Host, source: str, mount_point: str, journal: Journal) -> Iterator[str]:
+    made = FixMounts({host.name: journal})
+    made.mount(host, source, mount_point)
+    assert made.made, f"{source} was mounted at {mount_point} on {host.name} already"
     try:
         yield mount_point
     finally:
-        exports.unmount(host, mounted)
+        made.undo()
 
 
 @pytest.fixture
-def src_case_mount(src_host: Host, gate: Gate, case_dir: CaseDir, case_export: ExportSpec) -> Iterator[str]:
+def src_case_mount(src_host: Host, gate: Gate, case_dir: CaseDir, case_export: ExportSpec,
+                   run_journals: RunJournals) -> Iterator[str]:
     """The case's export mounted on the source at <gate>/mnt (the mount point the domain XML assumes)."""
-    yield from _mounted(src_host, case_dir.source, f"{gate.dir}/mnt")
+    yield from _mounted(src_host, case_dir.source, f"{gate.dir}/mnt", run_journals.src)
 
 
 @pytest.fixture
-def dst_mount_elsewhere(dst_host: Host, gate: Gate, case_dir: CaseDir, case_export: ExportSpec) -> Iterator[str]:
+def dst_mount_elsewhere(dst_host: Host, gate: Gate, case_dir: CaseDir, case_export: ExportSpec,
+                        run_journals: RunJournals) -> Iterator[str]:
     """The same export mounted on the destination, but at <gate>/elsewhere."""
-    yield from _mounted(dst_host, case_dir.source, f"{gate.dir}/elsewhere")
+    yield from _mounted(dst_host, case_dir.source, f"{gate.dir}/elsewhere", run_journals.dst)
 
 
 @pytest.fixture
-def dst_case_mount(dst_host: Host, gate: Gate, case_dir: CaseDir, case_export: ExportSpec) -> Iterator[str]:
+def dst_case_mount(dst_host: Host, gate: Gate, case_dir: CaseDir, case_export: ExportSpec,
+                   run_journals: RunJournals) -> Iterator[str]:
     """The case's export mounted on the destination at <gate>/mnt, as on the source."""
-    yield from _mounted(dst_host, case_dir.source, f"{gate.dir}/mnt")
+    yield from _mounted(dst_host, case_dir.source, f"{gate.dir}/mnt", run_journals.dst)
 
 
 @pytest.fixture
-def fix_mounts(gate: Gate) -> Iterator[FixMounts]:
-    """A case's fix-up mounts (inside the gate), undone whatever happened."""
-    made = FixMounts()
+def fix_mounts(gate: Gate, src_host: Host, dst_host: Host, run_journals: RunJournals) -> Iterator[FixMounts]:
+    """A case's fix-up mounts (inside the gate), journalled, and undone whatever happened."""
+    made = FixMounts({src_host.name: run_journals.src, dst_host.name: run_journals.dst})
     yield made
-    for host, mounted in reversed(made.made):
-        exports.unmount(host, mounted)
+    made.undo()

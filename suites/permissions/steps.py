@@ -5,7 +5,7 @@ Helpers the case files call and the types their fixtures (conftest.py) return.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -21,6 +21,7 @@ from virtmig.guest import domains
 from virtmig.guest.probe import agent_command
 from virtmig.guest.waits import wait_for_agent
 from virtmig.host import Host
+from virtmig.journal import Recorder
 from virtmig.migration.modes import DIRECT, P2P
 from virtmig.migration.runner import MigrationOutcome, migrate
 from virtmig.storage import exports
@@ -28,6 +29,9 @@ from virtmig.storage.exports import ExportSpec, Mounted, ProvisionedExport
 from virtmig.storage.qemu_user import QemuIdentity
 from virtmig.storage.shared import ServerExport
 from virtmig.waiters import wait_for_command
+
+#: Where each case's per-host gate directories live (local to each hypervisor, as /var/lib/libvirt is).
+GATE_ROOT = "/var/lib/libvirt/virtmig-perm"
 
 
 def migrate_p2p(src: libvirt.virConnect, dst: libvirt.virConnect, dst_host: Host, name: str,
@@ -155,15 +159,16 @@ class CaseDir:
     image: str  # the image's file name in it
 
 
-def extra_export(server: Host, run_export: ServerExport, spec: ExportSpec, tag: str) -> Iterator[ExportSpec]:
-    """A fixture's body: *spec* in the block *tag* of /etc/exports, and the file put back after."""
+def extra_export(server: Host, run_export: ServerExport, spec: ExportSpec, tag: str,
+                 journal: Recorder | None) -> Iterator[ExportSpec]:
+    """A fixture's body: *spec* in the block *tag* of /etc/exports (journalled), and the file put back after."""
     if not isinstance(run_export, ProvisionedExport):
         pytest.skip("this case adds an export to /etc/exports: it needs --nfs-server-kind kernel")
-    handle = exports.add_export(server, spec, tag)
+    handle = exports.add_export(server, spec, tag, journal)
     try:
         yield spec
     finally:
-        exports.remove_export(server, handle)
+        exports.remove_export(server, handle, journal)
 
 
 def client_address(run_config: RunConfig, host: Host) -> str:
@@ -172,12 +177,24 @@ def client_address(run_config: RunConfig, host: Host) -> str:
 
 
 class FixMounts:
-    """Mounts a case makes as its fix (after the failure); all are unmounted at teardown."""
+    """Mounts a case makes as its fix (after the failure); all are journalled, and unmounted at teardown.
 
-    def __init__(self) -> None:
-        self.made: list[tuple[Host, Mounted]] = []
+    *journals*: each host's journal by host name.
+    """
+
+    def __init__(self, journals: Mapping[str, Recorder]) -> None:
+        self.journals = journals
+        self.made: list[tuple[Host, Mounted, list[str]]] = []
 
     def mount(self, host: Host, source: str, mount_point: str) -> None:
-        mounted = exports.mount_nfs(host, source, PurePosixPath(mount_point))
+        journal, entries = self.journals[host.name], []
+        mounted = exports.mount_nfs(host, source, PurePosixPath(mount_point),
+                                    before_change=lambda kind, **data: entries.append(journal.record(kind, **data)))
         if mounted is not None:
-            self.made.append((host, mounted))
+            self.made.append((host, mounted, entries))
+
+    def undo(self) -> None:
+        for host, mounted, entries in reversed(self.made):
+            exports.unmount(host, mounted)
+            for entry in entries:
+                self.journals[host.name].done(entry)

@@ -24,6 +24,7 @@ import libvirt
 import pytest
 
 from fixtures.guest import GuestIdentity
+from fixtures.journal import RunJournals
 from suites.permissions.steps import (
     CASE_EXPORT_DST_TAG,
     CASE_EXPORT_TAG,
@@ -51,20 +52,20 @@ pytestmark = [pytest.mark.permissions, pytest.mark.lab]
 
 @pytest.fixture
 def dst_ro_export(nfs_server: Host, nfs_export: ServerExport, case_dir: CaseDir, dst_host: Host,
-                  run_config: RunConfig) -> Iterator[ExportSpec]:
+                  run_config: RunConfig, run_journals: RunJournals) -> Iterator[ExportSpec]:
     """The case's directory exported read-only to the destination (the run's options, rw turned ro)."""
     options = [("ro" if o == "rw" else o) for o in nfs_export.spec.options.split(",")]
     options = options if "ro" in options else ["ro", *options]
     spec = ExportSpec(case_dir.server_dir, (client_address(run_config, dst_host),), ",".join(options))
-    yield from extra_export(nfs_server, nfs_export, spec, CASE_EXPORT_DST_TAG)
+    yield from extra_export(nfs_server, nfs_export, spec, CASE_EXPORT_DST_TAG, run_journals.server)
 
 
 @pytest.fixture
 def case_export(nfs_server: Host, nfs_export: ServerExport, case_dir: CaseDir, src_host: Host,
-                run_config: RunConfig, dst_ro_export: ExportSpec) -> Iterator[ExportSpec]:
+                run_config: RunConfig, dst_ro_export: ExportSpec, run_journals: RunJournals) -> Iterator[ExportSpec]:
     """Here the source only gets the run's (read-write) export of the case's directory."""
     spec = ExportSpec(case_dir.server_dir, (client_address(run_config, src_host),), nfs_export.spec.options)
-    yield from extra_export(nfs_server, nfs_export, spec, CASE_EXPORT_TAG)
+    yield from extra_export(nfs_server, nfs_export, spec, CASE_EXPORT_TAG, run_journals.server)
 
 
 def test_read_only_export_on_destination(

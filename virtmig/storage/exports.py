@@ -151,6 +151,15 @@ def strip_managed_block(text: str, tag: str | None = None) -> str:
     return "".join(out)
 
 
+def strip_every_managed_block(text: str) -> str:
+    """`text` without any virtmig block, the run's and every tagged one (a killed case's extra export too)."""
+    prefix = f"{BEGIN}: "
+    tags = {line[len(prefix):].split(" [run ", 1)[0] for line in text.splitlines() if line.startswith(prefix)}
+    for tag in [None, *sorted(t for t in tags if _TAG_RE.match(t))]:
+        text = strip_managed_block(text, tag)
+    return text
+
+
 @dataclass(frozen=True)
 class ProvisionedExport:
     """An export we made; `original` is /etc/exports as it was (None: absent).
@@ -224,11 +233,11 @@ def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], wor
     """Create the export directory if needed and our work dir in it, add our block, apply it.
 
     What teardown puts back is the file without any managed block: a block
-    an aborted run left is removed, never restored.  With a *journal*, each
+    an aborted run left (its own or a case's tagged one) is removed, never restored.  With a *journal*, each
     change is recorded on the server just before it is made.
     """
     current = _read_exports(server)
-    original = None if current is None else strip_managed_block(current)
+    original = None if current is None else strip_every_managed_block(current)
     entries: list[str] = []
 
     def before_change(kind: str, **data: object) -> None:
@@ -270,20 +279,27 @@ class ExtraExport:
     server: str
     tag: str
     original: str | None
+    journal_entries: tuple[str, ...] = ()
 
 
-def add_export(server: Host, spec: ExportSpec, tag: str) -> ExtraExport:
+def add_export(server: Host, spec: ExportSpec, tag: str, journal: Recorder | None = None) -> ExtraExport:
     """Export an existing directory once more, in a block named *tag*, and apply it.
 
     For cases that need a second export beside the run's (a read-only one,
     a sub-directory mounted elsewhere).  The directory is not created: it is
-    the caller's.  On failure the file is put back before raising.
+    the caller's.  On failure the file is put back before raising.  With a
+    *journal*, the change is recorded on the server just before it is made.
     """
-    handle = ExtraExport(server.name, tag, _read_exports(server))
+    original = _read_exports(server)
+    entries: tuple[str, ...] = ()
+    if journal is not None:
+        entries = (journal.record("file", path=EXPORTS, original=original, tag=tag, apply=["exportfs", "-ra"],
+                                  written=with_managed_block(original or "", spec, tag)),)
+    handle = ExtraExport(server.name, tag, original, entries)
     try:
         set_export(server, spec, tag)
     except ExportError:
-        remove_export(server, handle)
+        remove_export(server, handle, journal)
         raise
     return handle
 
@@ -296,9 +312,12 @@ def set_export(server: Host, spec: ExportSpec, tag: str) -> None:
         raise ExportError(f"exportfs -ra on {server.name} failed: {applied.stderr.strip()}")
 
 
-def remove_export(server: Host, handle: ExtraExport) -> None:
-    """Put /etc/exports back byte for byte as before `add_export` and re-apply."""
+def remove_export(server: Host, handle: ExtraExport, journal: Recorder | None = None) -> None:
+    """Put /etc/exports back byte for byte as before `add_export` and re-apply; then drop the journal entry."""
     _put_back_exports(server, handle.original)
+    if journal is not None:
+        for entry in handle.journal_entries:
+            journal.done(entry)
 
 
 #: How long a new or withdrawn export may take to show in the hosts' `showmount -e`.
