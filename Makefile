@@ -49,7 +49,7 @@ lint: deps
 	$(VENV)/bin/mypy
 
 test: deps lint
-	$(PY) -m pytest tests -m "not killed_runs" $(ARGS)
+	$(PY) -m pytest tests -m "not killed_runs" --durations=15 $(ARGS)
 
 # The killed-run proof of #11 (SIGKILL at set moments, then the same run again): not yet reliable.
 killed-runs: deps
