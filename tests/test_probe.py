@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from virtmig.guest.probe import (
     probe_gap,
     summarize,
 )
+from virtmig.guest.probe_sender import Reply, Scheduling, Sent, Stray, parse_event, sender_binary
 
 MS = 1_000_000
 T0 = 5_000_000_000  # arbitrary monotonic origin
@@ -150,23 +152,21 @@ def test_probe_payload_never_looks_like_a_command() -> None:
 
 
 class SteppingClock:
-    """A monotonic clock for the probe thread: each reading is `step_ns` after the last.
+    """A monotonic clock for the probe's sender: each reading is `step_ns` after the last.
 
-    The probe reads it twice per loop turn when nothing answers, so its
+    The sender reads it twice per loop turn when nothing answers, so its
     schedule in this clock's time is the same on an idle or a loaded
     machine.  `stall_at`: one reading that jumps `stall_ns` further (the
-    probe thread descheduled for that long).
+    sender descheduled for that long).  The sender takes it from its
+    environment (probe_sender.c: VIRTMIG_PROBE_STEPPING_CLOCK) and then never sleeps.
     """
 
     def __init__(self, step_ns: int, stall_at: int | None = None, stall_ns: int = 0) -> None:
-        self.now, self.step_ns, self.readings = T0, step_ns, 0
-        self.stall_at, self.stall_ns = stall_at, stall_ns
+        self.step_ns, self.stall_at, self.stall_ns = step_ns, stall_at, stall_ns
 
-    def monotonic_ns(self) -> int:
-        reading = self.now
-        self.readings += 1
-        self.now += self.step_ns + (self.stall_ns if self.readings == self.stall_at else 0)
-        return reading
+    def env(self) -> dict[str, str]:
+        spec = f"{T0} {self.step_ns} {self.stall_at or 0} {self.stall_ns}"
+        return dict(os.environ, VIRTMIG_PROBE_STEPPING_CLOCK=spec)
 
 
 @pytest.fixture
@@ -177,23 +177,31 @@ def sink() -> Iterator[int]:
         yield s.getsockname()[1]
 
 
-def run_on(clock: SteppingClock, port: int, sends: int, interval_s: float,
-           monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Run a probe on `clock` until it has sent `sends` datagrams; their send times."""
-    monkeypatch.setattr(probe_module, "time", clock)
-    probe = UdpEchoProbe("127.0.0.1", port, interval_s=interval_s, drain_s=0)
-    probe.start()
+def run_on(clock: SteppingClock, port: int, sends: int, interval_s: float) -> list[int]:
+    """Run the probe's sender on `clock` until it has sent `sends` datagrams; their send times."""
+    proc = subprocess.Popen([str(sender_binary()), "127.0.0.1", str(port), str(int(interval_s * 1e9)), "0", "0"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=clock.env())
+    assert proc.stdout is not None and proc.stdin is not None
+    times: list[int] = []
     try:
-        until(lambda: len(probe.samples()) >= sends, f"{sends} sends")
+        for line in proc.stdout:
+            event = parse_event(line)
+            if isinstance(event, Sent):
+                assert event.seq == len(times) and event.error is None
+                times.append(event.send_ns)
+                if len(times) == sends:
+                    break
     finally:
-        probe.stop()
-    return [s for s, _ in probe.samples()]
+        proc.stdin.close()
+        proc.stdout.close()
+        proc.wait()
+    return times
 
 
-def test_sends_stay_on_absolute_deadlines(sink: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sends_stay_on_absolute_deadlines(sink: int) -> None:
     """Send k goes at the first loop turn at or after start + k*interval: never early, never a slot late."""
     interval, step = 1 * MS, 300_000  # a turn (two readings) every 0.6 ms, well inside an interval
-    sends = run_on(SteppingClock(step), sink, 200, interval / 1e9, monkeypatch)
+    sends = run_on(SteppingClock(step), sink, 200, interval / 1e9)
     for k, sent in enumerate(sends):
         deadline = T0 + k * interval
         assert deadline <= sent < deadline + 2 * step, (k, sent - deadline)
@@ -201,11 +209,10 @@ def test_sends_stay_on_absolute_deadlines(sink: int, monkeypatch: pytest.MonkeyP
     assert sends[199] - sends[0] < 199 * interval + 2 * step
 
 
-def test_a_stalled_probe_skips_the_missed_slots_instead_of_bursting(sink: int,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stalled_probe_skips_the_missed_slots_instead_of_bursting(sink: int) -> None:
     interval, step, stall = 1 * MS, 300_000, 5_500_000  # a 5.5-interval stall at the 60th reading
     clock = SteppingClock(step, stall_at=60, stall_ns=stall)
-    sends = run_on(clock, sink, 60, interval / 1e9, monkeypatch)
+    sends = run_on(clock, sink, 60, interval / 1e9)
     slots = [(s - T0) // interval for s in sends]
     assert all(b > a for a, b in itertools.pairwise(slots)), "two sends in one slot: a burst"
     skipped = [(a, b) for a, b in itertools.pairwise(slots) if b - a > 1]
@@ -326,21 +333,21 @@ def test_agent_command_closed_port() -> None:
         agent_command("127.0.0.1", port, "ping", timeout=0.1, retries=2)
 
 
-def test_probe_shortens_the_gil_switch_interval_while_it_runs_and_says_how_it_was_scheduled(
-        agent: EchoAgent) -> None:
+def test_the_probes_sender_says_how_it_was_scheduled_and_leaves_the_interpreter_alone(agent: EchoAgent) -> None:
+    """The sends come from the native sender (virtmig.guest.probe_sender): no GIL tuning here any more."""
     before = sys.getswitchinterval()
     first = UdpEchoProbe("127.0.0.1", agent.port, interval_s=0.005)
     second = UdpEchoProbe("127.0.0.1", agent.port, interval_s=0.005)
     first.start()
     second.start()
-    assert sys.getswitchinterval() == pytest.approx(0.0005)
-    first.stop()
-    assert sys.getswitchinterval() == pytest.approx(0.0005), "the other probe still runs"
-    second.stop()
+    time.sleep(0.05)
     assert sys.getswitchinterval() == before
-    # root may have SCHED_FIFO; anyone else is told why not.  Either way the thread asked.
+    first.stop()
+    second.stop()
+    # root may have SCHED_FIFO; anyone else is told why not.  Either way the sender asked.
     expected = "SCHED_FIFO" if _fifo_permitted() else "SCHED_OTHER"
     assert first.scheduling.startswith(expected), first.scheduling
+    assert first.result.sent > 0 and first.result.received == first.result.sent - first.result.lost
 
 
 def _fifo_permitted() -> bool:
@@ -358,3 +365,14 @@ def _fifo_permitted() -> bool:
     t.start()
     t.join()
     return got[0]
+
+
+def test_sender_events_are_parsed_line_by_line() -> None:
+    assert parse_event("s 7 123\n") == Sent(7, 123)
+    assert parse_event("e 8 130 113\n") == Sent(8, 130, error=113)
+    assert parse_event("r 7 123 456\n") == Reply(7, 123, 456)
+    assert parse_event("x 999\n") == Stray(999)
+    assert parse_event("p SCHED_FIFO 10\n") == Scheduling("SCHED_FIFO 10")
+    for bad in ("", "s 7", "r 1 2", "q 1 2 3", "s seven 1"):
+        with pytest.raises(ValueError):
+            parse_event(bad)

@@ -14,16 +14,16 @@ synthetic timelines; the thread only records (send_ns, recv_ns) per seq.
 
 from __future__ import annotations
 
-import os
-import select
 import socket
 import struct
-import sys
+import subprocess
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
+
+from virtmig.guest.probe_sender import Event, Reply, Sent, Stray, parse_event, sender_binary
 
 #: UDP port the guest agent listens on (virtmig/guest/guest_agent.c): echo for the probe, '!' commands.
 AGENT_PORT = 7
@@ -199,57 +199,19 @@ class ProbeLog:
         return list(zip(self._send_ns, self._recv_ns, strict=False))
 
 
-#: Real-time priority of the probe thread where the process may ask for it (SCHED_FIFO, 1..99).
+#: Real-time priority of the probe's sender where the process may ask for it (SCHED_FIFO, 1..99).
 PROBE_RT_PRIORITY = 10
-
-_switch_lock = threading.Lock()
-_switch_users = 0
-_switch_saved = 0.0
-
-
-def _shorten_switch_interval(interval_s: float) -> None:
-    """While any probe runs, let the interpreter hand the GIL over within a tenth of its interval.
-
-    Why: the probe shares one interpreter with the progress sampler, the
-    post-copy switcher and paramiko's threads.  A thread that wakes for its
-    deadline waits for the GIL up to sys.getswitchinterval() (5 ms by
-    default): that alone made the probe's worst send gap 6-9 ms at a 5 ms
-    interval.  Restored when the last probe stops.
-    """
-    global _switch_users, _switch_saved
-    with _switch_lock:
-        if _switch_users == 0:
-            _switch_saved = sys.getswitchinterval()
-        _switch_users += 1
-        sys.setswitchinterval(min(sys.getswitchinterval(), max(interval_s / 10, 1e-4)))
-
-
-def _restore_switch_interval() -> None:
-    global _switch_users
-    with _switch_lock:
-        _switch_users -= 1
-        if _switch_users == 0:
-            sys.setswitchinterval(_switch_saved)
-
-
-def _raise_thread_priority() -> str:
-    """Make the calling thread SCHED_FIFO where permitted; the scheduling it ends up with, for the record."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(PROBE_RT_PRIORITY))  # 0: this thread
-    except (PermissionError, OSError, AttributeError) as exc:
-        return f"SCHED_OTHER ({type(exc).__name__}: real-time scheduling not permitted)"
-    return f"SCHED_FIFO {PROBE_RT_PRIORITY}"
 
 
 class UdpEchoProbe:
     """Background UDP echo probe against the guest agent.
 
-    Sends are scheduled on absolute deadlines (start + k*interval), so the
-    rate does not drift; if the thread falls behind it skips the missed
-    slots instead of bursting. Use as a context manager or start()/stop().
-    To keep its interval under load the thread asks for SCHED_FIFO (where
-    permitted; `scheduling` says what it got) and, while it runs, the
-    interpreter's GIL switch interval is shortened (`_shorten_switch_interval`).
+    The sends come from a native process (`virtmig.guest.probe_sender`):
+    scheduled on absolute deadlines (start + k*interval), so the rate does
+    not drift, skipping missed slots instead of bursting, under SCHED_FIFO
+    where permitted (`scheduling` says what it got).  A thread here reads
+    its events into the `ProbeLog` as they happen, so `answered_since`
+    works while it runs.  Use as a context manager or start()/stop().
     """
 
     def __init__(self, target_ip: str, port: int, interval_s: float = 0.005, drain_s: float = 0.2) -> None:
@@ -259,42 +221,44 @@ class UdpEchoProbe:
         self.interval_s = interval_s
         self.drain_s = drain_s
         self._log = ProbeLog()
-        self._stop = threading.Event()
+        self._proc: subprocess.Popen[str] | None = None
         self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
         self._send_errors = 0
         self._error: BaseException | None = None
         self._result: ProbeResult | None = None
-        #: The probe thread's scheduling policy, once it runs (see `_raise_thread_priority`).
+        #: The sender's scheduling policy, once it runs.
         self.scheduling = ""
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._proc is not None:
             raise RuntimeError("probe already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        # Connected: the kernel drops datagrams from anyone but the target.
-        sock.connect(self.target)
-        sock.setblocking(False)
-        self._sock = sock
-        _shorten_switch_interval(self.interval_s)
-        self._thread = threading.Thread(target=self._run, name=f"udp-probe-{self.target[0]}", daemon=True)
+        ip, port = self.target
+        self._proc = subprocess.Popen(
+            [str(sender_binary()), ip, str(port), str(max(1, int(self.interval_s * 1e9))),
+             str(int(self.drain_s * 1e9)), str(PROBE_RT_PRIORITY)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+        )
+        self._thread = threading.Thread(target=self._read, name=f"udp-probe-{ip}", daemon=True)
         self._thread.start()
 
     def stop(self) -> ProbeResult:
-        """Stop sending, wait drain_s for late replies, and summarize."""
+        """Stop sending (EOF on the sender's stdin), let it wait drain_s for late replies, and summarize."""
         if self._result is not None:
             return self._result
-        if self._thread is None or self._sock is None:
+        if self._proc is None or self._thread is None:
             raise RuntimeError("probe not started")
-        self._stop.set()
+        assert self._proc.stdin is not None and self._proc.stderr is not None
+        self._proc.stdin.close()
         self._thread.join()
-        _restore_switch_interval()
-        self._sock.close()
+        rc = self._proc.wait()
+        errors = self._proc.stderr.read().strip()
+        self._proc.stderr.close()
         if self._error is not None:
-            raise RuntimeError(f"probe thread failed: {self._error!r}") from self._error
-        samples = self._log.samples()
+            raise RuntimeError(f"probe reader failed: {self._error!r}") from self._error
+        if rc != 0:
+            raise RuntimeError(f"probe sender exited {rc}: {errors}")
         self._result = summarize(
-            samples,
+            self._log.samples(),
             interval_s=self.interval_s,
             duplicates=self._log.duplicates,
             stray=self._log.stray,
@@ -327,58 +291,31 @@ class UdpEchoProbe:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._thread is not None and self._result is None:
+        if self._proc is not None and self._result is None:
             self.stop()
 
-    def _run(self) -> None:
-        self.scheduling = _raise_thread_priority()
+    def _read(self) -> None:
+        """The sender's events into the log, in the order it wrote them (a send before its reply)."""
+        assert self._proc is not None and self._proc.stdout is not None
         try:
-            self._loop()
+            for line in self._proc.stdout:
+                self._record(parse_event(line))
         except BaseException as exc:  # noqa: BLE001 - surfaced by stop(), not lost in a thread
             self._error = exc
 
-    def _loop(self) -> None:
-        assert self._sock is not None
-        sock = self._sock
-        interval_ns = max(1, int(self.interval_s * 1e9))
-        start = time.monotonic_ns()
-        slot = 0
-        next_send = start
-        while not self._stop.is_set():
-            now = time.monotonic_ns()
-            if now >= next_send:
-                seq = self._log.sent(now)
-                try:
-                    sock.send(_PAYLOAD.pack(seq, now))
-                except OSError:
-                    # EHOSTUNREACH etc. while the guest moves: a lost probe.
-                    self._send_errors += 1
-                slot = max(slot + 1, (now - start) // interval_ns + 1)
-                next_send = start + slot * interval_ns
-            wait_ns = max(0, next_send - time.monotonic_ns())
-            readable, _, _ = select.select([sock], [], [], wait_ns / 1e9)
-            if readable:
-                self._read_all(sock)
-        deadline = time.monotonic_ns() + int(self.drain_s * 1e9)
-        while (remaining := deadline - time.monotonic_ns()) > 0:
-            readable, _, _ = select.select([sock], [], [], remaining / 1e9)
-            if readable:
-                self._read_all(sock)
-
-    def _read_all(self, sock: socket.socket) -> None:
-        while True:
-            try:
-                data = sock.recv(64)
-            except BlockingIOError:
-                return
-            except ConnectionRefusedError:
-                continue  # ICMP port unreachable for an earlier send
-            recv_ns = time.monotonic_ns()
-            if len(data) != _PAYLOAD.size:
-                self._log.stray += 1
-                continue
-            seq, echoed = _PAYLOAD.unpack(data)
-            self._log.received(seq, echoed, recv_ns)
+    def _record(self, event: Event) -> None:
+        if isinstance(event, Sent):
+            seq = self._log.sent(event.send_ns)
+            if seq != event.seq:
+                raise ValueError(f"probe sender skipped from seq {seq} to {event.seq}")
+            if event.error is not None:
+                self._send_errors += 1  # EHOSTUNREACH etc. while the guest moves: a lost probe
+        elif isinstance(event, Reply):
+            self._log.received(event.seq, event.echoed_send_ns, event.recv_ns)
+        elif isinstance(event, Stray):
+            self._log.stray += 1
+        else:
+            self.scheduling = event.policy
 
 
 def agent_command(ip: str, port: int, text: str, timeout: float = 2.0, retries: int = 3) -> str:

@@ -154,7 +154,7 @@ class Measurement:
             return []
         found = criteria.probe_caveats(self.probe)
         if self._probe is not None and not self._probe.scheduling.startswith("SCHED_FIFO"):
-            found.append(f"probe thread ran {self._probe.scheduling}: its send gaps may stretch under load")
+            found.append(f"probe sender ran {self._probe.scheduling}: its send gaps may stretch under load")
         return found
 
 
