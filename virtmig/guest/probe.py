@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
+from typing import Protocol
 
 #: UDP port the guest agent listens on (virtmig/guest/guest_agent.c): echo for the probe, '!' commands.
 AGENT_PORT = 7
@@ -121,6 +122,12 @@ class ProbeResult:
     longest_send_gap_ms: float
     rtt_p50_ms: float | None
     rtt_max_ms: float | None
+    #: Where the probe ran: "controller" (this process), else the SSH name of the host that ran it
+    #: (`--probe-from`, `virtmig.guest.relay`); its times were then put on the controller's clock
+    #: with clock_offset_ms (that host's monotonic clock minus ours), known to ± clock_uncertainty_ms.
+    vantage: str = "controller"
+    clock_offset_ms: float | None = None
+    clock_uncertainty_ms: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -239,6 +246,23 @@ def _raise_thread_priority() -> str:
     except (PermissionError, OSError, AttributeError) as exc:
         return f"SCHED_OTHER ({type(exc).__name__}: real-time scheduling not permitted)"
     return f"SCHED_FIFO {PROBE_RT_PRIORITY}"
+
+
+class EchoProbe(Protocol):
+    """What a measurement needs of a running probe.
+
+    `UdpEchoProbe` runs here; `virtmig.guest.relay.RelayProbe` on another host (`--probe-from`).
+    """
+
+    target: tuple[str, int]
+    #: The probe thread's scheduling policy, once it runs.
+    scheduling: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> ProbeResult: ...
+
+    def answered_since(self, t_ns: int) -> bool: ...
 
 
 class UdpEchoProbe:
@@ -379,6 +403,12 @@ class UdpEchoProbe:
                 continue
             seq, echoed = _PAYLOAD.unpack(data)
             self._log.received(seq, echoed, recv_ns)
+
+
+class AgentCommand(Protocol):
+    """How a '!'-command reaches the guest agent: `agent_command` from here, or a relay's from another host."""
+
+    def __call__(self, ip: str, port: int, text: str, timeout: float = 2.0, retries: int = 3) -> str: ...
 
 
 def agent_command(ip: str, port: int, text: str, timeout: float = 2.0, retries: int = 3) -> str:
