@@ -426,7 +426,11 @@ def agent_command(ip: str, port: int, text: str, timeout: float = 2.0, retries: 
     message = text if text.startswith("!") else "!" + text
     last_problem = "no reply"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.connect((ip, port))
+        try:
+            sock.connect((ip, port))
+        except OSError as exc:  # no route from here: say so, not a bare OSError from deep in a fixture
+            raise AgentError(f"agent {ip}:{port} cannot be reached from {socket.gethostname()}: {exc} "
+                             "(a host on the guest's network can reach it: --probe-from)") from exc
         for _ in range(max(1, retries)):
             deadline = time.monotonic() + timeout
             try:

@@ -1,7 +1,9 @@
 """How far each host's wall clock is from the controller's, and how sure we are.
 
 Why it matters: the probe runs on the controller and times everything on the
-controller's clock, so its own figures need no clock agreement; but
+controller's clock, so its own figures need no clock agreement (a probe run on
+another host, `--probe-from`, is put on the controller's clock with
+`offset_over` against that host's monotonic clock); but
 libvirt's downtime and anything a host logs or timestamps are on the
 *hosts'* clocks, and comparing those with the probe (or the two hosts with
 each other) is only honest if the offsets are known.  So every record

@@ -186,7 +186,7 @@ class Measurement:
                 f"probe ran on {self.probe.vantage} (--probe-from), every {self.probe.interval_ms:g} ms, worst send "
                 f"gap {self.probe.longest_send_gap_ms:.1f} ms; its times put on the controller's clock: "
                 f"{clock.offset_ms:+.3f} ms ± {clock.uncertainty_ms:.3f} ms (round trip {clock.rtt_ms:.3f} ms): "
-                "the outage's segments against libvirt's events carry that ± , its durations do not")
+                "the outage's segments against libvirt's events carry that uncertainty, its durations do not")
             if not clock.consistent:
                 found.append(f"probe host {clock.host}'s clock moved while it was measured: its offset is the "
                              "shortest exchange's alone")
