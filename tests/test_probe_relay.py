@@ -28,6 +28,7 @@ from virtmig.guest.relay import (
 )
 from virtmig.localhost import LocalHost
 from virtmig.migration.clocks import offset_over
+from virtmig.migration.measure import GuestAccess, Measurement
 from virtmig.report import DASH
 from virtmig.report.tables import probe_from_text
 from virtmig.waiters import wait_for_probe_answer
@@ -168,3 +169,25 @@ def test_a_probe_on_the_relay_reports_like_the_controllers_on_our_clock(relay: R
     slack = int(clock.uncertainty_ms * 1e6) + 1
     assert before - slack <= samples[0][0] and samples[-1][0] <= after + slack
     assert probe.scheduling.endswith(" on localhost")
+
+
+def test_a_measurement_picks_the_relay_by_one_field(relay: Relay) -> None:
+    """GuestAccess.relay set: the measurement's probe and agent both go through it, and its notes say so."""
+    with EchoAgent() as agent:
+        meas = Measurement(GuestAccess("127.0.0.1", agent.port, relay=relay), seed="s", areas=())
+        with meas:
+            assert meas.agent is not None and meas.agent("ping") == "ok pong"
+            meas.finish()
+    assert meas.probe is not None and meas.answered_after
+    assert meas.probe.vantage == "localhost" and meas.probe_clock is not None
+    assert meas.probe.clock_uncertainty_ms == meas.probe_clock.uncertainty_ms
+    assert any(n.startswith("probe ran on localhost (--probe-from), every 5 ms") for n in meas.notes())
+
+
+def test_without_a_relay_the_controller_probes_as_before() -> None:
+    with EchoAgent() as agent:
+        meas = Measurement(GuestAccess("127.0.0.1", agent.port), seed="s", areas=())
+        with meas:
+            meas.finish()
+    assert meas.probe is not None and meas.probe.vantage == "controller" and meas.probe_clock is None
+    assert meas.probe.clock_offset_ms is None and not any("--probe-from" in n for n in meas.notes())
