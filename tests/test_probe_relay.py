@@ -2,8 +2,8 @@
 
 The protocol's format/parse and the translation are pure and tested on
 literal lines and samples.  The relay program itself (probe.py's source plus
-`RELAY_MAIN`) runs here under `LocalHost`, as it runs on a far host under
-`SshHost`, against the loopback stand-in for the guest agent the probe's own
+`RELAY_MAIN`) runs here, over the test sshd as it runs on a far host (and
+as a local process), against the loopback stand-in for the guest agent the probe's own
 tests use (tests/echo_agent.py): nothing leaves this machine.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import Sshd
 from tests.echo_agent import EchoAgent
 from tests.test_report import make_record
 from virtmig.guest.probe import AgentError, Sample, summarize
@@ -31,6 +32,7 @@ from virtmig.migration.clocks import offset_over
 from virtmig.migration.measure import GuestAccess, Measurement
 from virtmig.report import DASH
 from virtmig.report.tables import probe_from_text
+from virtmig.sshhost import SshHost
 from virtmig.waiters import wait_for_probe_answer
 
 # -- the line protocol -------------------------------------------------------------------------------
@@ -121,9 +123,15 @@ def test_the_report_names_where_the_probe_ran_and_its_resolution() -> None:
 # -- the relay program, run here over loopback ---------------------------------------------------------
 
 
-@pytest.fixture
-def relay() -> Iterator[Relay]:
-    with Relay(LocalHost()) as r:
+@pytest.fixture(params=[pytest.param("ssh", marks=pytest.mark.sshd), "local"])  # as tests/test_host.py's host
+def relay(request: pytest.FixtureRequest) -> Iterator[Relay]:
+    """The relay program on this machine: over the test sshd (as on a far host), and as a local process."""
+    if request.param == "local":
+        with Relay(LocalHost()) as r:
+            yield r
+        return
+    sshd: Sshd = request.getfixturevalue("sshd")
+    with SshHost(sshd.alias, sshd.ssh_config) as host, Relay(host) as r:
         yield r
 
 
@@ -140,7 +148,7 @@ def test_agent_commands_go_through_the_relay(relay: Relay) -> None:
 def test_a_silent_agent_is_the_agents_error_through_the_relay(relay: Relay) -> None:
     with EchoAgent() as agent:
         agent.paused.set()
-        with pytest.raises(AgentError, match=rf"via localhost: agent 127\.0\.0\.1:{agent.port} did not answer"):
+        with pytest.raises(AgentError, match=rf"via {relay.name}: agent 127\.0\.0\.1:{agent.port} did not answer"):
             relay.agent_command("127.0.0.1", agent.port, "ping", timeout=0.1, retries=1)
 
 
@@ -161,14 +169,14 @@ def test_a_probe_on_the_relay_reports_like_the_controllers_on_our_clock(relay: R
         assert wait_for_probe_answer(probe, time.monotonic_ns(), timeout=10)
         result = probe.stop()
         after = time.monotonic_ns()
-    assert result.vantage == "localhost" and result.clock_uncertainty_ms == clock.uncertainty_ms
+    assert result.vantage == relay.name and result.clock_uncertainty_ms == clock.uncertainty_ms
     assert result.sent >= 1 and result.received == result.sent - result.lost
     assert result.interval_ms == 5.0
     samples = probe.samples()
     # On our clock: every send between our start and stop calls, within the offset's bound.
     slack = int(clock.uncertainty_ms * 1e6) + 1
     assert before - slack <= samples[0][0] and samples[-1][0] <= after + slack
-    assert probe.scheduling.endswith(" on localhost")
+    assert probe.scheduling.endswith(f" on {relay.name}")
 
 
 def test_a_measurement_picks_the_relay_by_one_field(relay: Relay) -> None:
@@ -179,9 +187,9 @@ def test_a_measurement_picks_the_relay_by_one_field(relay: Relay) -> None:
             assert meas.agent is not None and meas.agent("ping") == "ok pong"
             meas.finish()
     assert meas.probe is not None and meas.answered_after
-    assert meas.probe.vantage == "localhost" and meas.probe_clock is not None
+    assert meas.probe.vantage == relay.name and meas.probe_clock is not None
     assert meas.probe.clock_uncertainty_ms == meas.probe_clock.uncertainty_ms
-    assert any(n.startswith("probe ran on localhost (--probe-from), every 5 ms") for n in meas.notes())
+    assert any(n.startswith(f"probe ran on {relay.name} (--probe-from), every 5 ms") for n in meas.notes())
 
 
 def test_without_a_relay_the_controller_probes_as_before() -> None:
