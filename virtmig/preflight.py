@@ -321,7 +321,8 @@ PROBE_HOST_MIN_PYTHON = (3, 10)
 
 
 def check_probe_host(pair: Pair) -> CheckResult:
-    """The --probe-from host answers over ssh and has a python3 the probe relay runs on (virtmig.guest.relay).
+    """The --probe-from host answers over ssh, has a python3 the probe relay runs on (virtmig.guest.relay)
+    and a route to the guest's address.
 
     Without --probe-from the controller probes the guest and there is nothing to check.
     """
@@ -344,11 +345,19 @@ def check_probe_host(pair: Pair) -> CheckResult:
         found = tuple(int(part) for part in version.split("."))
     except ValueError:
         found = ()
-    ev = (f"{host.name}: python3 {version or res.stderr.strip()[-200:]}",)
+    ev: tuple[str, ...] = (f"{host.name}: python3 {version or res.stderr.strip()[-200:]}",)
     if res.rc != 0 or found < PROBE_HOST_MIN_PYTHON:
         want = ".".join(map(str, PROBE_HOST_MIN_PYTHON))
         return CheckResult("probe-host", False, ev, f"install python3 >= {want} on {host.name}, "
                                                     "or probe from another host")
+    if pair.guest_ip is None:
+        return CheckResult("probe-host", True, ev)
+    # The kernel's choice of route, no packet sent: the guest is not running yet.
+    route = host.run("ip", "-o", "route", "get", pair.guest_ip, check=False, timeout=CHECK_TIMEOUT_S)
+    ev += (f"{host.name}: route to {pair.guest_ip}: {(route.stdout or route.stderr).strip()[:200]}",)
+    if not route.ok:
+        return CheckResult("probe-host", False, ev,
+                           f"give {host.name} an address on the guest's network, or probe from a host on it")
     return CheckResult("probe-host", True, ev)
 
 
