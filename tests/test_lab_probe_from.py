@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.inner_run import known_tcg_bug, migrations, output_tail, run_suite
+from virtmig.guest.image import GuestImage, build_guest
 from virtmig.lab.network import GUEST_BRIDGE
 from virtmig.lab.topology import BRIDGE, EXPORT_DIR, H1, H2, NFS, SSH_CONFIG
 from virtmig.sshhost import SshHost
@@ -46,7 +47,19 @@ def _remove_controller() -> None:
 
 
 @pytest.fixture
-def controller_without_route(lab_up: None) -> Iterator[str]:
+def guest_built() -> GuestImage:
+    """The test guest built (or found in its cache) here, before any inner run starts in the namespace.
+
+    The namespace has no route off the lab's bridge at all, so an inner run
+    there cannot fetch the guest's kernel package when the shared cache
+    holds another version's build (seen: GuestBuildError, apt "Temporary
+    failure resolving"); built here, the inner run finds it in the cache.
+    """
+    return build_guest()
+
+
+@pytest.fixture
+def controller_without_route(lab_up: None, guest_built: GuestImage) -> Iterator[str]:
     """A controller namespace on the lab's bridge with no route to the guest's subnet; removed afterwards."""
     _remove_controller()  # a killed earlier run's
     try:
