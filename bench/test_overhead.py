@@ -68,7 +68,8 @@ def test_overhead_and_outage_breakdown(
     goal_table: GoalTable,
 ) -> None:
     unsafe = test_domain.storage.unsafe
-    guest = GuestAccess(test_domain.ip, test_domain.agent_port, dirty_rate_mib_s=run_config.dirty_rate_mib_s)
+    guest = GuestAccess(test_domain.ip, test_domain.agent_port, dirty_rate_mib_s=run_config.dirty_rate_mib_s,
+                        relay=test_domain.relay)
     if guest.dirty_rate_mib_s is not None:
         guest.agent()(f"dirty {guest.dirty_rate_mib_s}")  # the bare hops dirty at the same rate
     there = Leg(src_host.name, dst_host.name, src_conn, dst_conn, f"qemu+ssh://{dst_host.name}/system")

@@ -24,12 +24,16 @@ from virtmig.report.results_json import record_from_dict
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_suite(tmp_path: Path, suite: str, *args: str,
-              timeout: float = 900) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """`pytest SUITE ARGS --html=...` from the repository; the process and its report's path."""
+def run_suite(tmp_path: Path, suite: str, *args: str, timeout: float = 900,
+              netns: str | None = None) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`pytest SUITE ARGS --html=...` from the repository; the process and its report's path.
+
+    netns: run it inside that network namespace (`ip netns exec`), a controller placed elsewhere on the network.
+    """
     html = tmp_path / "run" / "report.html"
+    where = [] if netns is None else ["ip", "netns", "exec", netns]
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", suite, "-p", "no:cacheprovider", *args,
+        [*where, sys.executable, "-m", "pytest", suite, "-p", "no:cacheprovider", *args,
          f"--html={html}", "--self-contained-html"],
         cwd=REPO, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, PYTHONPATH=str(REPO)),
     )

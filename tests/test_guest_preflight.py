@@ -88,3 +88,50 @@ def test_no_ping_on_the_host_is_a_failure_not_a_free_address(conn: libvirt.virCo
     result = preflight.check_guest_address(pair(host("h1", ping=(127, "", "ping: not found")), host("h2"), conn,
                                                 GuestNetwork("bridge", "br0")))
     assert not result.ok and result.fix == "install ping (iputils-ping) on h1"
+
+
+# -- the --probe-from host ----------------------------------------------------------------------------
+
+PYTHON_VERSION = "python3 -c 'import sys; print('\"'\"'%d.%d'\"'\"' % sys.version_info[:2])'"
+
+
+ROUTE = "ip -o route get 192.0.2.50"
+ROUTED = (0, "192.0.2.50 dev br0 src 192.0.2.11 uid 0 \\    cache \n", "")
+UNROUTED = (2, "", "RTNETLINK answers: Network is unreachable\n")
+
+
+def probe_pair(conn: libvirt.virConnect, probe_host: ReplayHost | None) -> preflight.Pair:
+    return preflight.Pair(host("h1"), host("h2"), conn, conn, guest_ip="192.0.2.50", probe_host=probe_host)
+
+
+def test_without_probe_from_the_controller_probes_and_nothing_is_asked(conn: libvirt.virConnect) -> None:
+    result = preflight.check_probe_host(probe_pair(conn, None))
+    assert result.ok and result.evidence == ("the controller probes the guest (no --probe-from)",)
+
+
+def test_a_probe_host_with_python3_and_a_route_to_the_guest_passes(conn: libvirt.virConnect) -> None:
+    nas = ReplayHost("nas", {PYTHON_VERSION: (0, "3.11\n", ""), ROUTE: ROUTED})
+    result = preflight.check_probe_host(probe_pair(conn, nas))
+    assert result.ok and result.evidence == ("nas: python3 3.11",
+                                             "nas: route to 192.0.2.50: 192.0.2.50 dev br0 src 192.0.2.11 uid 0 "
+                                             "\\    cache")
+
+
+def test_a_probe_host_with_no_route_to_the_guest_is_named_with_the_fix(conn: libvirt.virConnect) -> None:
+    nas = ReplayHost("nas", {PYTHON_VERSION: (0, "3.11\n", ""), ROUTE: UNROUTED})
+    result = preflight.check_probe_host(probe_pair(conn, nas))
+    assert not result.ok
+    assert result.evidence[-1] == "nas: route to 192.0.2.50: RTNETLINK answers: Network is unreachable"
+    assert result.fix == "give nas an address on the guest's network, or probe from a host on it"
+
+
+def test_a_probe_host_without_python3_is_named_with_the_fix(conn: libvirt.virConnect) -> None:
+    result = preflight.check_probe_host(probe_pair(conn, ReplayHost("nas")))
+    assert not result.ok and result.evidence == ("nas: python3 not found",)
+    assert result.fix is not None and result.fix.startswith("install python3 on nas")
+
+
+def test_a_probe_host_with_an_old_python3_is_refused(conn: libvirt.virConnect) -> None:
+    nas = ReplayHost("nas", {PYTHON_VERSION: (0, "3.7\n", "")})
+    result = preflight.check_probe_host(probe_pair(conn, nas))
+    assert not result.ok and result.fix is not None and "python3 >= 3.10 on nas" in result.fix

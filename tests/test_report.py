@@ -103,7 +103,7 @@ def test_table_row_shows_figures_in_display_units() -> None:
 def test_table_missing_figures_are_dashes_not_zeros() -> None:
     row = tables.migration_row(2, failed_record())
     assert 'class="failed"' in row
-    assert row.count(f'<td class="num">{DASH}</td>') == 7
+    assert row.count(f'<td class="num">{DASH}</td>') == 8  # the probe-from column too: no probe ran
     assert "&lt;migration&gt; &amp; &#x27;cancelled&#x27;" in row
     assert "<migration>" not in row
 

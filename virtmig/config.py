@@ -46,6 +46,8 @@ class RunConfig:
     --guest-ips; the lab's own without --src/--dst).  guest_shape: what the
     guest is asked to be (--virt-type, --guest-cpu, --guest-memory,
     --guest-vcpus), resolved against the hosts by virtmig.guest.platform.
+    probe_from: the ssh name of the host that probes the guest and sends its
+    agent commands (--probe-from); None: the controller does.
     """
 
     src: str
@@ -61,6 +63,7 @@ class RunConfig:
     dirty_rate_mib_s: int = 0
     migration_timeout_s: float | None = None
     wait_for_pair_s: int = 0
+    probe_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -302,12 +305,14 @@ def build_run_config(
     dirty_rate_mib_s: int = 0,
     migration_timeout_s: float | None = None,
     wait_for_pair_s: int = 0,
+    probe_from: str | None = None,
 ) -> RunConfig:
     """Check the options together and return the RunConfig, or raise ConfigError.
 
     Without --src and --dst the run targets `lab`, the embedded lab (h1 -> h2,
     NFS from the lab's server); nothing lab-related is checked, since the lab
-    may not be up yet when options are parsed.
+    may not be up yet when options are parsed.  --probe-from must name a host
+    as --src/--dst must (for the lab: one of its hosts).
     """
     trips, dirty = check_round_trips(round_trips), check_dirty_rate(dirty_rate_mib_s)
     deadline = None if migration_timeout_s is None else check_migration_timeout(migration_timeout_s)
@@ -319,13 +324,17 @@ def build_run_config(
                                       ("--ssh-config", ssh_config)) if val is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} only apply with --src/--dst (without them the embedded lab is used)")
+        lab_hosts = (lab.src, lab.dst, lab.nfs_server)
+        if probe_from is not None and probe_from not in lab_hosts:
+            raise ConfigError(f"--probe-from {probe_from!r} is not a host of the embedded lab "
+                              f"(one of {', '.join(lab_hosts)}; or give --src/--dst and --ssh-config)")
         addresses = guest_addresses or lab.guest.addresses
         guest = GuestSite(guest_network or lab.guest.network,
                           addresses if guest_gateway is None else addresses.with_gateway(guest_gateway))
         return RunConfig(src=lab.src, dst=lab.dst, nfs_server=lab.nfs_server, export=lab.export,
                          mount_point=mount, ssh_config=lab.ssh_config, lab=True, guest=guest,
                          guest_shape=asked.over(lab.guest_shape), round_trips=trips, dirty_rate_mib_s=dirty,
-                         migration_timeout_s=deadline, wait_for_pair_s=wait)
+                         migration_timeout_s=deadline, wait_for_pair_s=wait, probe_from=probe_from)
     if src is None or dst is None:
         missing = "--src" if src is None else "--dst"
         raise ConfigError(f"{missing} is missing: give both --src and --dst, or neither to use the embedded lab")
@@ -346,6 +355,9 @@ def build_run_config(
     try:
         src_at = _check_reachable_name(src, "--src", ssh_config, names_file)
         dst_at = _check_reachable_name(dst, "--dst", ssh_config, names_file)
+        if probe_from is not None:
+            _check_reachable_name(check_host_name(probe_from, "--probe-from"), "--probe-from", ssh_config,
+                                  names_file)
     except sshconfig.SSHConfigError as exc:
         raise ConfigError(str(exc)) from exc
     if export_path is not None:  # the HostNames become the export's clients
@@ -370,7 +382,7 @@ def build_run_config(
                                      else guest_addresses.with_gateway(guest_gateway)),
                      guest_shape=asked.over(GuestShape()),
                      round_trips=trips, dirty_rate_mib_s=dirty, migration_timeout_s=deadline,
-                     wait_for_pair_s=wait)
+                     wait_for_pair_s=wait, probe_from=probe_from)
 
 
 def _addresses_of(hostname: str) -> set[ipaddress.IPv4Address]:

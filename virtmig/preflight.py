@@ -74,6 +74,8 @@ class Pair:
     domain_type: str = "qemu"
     guest_network: GuestNetwork | None = None
     guest_ip: str | None = None
+    #: The host that probes the guest and sends its agent commands (--probe-from); None: the controller.
+    probe_host: Host | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -314,6 +316,51 @@ def check_guest_address(pair: Pair) -> CheckResult:
     return CheckResult("guest-address", True, ev)
 
 
+#: The oldest python3 the probe relay runs on (`virtmig/guest/probe.py` is sent to it as it is).
+PROBE_HOST_MIN_PYTHON = (3, 10)
+
+
+def check_probe_host(pair: Pair) -> CheckResult:
+    """The --probe-from host answers over ssh, has a python3 the probe relay runs on (virtmig.guest.relay)
+    and a route to the guest's address.
+
+    Without --probe-from the controller probes the guest and there is nothing to check.
+    """
+    host = pair.probe_host
+    if host is None:
+        return CheckResult("probe-host", True, ("the controller probes the guest (no --probe-from)",))
+    try:
+        res = host.run("python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])", check=False,
+                       timeout=CHECK_TIMEOUT_S)
+    except (HostConnectionError, CommandTimeout) as exc:
+        return CheckResult("probe-host", False, (f"{host.name}: {exc}",),
+                           f"make --probe-from {host.name} reachable over ssh with key authentication "
+                           "(an alias of --ssh-config), or probe from another host")
+    if res.rc == 127:
+        return CheckResult("probe-host", False, (f"{host.name}: python3 not found",),
+                           f"install python3 on {host.name} (Debian: apt-get install python3), "
+                           "or probe from another host")
+    version = res.stdout.strip()
+    try:
+        found = tuple(int(part) for part in version.split("."))
+    except ValueError:
+        found = ()
+    ev: tuple[str, ...] = (f"{host.name}: python3 {version or res.stderr.strip()[-200:]}",)
+    if res.rc != 0 or found < PROBE_HOST_MIN_PYTHON:
+        want = ".".join(map(str, PROBE_HOST_MIN_PYTHON))
+        return CheckResult("probe-host", False, ev, f"install python3 >= {want} on {host.name}, "
+                                                    "or probe from another host")
+    if pair.guest_ip is None:
+        return CheckResult("probe-host", True, ev)
+    # The kernel's choice of route, no packet sent: the guest is not running yet.
+    route = host.run("ip", "-o", "route", "get", pair.guest_ip, check=False, timeout=CHECK_TIMEOUT_S)
+    ev += (f"{host.name}: route to {pair.guest_ip}: {(route.stdout or route.stderr).strip()[:200]}",)
+    if not route.ok:
+        return CheckResult("probe-host", False, ev,
+                           f"give {host.name} an address on the guest's network, or probe from a host on it")
+    return CheckResult("probe-host", True, ev)
+
+
 #: Every check, in the order the report lists them.
 CHECKS: dict[str, Callable[[Pair], CheckResult]] = {
     "ssh": check_ssh,
@@ -326,6 +373,7 @@ CHECKS: dict[str, Callable[[Pair], CheckResult]] = {
     "shared-storage": check_shared_storage,
     "guest-network": check_guest_network,
     "guest-address": check_guest_address,
+    "probe-host": check_probe_host,
 }
 
 

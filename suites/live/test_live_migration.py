@@ -49,7 +49,8 @@ def test_round_trip(
     back = Leg(dst_host.name, src_host.name, dst_conn, src_conn, f"qemu+ssh://{src_host.name}/system")
     storage = test_domain.storage
     hosts = {src_host.name: src_host, dst_host.name: dst_host}
-    guest = GuestAccess(test_domain.ip, test_domain.agent_port, dirty_rate_mib_s=run_config.dirty_rate_mib_s)
+    guest = GuestAccess(test_domain.ip, test_domain.agent_port, dirty_rate_mib_s=run_config.dirty_rate_mib_s,
+                        relay=test_domain.relay)
     for trip in range(1, run_config.round_trips + 1):
         for hop, leg in enumerate((there, back), start=1):
             where = f"trip {trip} hop {hop} {leg.src_name}->{leg.dst_name}"

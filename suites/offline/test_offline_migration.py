@@ -39,7 +39,8 @@ def test_move(
     if kind == "save-restore" and storage.save_blocker:
         pytest.skip(storage.save_blocker)
     leg = Leg(src_host.name, dst_host.name, src_conn, dst_conn, f"qemu+ssh://{dst_host.name}/system")
-    guest = GuestAccess(test_domain.ip, test_domain.agent_port, dirty_rate_mib_s=run_config.dirty_rate_mib_s)
+    guest = GuestAccess(test_domain.ip, test_domain.agent_port, dirty_rate_mib_s=run_config.dirty_rate_mib_s,
+                        relay=test_domain.relay)
     save_path = str(storage.path / test_domain.name / "saved-state.img")
     measured = measured_move(kind, leg, test_domain.name, guest=guest, test_id=request.node.nodeid,
                              storage=storage.label, save_path=save_path, clock_hosts=host_clocks,

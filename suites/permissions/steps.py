@@ -18,7 +18,7 @@ from virtmig.config import RunConfig
 from virtmig.diagnose import Diagnosis, gather_evidence, paths_in
 from virtmig.diagnose import diagnose as diagnose_text
 from virtmig.guest import domains
-from virtmig.guest.probe import agent_command
+from virtmig.guest.relay import agent_command_via
 from virtmig.guest.waits import wait_for_agent
 from virtmig.host import Host
 from virtmig.journal import Recorder
@@ -76,7 +76,7 @@ def assert_left_intact(src: libvirt.virConnect, dst: libvirt.virConnect, name: s
     on_src, on_dst = domains.state_name(src, name), domains.state_name(dst, name)
     assert (on_src, on_dst) == ("running", expected), (
         f"after the failed migration: source {on_src}, destination {on_dst} (expected running, {expected})")
-    assert agent_command(guest.ip, guest.agent_port, "ping") == "ok pong"
+    assert agent_command_via(guest.relay)(guest.ip, guest.agent_port, "ping") == "ok pong"
 
 
 def assert_happy_path(src: libvirt.virConnect, dst: libvirt.virConnect, dst_host: Host, name: str,
@@ -86,7 +86,7 @@ def assert_happy_path(src: libvirt.virConnect, dst: libvirt.virConnect, dst_host
     assert outcome.ok, f"after the fix the migration still fails: {outcome.error}"
     assert domains.state_name(dst, name) == "running"
     assert domains.state_name(src, name) == "absent"
-    assert agent_command(guest.ip, guest.agent_port, "ping") == "ok pong"
+    assert agent_command_via(guest.relay)(guest.ip, guest.agent_port, "ping") == "ok pong"
 
 
 def wait_until_usable(host: Host, who: QemuIdentity, path: str, timeout: float = 30.0) -> None:
@@ -129,7 +129,7 @@ def start_on(conn: libvirt.virConnect, other: libvirt.virConnect, xml: str, name
     for c in (conn, other):
         domains.remove(c, name)
     domains.define_and_start(conn, xml)
-    wait_for_agent(guest.ip, guest.agent_port, timeout=BOOT_TIMEOUT_S)
+    wait_for_agent(guest.ip, guest.agent_port, timeout=BOOT_TIMEOUT_S, send=agent_command_via(guest.relay))
 
 
 #: Block names of a case's extra exports in /etc/exports (beside the run's own block).

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from virtmig.guest.probe import AgentError, agent_command
+from virtmig.guest.probe import AgentCommand, AgentError, agent_command
 
 #: Sends one '!'-command to the guest agent and returns its reply line; raises
 #: AgentError on silence or a fail/err reply (as `virtmig.guest.probe.agent_command`).
@@ -69,11 +69,12 @@ def judge_reply(area: str, seed: str, reply: str) -> AreaCheck:
     return AreaCheck(area, seed, reply.strip() == expected, reply.strip())
 
 
-def lab_agent(ip: str, port: int, timeout: float = COMMAND_TIMEOUT_S) -> Agent:
-    """An Agent that talks UDP to the guest at ip:port."""
-    def send(text: str) -> str:
-        return agent_command(ip, port, text, timeout=timeout, retries=1)
-    return send
+def lab_agent(ip: str, port: int, timeout: float = COMMAND_TIMEOUT_S, *,
+              send: AgentCommand = agent_command) -> Agent:
+    """An Agent that talks UDP to the guest at ip:port, from here or through `send` (a relay's, `--probe-from`)."""
+    def command(text: str) -> str:
+        return send(ip, port, text, timeout=timeout, retries=1)
+    return command
 
 
 def write_patterns(agent: Agent, seed: str, areas: Sequence[str] = AREAS) -> dict[str, str]:

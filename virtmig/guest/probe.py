@@ -21,7 +21,9 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from virtmig.guest.probe_sender import Event, Reply, Sent, Stray, parse_event, sender_binary
 
@@ -121,6 +123,12 @@ class ProbeResult:
     longest_send_gap_ms: float
     rtt_p50_ms: float | None
     rtt_max_ms: float | None
+    #: Where the probe ran: "controller" (this process), else the SSH name of the host that ran it
+    #: (`--probe-from`, `virtmig.guest.relay`); its times were then put on the controller's clock
+    #: with clock_offset_ms (that host's monotonic clock minus ours), known to ± clock_uncertainty_ms.
+    vantage: str = "controller"
+    clock_offset_ms: float | None = None
+    clock_uncertainty_ms: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -203,6 +211,23 @@ class ProbeLog:
 PROBE_RT_PRIORITY = 10
 
 
+class EchoProbe(Protocol):
+    """What a measurement needs of a running probe.
+
+    `UdpEchoProbe` runs here; `virtmig.guest.relay.RelayProbe` on another host (`--probe-from`).
+    """
+
+    target: tuple[str, int]
+    #: The probe thread's scheduling policy, once it runs.
+    scheduling: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> ProbeResult: ...
+
+    def answered_since(self, t_ns: int) -> bool: ...
+
+
 class UdpEchoProbe:
     """Background UDP echo probe against the guest agent.
 
@@ -214,10 +239,13 @@ class UdpEchoProbe:
     works while it runs.  Use as a context manager or start()/stop().
     """
 
-    def __init__(self, target_ip: str, port: int, interval_s: float = 0.005, drain_s: float = 0.2) -> None:
+    def __init__(self, target_ip: str, port: int, interval_s: float = 0.005, drain_s: float = 0.2,
+                 sender: Path | None = None) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
         self.target = (target_ip, port)
+        #: The sender's binary (None: built here by `sender_binary`; a relay's far host is handed its copy).
+        self.sender = sender
         self.interval_s = interval_s
         self.drain_s = drain_s
         self._log = ProbeLog()
@@ -234,7 +262,7 @@ class UdpEchoProbe:
             raise RuntimeError("probe already started")
         ip, port = self.target
         self._proc = subprocess.Popen(
-            [str(sender_binary()), ip, str(port), str(max(1, int(self.interval_s * 1e9))),
+            [str(self.sender or sender_binary()), ip, str(port), str(max(1, int(self.interval_s * 1e9))),
              str(int(self.drain_s * 1e9)), str(PROBE_RT_PRIORITY)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
         )
@@ -318,6 +346,12 @@ class UdpEchoProbe:
             self.scheduling = event.policy
 
 
+class AgentCommand(Protocol):
+    """How a '!'-command reaches the guest agent: `agent_command` from here, or a relay's from another host."""
+
+    def __call__(self, ip: str, port: int, text: str, timeout: float = 2.0, retries: int = 3) -> str: ...
+
+
 def agent_command(ip: str, port: int, text: str, timeout: float = 2.0, retries: int = 3) -> str:
     """Send one '!'-command to the guest agent and return its reply line.
 
@@ -333,7 +367,11 @@ def agent_command(ip: str, port: int, text: str, timeout: float = 2.0, retries: 
     message = text if text.startswith("!") else "!" + text
     last_problem = "no reply"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.connect((ip, port))
+        try:
+            sock.connect((ip, port))
+        except OSError as exc:  # no route from here: say so, not a bare OSError from deep in a fixture
+            raise AgentError(f"agent {ip}:{port} cannot be reached from {socket.gethostname()}: {exc} "
+                             "(a host on the guest's network can reach it: --probe-from)") from exc
         for _ in range(max(1, retries)):
             deadline = time.monotonic() + timeout
             try:

@@ -21,18 +21,27 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-SOURCE = Path(__file__).resolve().parent / "probe_sender.c"
 #: Where built senders are kept, one per source hash.
 CACHE = Path("/var/cache/virtmig/probe-sender")
+
+
+#: What the build depends on besides the source (a change of flags is a new binary).
+_BUILD_FLAGS = "-O2 -static"
 
 
 class SenderBuildError(RuntimeError):
     """The sender could not be compiled; the message has the compiler's words and the fix."""
 
 
+def source() -> Path:
+    """probe_sender.c beside this module (a function: a relay runs this module's text without a file)."""
+    return Path(__file__).resolve().parent / "probe_sender.c"
+
+
 def sender_binary(cache: Path = CACHE) -> Path:
     """The compiled sender for the current source, built now if it is not cached."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+    src = source()
+    digest = hashlib.sha256(src.read_bytes() + _BUILD_FLAGS.encode()).hexdigest()[:16]
     binary = cache / f"virtmig-probe-sender-{digest}"
     if binary.is_file() and os.access(binary, os.X_OK):
         return binary
@@ -40,13 +49,15 @@ def sender_binary(cache: Path = CACHE) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".build-", dir=cache)
     os.close(fd)
     try:
-        proc = subprocess.run(["gcc", "-O2", "-Wall", "-o", tmp, str(SOURCE)], capture_output=True, text=True)
+        # Static: a relay copies it to the probe host (--probe-from), whose libc may differ.
+        proc = subprocess.run(["gcc", "-O2", "-Wall", "-static", "-o", tmp, str(src)], capture_output=True,
+                              text=True)
     except FileNotFoundError as exc:
         os.unlink(tmp)
         raise SenderBuildError("the probe's sender needs gcc on the controller (make deps installs it)") from exc
     if proc.returncode != 0:
         os.unlink(tmp)
-        raise SenderBuildError(f"gcc could not build {SOURCE.name}: {proc.stderr.strip()}")
+        raise SenderBuildError(f"gcc could not build {src.name}: {proc.stderr.strip()}")
     os.chmod(tmp, 0o755)
     os.replace(tmp, binary)
     return binary

@@ -7,12 +7,13 @@ lab's helper scripts, and imports nothing of the guest.
 
 from __future__ import annotations
 
-from virtmig.guest.probe import AgentError, agent_command
+from virtmig.guest.probe import AgentCommand, AgentError, agent_command
 from virtmig.waiters import wait_for
 
 
-def wait_for_agent(ip: str, port: int, timeout: float, interval: float = 0.5) -> str:
-    """Wait until the guest agent answers `!ping`; returns its reply.
+def wait_for_agent(ip: str, port: int, timeout: float, interval: float = 0.5, *,
+                   send: AgentCommand = agent_command) -> str:
+    """Wait until the guest agent answers `!ping` (from here, or through `send`: a relay's); returns its reply.
 
     The timeout message gives the agent's last error (no answer, a refusal),
     which says whether the guest is still booting or its network is wrong.
@@ -22,7 +23,7 @@ def wait_for_agent(ip: str, port: int, timeout: float, interval: float = 0.5) ->
     def ping() -> str | None:
         nonlocal last_error
         try:
-            return agent_command(ip, port, "ping", timeout=min(1.0, max(timeout, 0.05)), retries=1)
+            return send(ip, port, "ping", timeout=min(1.0, max(timeout, 0.05)), retries=1)
         except AgentError as exc:
             last_error = str(exc)
             return None

@@ -16,10 +16,13 @@ hides a regression.  Cutting the gap into segments says which part grows:
   self-announce moving the MAC across the bridges, then one probe interval
   and round trip.
 
-All on the controller's monotonic clock: the probe's times are taken there,
-and the events are stamped when they reach this process (virtmig.migration.events),
-which is later than the host's own moment by the event's trip over the
-libvirt connection.  Both events make that trip, so it cancels out of
+All on the controller's monotonic clock: the probe's times are taken there
+(or, with `--probe-from`, taken on that host and moved onto ours by an offset
+whose uncertainty the probe's result carries: it shifts `lead` and `return`
+by at most that much, and leaves the gap itself alone), and the events are
+stamped when they reach this process (virtmig.migration.events), which is
+later than the host's own moment by the event's trip over the libvirt
+connection.  Both events make that trip, so it cancels out of
 `paused`; it shifts `lead` up and `return` down by the same amount.  The
 clock offsets (virtmig.migration.clocks) bound how the hosts' clocks sit
 against ours, for host-side timestamps.

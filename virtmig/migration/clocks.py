@@ -1,7 +1,9 @@
 """How far each host's wall clock is from the controller's, and how sure we are.
 
 Why it matters: the probe runs on the controller and times everything on the
-controller's clock, so its own figures need no clock agreement; but
+controller's clock, so its own figures need no clock agreement (a probe run on
+another host, `--probe-from`, is put on the controller's clock with
+`offset_over` against that host's monotonic clock); but
 libvirt's downtime and anything a host logs or timestamps are on the
 *hosts'* clocks, and comparing those with the probe (or the two hosts with
 each other) is only honest if the offsets are known.  So every record
@@ -194,16 +196,29 @@ class HostClock:
         """`samples` exchanges over the open channel (opened now if it is not), the shortest `keep` kept."""
         channel = self.open()._channel
         assert channel is not None
-        exchanges: list[Exchange] = []
-        for _ in range(max(1, self.samples)):
-            t0 = self.now()
-            text = channel.exchange("t", EXCHANGE_TIMEOUT_S)
-            t1 = self.now()
-            try:
-                exchanges.append(Exchange(t0, int(text), t1))
-            except ValueError as exc:
-                raise ValueError(f"{self.name}: the clock loop ({self.method}) printed {text!r}") from exc
-        return offset_from_exchanges(self.name, exchanges, self.keep, method=self.method, chrony=self.chrony)
+        return offset_over(channel.exchange, self.name, now=self.now, samples=self.samples, keep=self.keep,
+                           method=self.method, chrony=self.chrony)
+
+
+def offset_over(exchange: Callable[[str, float], str], name: str, *, now: Callable[[], int] = time.time_ns,
+                samples: int = SAMPLES, keep: int = KEEP, method: str = "exec",
+                chrony: dict[str, Any] | None = None) -> ClockOffset:
+    """The offset of the clock that answers `t` over `exchange` (a channel's), against `now`: `samples` exchanges.
+
+    `HostClock` measures the wall clock over `CLOCK_LOOP`; the probe relay
+    (`virtmig.guest.relay`) answers `t` with its host's monotonic clock, measured
+    against ours (`now=time.monotonic_ns`) to put the far probe's samples on our clock.
+    """
+    exchanges: list[Exchange] = []
+    for _ in range(max(1, samples)):
+        t0 = now()
+        text = exchange("t", EXCHANGE_TIMEOUT_S)
+        t1 = now()
+        try:
+            exchanges.append(Exchange(t0, int(text), t1))
+        except ValueError as exc:
+            raise ValueError(f"{name}: the clock loop ({method}) printed {text!r}") from exc
+    return offset_from_exchanges(name, exchanges, keep, method=method, chrony=chrony)
 
 
 def measure_offset(host: ChannelHost) -> ClockOffset:

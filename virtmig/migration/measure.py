@@ -9,6 +9,13 @@ both afterwards (`virtmig.guest.integrity`), and each host's clock offset is tak
 (`virtmig.migration.clocks`, over channels the caller keeps open across
 hops) so host-side times can be compared with ours.
 
+With `--probe-from` the probe and every agent command run on another host
+(`GuestAccess.relay`, `virtmig.guest.relay`): the controller sends nothing to
+the guest.  That host's monotonic clock is measured against ours over the
+relay's own channel (`clocks.offset_over`) just before the probe starts, and
+the samples are moved onto our clock, so the outage breakdown can still
+compare them with libvirt's events; the offset's uncertainty is in the record.
+
 The probe is kept running after the migration call returns until the guest
 answers a datagram sent after that moment (bounded): stopping it at once
 would cut an outage that outlasts libvirt's call short.
@@ -29,10 +36,11 @@ import libvirt
 
 from virtmig.guest import domains, integrity
 from virtmig.guest.integrity import Agent, AreaCheck
-from virtmig.guest.probe import ProbeResult, UdpEchoProbe
+from virtmig.guest.probe import EchoProbe, ProbeResult, UdpEchoProbe
+from virtmig.guest.relay import Relay, agent_command_via
 from virtmig.migration import criteria
 from virtmig.migration.breakdown import OutageBreakdown, outage_breakdown
-from virtmig.migration.clocks import HostClock, measure_offsets
+from virtmig.migration.clocks import ClockOffset, HostClock, measure_offsets, offset_over
 from virtmig.migration.deadline import DeadlinePolicy
 from virtmig.migration.modes import MigrationMode
 from virtmig.migration.records import MigrationRecord
@@ -60,6 +68,8 @@ class GuestAccess:
 
     dirty_rate_mib_s: set with `!dirty N` before every operation (None: leave
         the guest's rate alone and record none).
+    relay: the host that probes the guest and sends its agent commands
+        (`--probe-from`); None: this machine does.
     """
 
     ip: str
@@ -70,9 +80,25 @@ class GuestAccess:
     #: How long the probe waits for late replies when stopped: the guest has already answered a
     #: datagram sent after the call, so this only needs to cover a round trip or two.
     probe_drain_s: float = 0.05
+    relay: Relay | None = None
 
     def agent(self) -> Agent:
-        return integrity.lab_agent(self.ip, self.agent_port)
+        return integrity.lab_agent(self.ip, self.agent_port, send=agent_command_via(self.relay))
+
+    def start_probe(self) -> tuple[EchoProbe, ClockOffset | None]:
+        """The probe from this machine, or from the relay's host with its clock measured against ours."""
+        if self.relay is None:
+            probe: EchoProbe = UdpEchoProbe(self.ip, self.agent_port, interval_s=self.probe_interval_s,
+                                            drain_s=self.probe_drain_s)
+            probe.start()
+            return probe, None
+        clock = offset_over(self.relay.exchange, self.relay.name, now=time.monotonic_ns,
+                            method="probe relay, monotonic")
+        probe = self.relay.probe(self.ip, self.agent_port, interval_s=self.probe_interval_s,
+                                 drain_s=self.probe_drain_s, offset_ns=round(clock.offset_ms * 1e6),
+                                 uncertainty_ms=clock.uncertainty_ms)
+        probe.start()
+        return probe, clock
 
 
 @dataclass
@@ -97,7 +123,9 @@ class Measurement:
     #: Seconds each part of the measurement cost (dirty rate and patterns, clock offsets, probe start,
     #: waiting for the answer and stopping the probe, verification): the harness's overhead, by part.
     costs: dict[str, float] = field(default_factory=dict)
-    _probe: UdpEchoProbe | None = None
+    #: The probe host's monotonic clock against ours, when the probe ran there (`GuestAccess.relay`).
+    probe_clock: ClockOffset | None = None
+    _probe: EchoProbe | None = None
 
     def _cost(self, part: str, since: float) -> float:
         now = time.monotonic()
@@ -117,9 +145,7 @@ class Measurement:
             self.clock_offsets = measure_offsets(*self.clock_hosts)
         t = self._cost("clock offsets", t)
         self.started_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        self._probe = UdpEchoProbe(self.guest.ip, self.guest.agent_port, interval_s=self.guest.probe_interval_s,
-                                   drain_s=self.guest.probe_drain_s)
-        self._probe.start()
+        self._probe, self.probe_clock = self.guest.start_probe()
         self._cost("probe start/stop", t)
         return self
 
@@ -155,6 +181,15 @@ class Measurement:
         found = criteria.probe_caveats(self.probe)
         if self._probe is not None and not self._probe.scheduling.startswith("SCHED_FIFO"):
             found.append(f"probe sender ran {self._probe.scheduling}: its send gaps may stretch under load")
+        if (clock := self.probe_clock) is not None:
+            found.append(
+                f"probe ran on {self.probe.vantage} (--probe-from), every {self.probe.interval_ms:g} ms, worst send "
+                f"gap {self.probe.longest_send_gap_ms:.1f} ms; its times put on the controller's clock: "
+                f"{clock.offset_ms:+.3f} ms ± {clock.uncertainty_ms:.3f} ms (round trip {clock.rtt_ms:.3f} ms): "
+                "the outage's segments against libvirt's events carry that uncertainty, its durations do not")
+            if not clock.consistent:
+                found.append(f"probe host {clock.host}'s clock moved while it was measured: its offset is the "
+                             "shortest exchange's alone")
         return found
 
 

@@ -31,6 +31,7 @@ keepalive ends them when a host stops answering.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -190,8 +191,7 @@ def measured_move(
 ) -> MeasuredMove:
     """`move` with the probe running across it and the patterns written before and verified after."""
     areas = AREAS_BY_KIND[kind]
-    waiting = GuestAccess(guest.ip, guest.agent_port, guest.dirty_rate_mib_s, guest.probe_interval_s,
-                          answer_timeout_s=max(guest.answer_timeout_s, BOOT_ANSWER_TIMEOUT_S))
+    waiting = dataclasses.replace(guest, answer_timeout_s=max(guest.answer_timeout_s, BOOT_ANSWER_TIMEOUT_S))
     meas = Measurement(waiting, integrity.new_seed(kind), areas, clock_hosts, agent)
     with meas:
         outcome = move(kind, leg, name, save_path, deadline)

@@ -30,7 +30,7 @@ from virtmig.report import (
 
 COLUMNS: Final = (
     "#", "test", "kind", "mode", "src → dst", "ok", "libvirt downtime (ms)", "probe longest gap (ms)",
-    "total time (ms)", "data moved (MiB)", "passes", "throughput (MiB/s)",
+    "probe from: interval / worst send gap (ms)", "total time (ms)", "data moved (MiB)", "passes", "throughput (MiB/s)",
     "dirty rate (MiB/s), measured (asked)",
     "storage", "notes",
 )
@@ -74,6 +74,23 @@ def _gap_text(record: MigrationRecord) -> str:
     agreement = record.downtime_agreement or {}
     # The detail (both figures, the tolerance) is in the notes.
     return f"{text} (disagrees)" if agreement.get("agrees") is False else text
+
+
+def probe_from_text(record: MigrationRecord) -> str:
+    """Where the probe ran and its resolution: the interval asked and the worst gap between its own sends.
+
+    Side by side for every row whichever host probed, so a remote probe's
+    resolution (`--probe-from`, `virtmig.guest.relay`) reads against the
+    controller's; a remote one adds how well its clock was put on ours.
+    """
+    probe = record.probe
+    if not probe:
+        return DASH
+    where = str(probe.get("vantage") or "controller")
+    text = f"{where}: {fmt(probe.get('interval_ms'), 1)} / {fmt(probe.get('longest_send_gap_ms'), 1)}"
+    if (uncertainty := probe.get("clock_uncertainty_ms")) is not None:
+        text += f" (clock ± {fmt(uncertainty, 3)})"
+    return text
 
 
 def _dirty_text(record: MigrationRecord) -> str:
@@ -130,6 +147,7 @@ def migration_row(index: int, record: MigrationRecord, *, budget_ms: float | Non
         _cell("✓" if record.ok else "✗", "ok" if record.ok else "fail"),
         _num(down, over=_over(down, budget_ms)),
         _cell(_gap_text(record), "num over-budget" if _over(gap, budget_ms) else "num"),
+        _cell(probe_from_text(record), "num"),
         _num(total_time_ms(record)),
         _num(_mib(data_moved_bytes(record)), 1),
         _num(passes(record)),
