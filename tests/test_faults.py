@@ -1,0 +1,177 @@
+"""The fault suite's library parts, without a lab: the kinds, the rules, each fault made and undone, the judging.
+
+Hosts are `tests.replay.ReplayHost`s whose answers change as the fault's
+commands run (an iptables rule is there after -I and gone after -D), so a
+fault that forgets to undo, or undoes the wrong thing, fails here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.replay import ReplayHost
+from virtmig.migration.faults import (
+    FAULTS,
+    LIBVIRTD_KILLED,
+    NETWORK_CUT,
+    NFS_STALLED,
+    NO_CONVERGENCE,
+    DirtyFaster,
+    FaultError,
+    FaultHosts,
+    LibvirtdKill,
+    NetworkCut,
+    NfsStall,
+    bind,
+    block_rules,
+    daemon_pid,
+    ipv4_addresses,
+)
+
+
+class Journal:
+    """A `virtmig.journal.Recorder` in memory: entries written, and those still open."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, dict[str, Any]] = {}
+        self.written: list[tuple[str, dict[str, Any]]] = []
+
+    def record(self, kind: str, **data: Any) -> str:
+        name = f"{len(self.written)}-{kind}"
+        self.open[name] = {"kind": kind, **data}
+        self.written.append((kind, data))
+        return name
+
+    def done(self, entry: str) -> None:
+        del self.open[entry]
+
+
+def test_every_kind_has_a_name_a_description_and_a_bandwidth_limit_that_slows_the_move() -> None:
+    assert [k.name for k in FAULTS] == ["network-cut", "libvirtd-killed", "nfs-stalled", "no-convergence"]
+    for kind in FAULTS:
+        assert kind.what and kind.mode.peer_to_peer and kind.mode.params, kind
+        assert not kind.mode.switch_to_postcopy, "post-copy is not faulted"
+    assert [k.name for k in FAULTS if k.stays_on_source] == ["libvirtd-killed", "no-convergence"]
+    assert NO_CONVERGENCE.hold_s is None and NO_CONVERGENCE.deadline_s is not None
+
+
+def test_the_cut_drops_the_sources_addresses_on_the_migration_ports_and_ssh() -> None:
+    rules = block_rules(["198.18.0.11", "10.0.0.1"])
+    assert [r[r.index("--dport") + 1] for r in rules] == ["49152:49215", "22"]
+    for rule in rules:
+        assert rule[0] == "INPUT" and rule[-2:] == ["-j", "DROP"]
+        assert rule[rule.index("-s") + 1] == "198.18.0.11,10.0.0.1"
+    with pytest.raises(FaultError):
+        block_rules([])
+
+
+def test_only_global_ipv4_addresses_are_the_sources() -> None:
+    assert ipv4_addresses("198.18.0.11 127.0.0.1 fe80::1 2001:db8::1 10.1.2.3 \n") == ["198.18.0.11", "10.1.2.3"]
+
+
+def test_a_daemons_pid_comes_from_its_pid_file_and_must_be_that_daemon() -> None:
+    host = ReplayHost("h2", {"cat /run/libvirtd.pid": (0, "4242\n", ""), "cat /proc/4242/comm": (0, "libvirtd\n", "")})
+    assert daemon_pid(host, "/run/libvirtd.pid", "libvirtd") == "4242"
+    host.recorded["cat /proc/4242/comm"] = (0, "bash\n", "")
+    with pytest.raises(FaultError, match="'bash', not libvirtd"):
+        daemon_pid(host, "/run/libvirtd.pid", "libvirtd")
+    host.recorded["cat /run/libvirtd.pid"] = (1, "", "cat: /run/libvirtd.pid: No such file or directory")
+    with pytest.raises(FaultError, match="holds no pid"):
+        daemon_pid(host, "/run/libvirtd.pid", "libvirtd")
+
+
+def _firewall_host() -> tuple[ReplayHost, set[str]]:
+    """h2 with an iptables whose rules are a set: -I adds, -C checks, -D removes."""
+    rules: set[str] = set()
+    host = ReplayHost("h2", {"iptables -S INPUT": (0, "-P INPUT ACCEPT\n", "")})
+    for rule in block_rules(["198.18.0.11"]):
+        key = " ".join(rule)
+        host.recorded[" ".join(["iptables", "-I", *rule])] = lambda key=key: (rules.add(key), (0, "", ""))[1]
+        host.recorded[" ".join(["iptables", "-C", *rule])] = lambda key=key: (0 if key in rules else 1, "", "")
+        host.recorded[" ".join(["iptables", "-D", *rule])] = lambda key=key: (rules.discard(key), (0, "", ""))[1]
+    return host, rules
+
+
+def test_the_network_cut_is_journalled_before_its_rules_go_in_and_lifting_removes_both() -> None:
+    dst, rules = _firewall_host()
+    src = ReplayHost("h1", {"hostname -I": (0, "198.18.0.11 \n", "")})
+    journal = Journal()
+    rules_when_journalled: list[int] = []
+    record = journal.record
+    journal.record = lambda kind, **data: (rules_when_journalled.append(len(rules)), record(kind, **data))[1]  # type: ignore[method-assign]
+    cut = NetworkCut(dst, src, journal)
+    assert cut.blocker() is None
+    assert "from 198.18.0.11" in cut.inject()
+    assert len(rules) == 2 and [k for k, _ in journal.written] == ["firewall"]
+    assert rules_when_journalled == [0], "the entry must be written before any rule goes in"
+    assert journal.written[0][1]["rules"] == block_rules(["198.18.0.11"])
+    cut.lift()
+    assert rules == set() and journal.open == {}
+    assert cut.lift() == "no rule was inserted"  # idempotent
+
+
+def test_without_iptables_the_cut_cannot_run_and_says_why() -> None:
+    cut = NetworkCut(ReplayHost("h2"), ReplayHost("h1"), Journal())
+    assert "iptables is not usable" in (cut.blocker() or "")
+
+
+def test_libvirtd_is_killed_by_its_pid_and_restarted_by_the_sites_way() -> None:
+    alive = {"4242"}
+    restarted: list[str] = []
+    dst = ReplayHost("h2", {
+        "cat /run/libvirtd.pid": (0, "4242\n", ""),
+        "cat /proc/4242/comm": (0, "libvirtd\n", ""),
+        "kill -KILL 4242": lambda: (alive.discard("4242"), (0, "", ""))[1],
+        "test -e /proc/4242": lambda: (0 if "4242" in alive else 1, "", ""),
+        "virsh -c qemu:///system uri": lambda: (0 if restarted else 1, "qemu:///system\n", ""),
+    })
+    kill = LibvirtdKill(dst, lambda host: restarted.append(host.name))
+    assert kill.blocker() is None
+    assert "pid 4242" in kill.inject() and not alive
+    assert "restarted" in kill.lift() and restarted == ["h2"]
+    assert kill.lift() == "libvirtd was not killed"
+
+
+def test_ganesha_is_stopped_journalled_and_always_resumed() -> None:
+    signals: list[str] = []
+    server = ReplayHost("nfs", {
+        "cat /run/ganesha/ganesha.pid": (0, "77\n", ""),
+        "cat /proc/77/comm": (0, "ganesha.nfsd\n", ""),
+        "kill -STOP 77": lambda: (signals.append("STOP"), (0, "", ""))[1],
+        "kill -CONT 77": lambda: (signals.append("CONT"), (0, "", ""))[1],
+    })
+    journal = Journal()
+    stall = NfsStall(server, journal)
+    assert stall.blocker() is None
+    stall.inject()
+    assert journal.written == [("stopped-process", {"pid": "77", "comm": "ganesha.nfsd"})]
+    stall.lift()
+    assert signals == ["STOP", "CONT"] and journal.open == {}
+
+
+def test_an_nfs_stall_needs_a_ganesha_server_of_the_run() -> None:
+    assert "no NFS server" in (NfsStall(None, None).blocker() or "")
+    kernel = ReplayHost("nfs", {"cat /run/ganesha/ganesha.pid": (1, "", "No such file or directory")})
+    assert "kernel NFS server" in (NfsStall(kernel, Journal()).blocker() or "")
+
+
+def test_no_convergence_raises_the_dirty_rate_and_puts_it_back() -> None:
+    said: list[str] = []
+
+    def agent(text: str) -> str:
+        said.append(text)
+        return f"ok {text}"
+
+    fault = DirtyFaster(agent, 8)
+    fault.inject()
+    fault.lift()
+    assert said == ["dirty 48", "dirty 8"]
+
+
+def test_bind_gives_each_kind_its_fault() -> None:
+    hosts = FaultHosts(ReplayHost("h1"), ReplayHost("h2"), None, Journal(), None, lambda host: None,
+                       lambda text: "ok", 8)
+    assert [type(bind(k, hosts)).__name__ for k in (NETWORK_CUT, LIBVIRTD_KILLED, NFS_STALLED, NO_CONVERGENCE)] == \
+        ["NetworkCut", "LibvirtdKill", "NfsStall", "DirtyFaster"]
