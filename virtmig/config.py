@@ -46,6 +46,8 @@ class RunConfig:
     --guest-ips; the lab's own without --src/--dst).  guest_shape: what the
     guest is asked to be (--virt-type, --guest-cpu, --guest-memory,
     --guest-vcpus), resolved against the hosts by virtmig.guest.platform.
+    allow_faults: --allow-faults, the operator's consent to the fault suite
+    changing a site's hosts mid-migration (the lab needs none).
     """
 
     src: str
@@ -61,6 +63,7 @@ class RunConfig:
     dirty_rate_mib_s: int = 0
     migration_timeout_s: float | None = None
     wait_for_pair_s: int = 0
+    allow_faults: bool = False
 
 
 @dataclass(frozen=True)
@@ -301,6 +304,7 @@ def build_run_config(
     dirty_rate_mib_s: int = 0,
     migration_timeout_s: float | None = None,
     wait_for_pair_s: int = 0,
+    allow_faults: bool = False,
 ) -> RunConfig:
     """Check the options together and return the RunConfig, or raise ConfigError.
 
@@ -322,7 +326,7 @@ def build_run_config(
         return RunConfig(src=lab.src, dst=lab.dst, nfs_server=lab.nfs_server, export=lab.export,
                          mount_point=mount, ssh_config=lab.ssh_config, lab=True, guest=guest,
                          guest_shape=asked.over(lab.guest_shape), round_trips=trips, dirty_rate_mib_s=dirty,
-                         migration_timeout_s=deadline, wait_for_pair_s=wait)
+                         migration_timeout_s=deadline, wait_for_pair_s=wait, allow_faults=allow_faults)
     if src is None or dst is None:
         missing = "--src" if src is None else "--dst"
         raise ConfigError(f"{missing} is missing: give both --src and --dst, or neither to use the embedded lab")
@@ -366,7 +370,7 @@ def build_run_config(
                      guest=GuestSite(guest_network, guest_addresses),
                      guest_shape=asked.over(GuestShape()),
                      round_trips=trips, dirty_rate_mib_s=dirty, migration_timeout_s=deadline,
-                     wait_for_pair_s=wait)
+                     wait_for_pair_s=wait, allow_faults=allow_faults)
 
 
 def _addresses_of(hostname: str) -> set[ipaddress.IPv4Address]:
