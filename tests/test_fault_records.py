@@ -13,6 +13,7 @@ import libvirt
 import pytest
 
 from tests.replay import ReplayHost
+from tests.test_faults import Firewall
 from virtmig.cleanup import undo
 from virtmig.journal import Entry
 from virtmig.migration.faults import LIBVIRTD_KILLED, NETWORK_CUT, NO_CONVERGENCE, FaultKind, block_rules
@@ -153,12 +154,9 @@ def test_the_verdict_lists_fault_tolerance_as_a_row() -> None:
 
 
 def test_cleanup_removes_a_dead_runs_firewall_rules_and_resumes_its_stopped_daemon() -> None:
-    rules = {" ".join(r) for r in block_rules(["198.18.0.11"])}
     host = ReplayHost("h2", {"cat /proc/77/comm": (0, "ganesha.nfsd\n", ""), "kill -CONT 77": (0, "", "")})
-    for rule in block_rules(["198.18.0.11"]):
-        key = " ".join(rule)
-        host.recorded[f"iptables -C {key}"] = lambda key=key: (0 if key in rules else 1, "", "")
-        host.recorded[f"iptables -D {key}"] = lambda key=key: (rules.discard(key), (0, "", ""))[1]
+    rules = Firewall(host, block_rules(["198.18.0.11"])).rules
+    rules.update(" ".join(r) for r in block_rules(["198.18.0.11"]))  # left by a killed run
     firewall = Entry("h2", "dead", "1-firewall.json", "firewall", {"rules": block_rules(["198.18.0.11"])})
     assert undo(host, firewall) == "2 iptables rule(s) of the run removed" and rules == set()
     assert undo(host, firewall) == "no iptables rule of the run left"

@@ -7,11 +7,12 @@ fault that forgets to undo, or undoes the wrong thing, fails here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.replay import ReplayHost
+from tests.replay import Recorded, ReplayHost
 from virtmig.migration.faults import (
     FAULTS,
     LIBVIRTD_KILLED,
@@ -82,25 +83,42 @@ def test_a_daemons_pid_comes_from_its_pid_file_and_must_be_that_daemon() -> None
         daemon_pid(host, "/run/libvirtd.pid", "libvirtd")
 
 
-def _firewall_host() -> tuple[ReplayHost, set[str]]:
-    """h2 with an iptables whose rules are a set: -I adds, -C checks, -D removes."""
-    rules: set[str] = set()
-    host = ReplayHost("h2", {"iptables -S INPUT": (0, "-P INPUT ACCEPT\n", "")})
-    for rule in block_rules(["198.18.0.11"]):
-        key = " ".join(rule)
-        host.recorded[" ".join(["iptables", "-I", *rule])] = lambda key=key: (rules.add(key), (0, "", ""))[1]
-        host.recorded[" ".join(["iptables", "-C", *rule])] = lambda key=key: (0 if key in rules else 1, "", "")
-        host.recorded[" ".join(["iptables", "-D", *rule])] = lambda key=key: (rules.discard(key), (0, "", ""))[1]
-    return host, rules
+def doing(action: Callable[[], object]) -> Callable[[], Recorded]:
+    """A recorded answer that changes the host's state when the command runs (rc 0)."""
+    def answer() -> Recorded:
+        action()
+        return (0, "", "")
+    return answer
+
+
+class Firewall:
+    """iptables on a ReplayHost, for the given rules: -I adds one, -C finds it, -D removes it."""
+
+    def __init__(self, host: ReplayHost, rules: list[list[str]]) -> None:
+        self.rules: set[str] = set()
+        host.recorded["iptables -S INPUT"] = (0, "-P INPUT ACCEPT\n", "")
+        for rule in rules:
+            key = " ".join(rule)
+            host.recorded[f"iptables -I {key}"] = doing(lambda key=key: self.rules.add(key))  # type: ignore[misc]
+            host.recorded[f"iptables -D {key}"] = doing(lambda key=key: self.rules.discard(key))  # type: ignore[misc]
+            host.recorded[f"iptables -C {key}"] = self._check(key)
+
+    def _check(self, key: str) -> Callable[[], Recorded]:
+        return lambda: (0 if key in self.rules else 1, "", "")
 
 
 def test_the_network_cut_is_journalled_before_its_rules_go_in_and_lifting_removes_both() -> None:
-    dst, rules = _firewall_host()
+    dst = ReplayHost("h2")
+    rules = Firewall(dst, block_rules(["198.18.0.11"])).rules
     src = ReplayHost("h1", {"hostname -I": (0, "198.18.0.11 \n", "")})
     journal = Journal()
     rules_when_journalled: list[int] = []
     record = journal.record
-    journal.record = lambda kind, **data: (rules_when_journalled.append(len(rules)), record(kind, **data))[1]  # type: ignore[method-assign]
+
+    def record_seeing_rules(kind: str, **data: Any) -> str:
+        rules_when_journalled.append(len(rules))
+        return record(kind, **data)
+    journal.record = record_seeing_rules  # type: ignore[method-assign]
     cut = NetworkCut(dst, src, journal)
     assert cut.blocker() is None
     assert "from 198.18.0.11" in cut.inject()
@@ -123,7 +141,7 @@ def test_libvirtd_is_killed_by_its_pid_and_restarted_by_the_sites_way() -> None:
     dst = ReplayHost("h2", {
         "cat /run/libvirtd.pid": (0, "4242\n", ""),
         "cat /proc/4242/comm": (0, "libvirtd\n", ""),
-        "kill -KILL 4242": lambda: (alive.discard("4242"), (0, "", ""))[1],
+        "kill -KILL 4242": doing(lambda: alive.discard("4242")),
         "test -e /proc/4242": lambda: (0 if "4242" in alive else 1, "", ""),
         "virsh -c qemu:///system uri": lambda: (0 if restarted else 1, "qemu:///system\n", ""),
     })
@@ -139,8 +157,8 @@ def test_ganesha_is_stopped_journalled_and_always_resumed() -> None:
     server = ReplayHost("nfs", {
         "cat /run/ganesha/ganesha.pid": (0, "77\n", ""),
         "cat /proc/77/comm": (0, "ganesha.nfsd\n", ""),
-        "kill -STOP 77": lambda: (signals.append("STOP"), (0, "", ""))[1],
-        "kill -CONT 77": lambda: (signals.append("CONT"), (0, "", ""))[1],
+        "kill -STOP 77": doing(lambda: signals.append("STOP")),
+        "kill -CONT 77": doing(lambda: signals.append("CONT")),
     })
     journal = Journal()
     stall = NfsStall(server, journal)
