@@ -7,14 +7,20 @@ fault that forgets to undo, or undoes the wrong thing, fails here.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.replay import Recorded, ReplayHost
+from tests.replay import Recorded, ReplayHost, script_key
+from virtmig.localhost import LocalHost
+from virtmig.migration.deadline import DeadlinePolicy
 from virtmig.migration.faults import (
     FAULTS,
+    GONE_SCRIPT,
     LIBVIRTD_KILLED,
     NETWORK_CUT,
     NFS_STALLED,
@@ -29,7 +35,9 @@ from virtmig.migration.faults import (
     block_rules,
     daemon_pid,
     ipv4_addresses,
+    process_gone,
 )
+from virtmig.waiters import wait_for
 
 
 class Journal:
@@ -142,7 +150,7 @@ def test_libvirtd_is_killed_by_its_pid_and_restarted_by_the_sites_way() -> None:
         "cat /run/libvirtd.pid": (0, "4242\n", ""),
         "cat /proc/4242/comm": (0, "libvirtd\n", ""),
         "kill -KILL 4242": doing(lambda: alive.discard("4242")),
-        "test -e /proc/4242": lambda: (0 if "4242" in alive else 1, "", ""),
+        script_key(GONE_SCRIPT, ["4242"]): lambda: (1 if "4242" in alive else 0, "", ""),
         "virsh -c qemu:///system uri": lambda: (0 if restarted else 1, "qemu:///system\n", ""),
     })
     kill = LibvirtdKill(dst, lambda host: restarted.append(host.name))
@@ -193,3 +201,22 @@ def test_bind_gives_each_kind_its_fault() -> None:
                        lambda text: "ok", 8)
     assert [type(bind(k, hosts)).__name__ for k in (NETWORK_CUT, LIBVIRTD_KILLED, NFS_STALLED, NO_CONVERGENCE)] == \
         ["NetworkCut", "LibvirtdKill", "NfsStall", "DirtyFaster"]
+
+
+def test_a_killed_daemon_left_unreaped_counts_as_gone() -> None:
+    """On the lab libvirtd's parent may never reap it: its zombie must not look alive."""
+    child = subprocess.Popen(["true"])
+    try:
+        wait_for(lambda: Path(f"/proc/{child.pid}/stat").read_text().rpartition(") ")[2].startswith("Z") or None,
+                 target="the child", state="a zombie", timeout=10, interval=0.01)
+        assert process_gone(LocalHost(), str(child.pid))
+    finally:
+        child.wait()
+    assert process_gone(LocalHost(), str(child.pid))
+    assert not process_gone(LocalHost(), str(os.getpid()))
+
+
+def test_a_deadline_fixed_by_a_case_says_so() -> None:
+    policy = DeadlinePolicy(fixed_s=20, fixed_by="the no-convergence case's own deadline")
+    assert policy.explain(128 * 2**20, None) == "deadline 20 s (the no-convergence case's own deadline)"
+    assert DeadlinePolicy(fixed_s=2).explain(128 * 2**20, None) == "deadline 2 s (--migration-timeout)"

@@ -184,6 +184,20 @@ def daemon_pid(host: Host, pidfile: str, comm: str) -> str:
     return pid
 
 
+#: Exit 0 when pid "$1" is gone or a zombie (dead, not yet reaped by its parent: on the
+#: lab a daemon's parent may be a process that never waits for it).
+GONE_SCRIPT = r'''
+stat=$(cat "/proc/$1/stat" 2>/dev/null) || exit 0
+case "${stat##*) }" in Z*) exit 0;; esac
+exit 1
+'''
+
+
+def process_gone(host: Host, pid: str) -> bool:
+    """Whether process *pid* on *host* has ended (a zombie has)."""
+    return host.run_script(GONE_SCRIPT, args=[pid], check=False, timeout=STEP_TIMEOUT_S).ok
+
+
 # -- the faults ----------------------------------------------------------------
 
 @dataclass
@@ -262,9 +276,8 @@ class LibvirtdKill:
         pid = daemon_pid(self.dst, LIBVIRTD_PIDFILE, "libvirtd")
         self._killed = pid
         self.dst.run("kill", "-KILL", pid, timeout=STEP_TIMEOUT_S)
-        wait_for(lambda: not self.dst.run("test", "-e", f"/proc/{pid}", check=False, timeout=STEP_TIMEOUT_S).ok
-                 or None, target=f"libvirtd (pid {pid}) on {self.dst.name}", state="gone after SIGKILL",
-                 timeout=STEP_TIMEOUT_S)
+        wait_for(lambda: process_gone(self.dst, pid) or None, target=f"libvirtd (pid {pid}) on {self.dst.name}",
+                 state="gone after SIGKILL", timeout=STEP_TIMEOUT_S)
         return f"{self.dst.name}: libvirtd (pid {pid}) killed"
 
     def lift(self) -> str:
