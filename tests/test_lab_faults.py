@@ -6,6 +6,8 @@ through safe, on the source where the fault makes libvirt give up (the
 killed libvirtd, the deadline).  Afterwards no rule of ours is left in the
 hosts' firewalls, ganesha runs (not stopped), h2's libvirtd answers, and
 the lab still counts as up (the restarted libvirtd is the one it knows).
+The lab is raised for the test (`fresh_lab`) so that it is still up for
+those checks after the inner run, which takes the lab's lock itself.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def _ssh(node: str, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ssh", "-F", str(SSH_CONFIG), node, *argv], capture_output=True, text=True, timeout=30)
 
 
-def test_the_guest_comes_through_each_fault_and_the_hosts_are_left_as_found(tmp_path: Path) -> None:
+def test_the_guest_comes_through_each_fault_and_the_hosts_are_left_as_found(fresh_lab: None, tmp_path: Path) -> None:
     proc, html = run_suite(tmp_path, "suites/faults")
     hops = migrations(html)
     if proc.returncode != 0 and (bug := known_tcg_bug(hops)):
