@@ -27,7 +27,8 @@ On a site's hosts (--src/--dst) the cases change production machines, so
 they run only with --allow-faults; on the lab they always run.  A case
 whose fault cannot be made on these hosts (no iptables, a kernel NFS
 server, no NFS server of the run) skips with the reason before its guest
-starts.
+starts.  Under pytest-xdist (-n) they skip too: a fault breaks the whole
+pair, and with it the migrations the other workers run at the same time.
 """
 
 from __future__ import annotations
@@ -64,11 +65,14 @@ ANSWER_TIMEOUT_S = 30.0
 
 @pytest.fixture
 def fault(kind: FaultKind, run_config: RunConfig, src_host: SshHost, dst_host: SshHost, run_journals: RunJournals,
-          libvirtd_restarter: Restarter, guest_identity: GuestIdentity) -> Fault:
+          libvirtd_restarter: Restarter, guest_identity: GuestIdentity, worker_id: str) -> Fault:
     """The fault of this case on the pair; skips (before any guest starts) when it may not or cannot run here."""
     if not run_config.lab and not run_config.allow_faults:
         pytest.skip("faults change a site's hosts mid-migration (a firewall rule, libvirtd killed, the NFS "
                     "daemon stopped): give --allow-faults to run them")
+    if worker_id != "master":
+        pytest.skip("a fault breaks the whole pair, and with it the other workers' migrations: "
+                    "faults run only in a session without -n")
     server = run_journals.server
     me = guest_identity
     bound = bind(kind, FaultHosts(
