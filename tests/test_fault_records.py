@@ -164,3 +164,22 @@ def test_cleanup_removes_a_dead_runs_firewall_rules_and_resumes_its_stopped_daem
     assert "resumed" in undo(host, stopped) and "kill -CONT 77" in host.calls
     host.recorded["cat /proc/77/comm"] = (0, "bash\n", "")
     assert undo(host, stopped) == "pid 77 is no longer ganesha.nfsd: nothing to resume"
+
+
+class Refused(Recorded):
+    """A fault whose making fails half-way (the journal entry written, the rule refused)."""
+
+    def inject(self) -> str:
+        self.done.append("inject")
+        raise RuntimeError("iptables: Permission denied")
+
+
+def test_a_fault_that_fails_half_made_is_still_lifted_and_its_error_kept() -> None:
+    fault = Refused(NETWORK_CUT)
+    with FaultWindow(fault) as window:
+        window.on_progress(running(1500))
+        wait_for(lambda: window.error, target="the fault", state="refused", timeout=5)
+        window.migration_returned()
+    assert fault.done == ["inject", "lift"]
+    assert window.injected_at_s is None and window.error == "RuntimeError: iptables: Permission denied"
+    assert "the migration ended before the network-cut fault could be injected" in judge(injected=False)

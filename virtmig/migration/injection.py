@@ -40,7 +40,8 @@ SETTLE_TIMEOUT_S = 90.0
 class FaultRecord:
     """The fault of one migration, for its record (JSON types only).
 
-    injected_at_s / lifted_at_s: seconds into the migration job (None: never).
+    injected_at_s / lifted_at_s: seconds into the migration job when the fault was in
+        place (its commands done) and gone again (None: never).
     recovered_at_s: when the guest was found safe again (answering on one
         host, the other host clean, no job left), seconds into the job.
     recovery_s: from the fault's end (lifted) to recovered.
@@ -168,6 +169,7 @@ class FaultWindow:
     recovered_at_s: float | None = None
     error: str | None = None
     _job_start: float | None = None
+    _attempted: bool = False
     _latest: tuple[float, JobProgress] | None = None
     _ended: threading.Event = field(default_factory=threading.Event)
     _abandon: threading.Event = field(default_factory=threading.Event)
@@ -203,8 +205,9 @@ class FaultWindow:
             with self._lock:
                 if self._ended.is_set():
                     return
-                self.injected_at_s = self._since_job_start()
+                self._attempted = True  # from here on the fault may be (half) made: lifting is due
                 self.steps.append(self.fault.inject())
+                self.injected_at_s = self._since_job_start()  # in place now
             hold = self.fault.kind.hold_s
             if hold is not None:  # held its whole time, even when the migration gave up early
                 self._abandon.wait(hold)
@@ -216,9 +219,9 @@ class FaultWindow:
 
     def _lift(self) -> None:
         with self._lock:
-            if self.injected_at_s is not None and self.lifted_at_s is None:
+            if self._attempted and self.lifted_at_s is None:
                 self.steps.append(self.fault.lift())
-                self.lifted_at_s = self._since_job_start()
+                self.lifted_at_s = self._since_job_start()  # gone now
 
     def __enter__(self) -> FaultWindow:
         self._thread = threading.Thread(target=self._run, name="virtmig-fault", daemon=True)
@@ -239,7 +242,7 @@ class FaultWindow:
         self._abandon.set()
         if self._thread is not None:
             self._thread.join(timeout=(self.fault.kind.hold_s or 0) + 60)
-        self._lift()  # also a half-made fault: injected_at_s is set before inject() is tried
+        self._lift()  # also a half-made fault (inject() raised)
 
     def recovered(self) -> None:
         """The guest was found safe again: note when."""
