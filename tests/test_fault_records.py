@@ -15,11 +15,21 @@ import pytest
 from tests.replay import ReplayHost
 from tests.test_faults import Firewall
 from virtmig.cleanup import undo
+from virtmig.guest.probe import summarize
 from virtmig.journal import Entry
+from virtmig.migration import criteria
 from virtmig.migration.faults import LIBVIRTD_KILLED, NETWORK_CUT, NO_CONVERGENCE, FaultKind, block_rules
-from virtmig.migration.injection import FaultRecord, FaultWindow, fault_problems, migration_end
+from virtmig.migration.injection import (
+    FaultRecord,
+    FaultWindow,
+    fault_problems,
+    faulted_move_problems,
+    migration_end,
+)
 from virtmig.migration.jobstats import JobProgress
+from virtmig.migration.measure import MeasuredMigration
 from virtmig.migration.records import MigrationRecord
+from virtmig.migration.runner import MigrationOutcome
 from virtmig.report.results_json import read_run, write_run
 from virtmig.report.verdict import FaultOutcome, Verdict, render_html
 from virtmig.waiters import wait_for
@@ -183,3 +193,23 @@ def test_a_fault_that_fails_half_made_is_still_lifted_and_its_error_kept() -> No
     assert fault.done == ["inject", "lift"]
     assert window.injected_at_s is None and window.error == "RuntimeError: iptables: Permission denied"
     assert "the migration ended before the network-cut fault could be injected" in judge(injected=False)
+
+
+def measured(error: str | None, problems: list[str]) -> MeasuredMigration:
+    samples = [(i * 5_000_000, i * 5_000_000 + 100_000) for i in range(100)]
+    probe = summarize(samples, interval_s=0.005)
+    outcome = MigrationOutcome(NETWORK_CUT.mode, 9.0, None, [], error)
+    record = MigrationRecord("t#hop1", "live", "m", "h1", "h2", "g", "t", 9.0, not problems, "nfs-mount",
+                             integrity=SAFE)
+    return MeasuredMigration(outcome, probe, record, problems, criteria.compare_downtime(None, None))
+
+
+def test_a_completed_faulted_move_is_also_judged_as_a_live_hop_and_its_silence_said_once() -> None:
+    silent = "the guest never answered the probe after the migration: the gap is truncated"
+    assert faulted_move_problems(NETWORK_CUT, measured(None, [silent]), injected=True, src_state="absent",
+                                 dst_state="running", answers=False) == [silent]
+    assert faulted_move_problems(NETWORK_CUT, measured(None, []), injected=True, src_state="absent",
+                                 dst_state="running", answers=False) == ["the guest does not answer after the fault"]
+    # a failed move's guest is judged where it stayed; the live hop's checks do not apply to it
+    assert faulted_move_problems(LIBVIRTD_KILLED, measured("client socket is closed", [silent]), injected=True,
+                                 src_state="running", dst_state="absent", answers=True) == []

@@ -47,11 +47,10 @@ from virtmig.guest.domains import open_connection
 from virtmig.guest.integrity import lab_agent
 from virtmig.guest.libvirt_events import reopen_if_dead
 from virtmig.guest.waits import wait_for_agent
-from virtmig.migration import criteria
 from virtmig.migration.clocks import HostClock
 from virtmig.migration.deadline import DeadlinePolicy
 from virtmig.migration.faults import FAULTS, Fault, FaultHosts, FaultKind, Restarter, bind
-from virtmig.migration.injection import FaultWindow, fault_problems, migration_end, wait_settled
+from virtmig.migration.injection import FaultWindow, faulted_move_problems, migration_end, wait_settled
 from virtmig.migration.measure import GuestAccess, Leg, measured_live_migration
 from virtmig.migration.runner import ProgressCallback
 from virtmig.sshhost import SshHost
@@ -127,19 +126,13 @@ def test_the_guest_survives_a_fault_mid_migration(
     guest_on = {("running", "absent"): src_host.name, ("absent", "running"): dst_host.name}.get(
         (src_state, dst_state), "")
     record = window.record(migration=ended, guest_on=guest_on, unreachable_ms=measured.probe.longest_gap_ms)
-    # A completed move is judged as the live suite judges it too (statistics, the probe); its
-    # silent guest is said once, by the probe's problem, as the known QEMU bug's diagnosis expects.
-    judged_as_move = measured.problems if ended == "completed" else []
-    silent = set(criteria.probe_problems(measured.probe, answered_after=False)) & set(judged_as_move)
-    problems = judged_as_move + [p for p in fault_problems(
-        kind, injected=window.injected_at_s is not None, migration=ended, src_state=src_state,
-        dst_state=dst_state, integrity=measured.record.integrity, answers=answers or bool(silent),
-    ) if p not in judged_as_move]
+    problems = faulted_move_problems(kind, measured, injected=window.injected_at_s is not None,
+                                     src_state=src_state, dst_state=dst_state, answers=answers)
     notes = [f"fault: {record.describe()}", *(f"fault step: {s}" for s in record.steps)]
     if problems:  # what the guest and the bridges say, while it is still there to see
-        running_on = dst_host if ended == "completed" else src_host
+        running_on, conn = (dst_host, leg.dst) if ended == "completed" else (src_host, leg.src)
         evidence = silent_guest_evidence((src_host, dst_host), running_on, test_domain.name, test_domain.mac)
-        crash = crash_diagnosis(evidence, running_on.name, test_domain.virt_type, leg.dst.getVersion())
+        crash = crash_diagnosis(evidence, running_on.name, test_domain.virt_type, conn.getVersion())
         if crash:
             problems.insert(0, crash)
         notes += [f"evidence: {line}" for line in evidence]

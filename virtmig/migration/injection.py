@@ -24,8 +24,10 @@ from typing import Any
 import libvirt
 
 from virtmig.guest import domains
+from virtmig.migration import criteria
 from virtmig.migration.faults import Fault, FaultKind
 from virtmig.migration.jobstats import JobProgress
+from virtmig.migration.measure import MeasuredMigration
 from virtmig.migration.runner import ProgressCallback
 from virtmig.waiters import WaitTimeout, wait_for
 
@@ -150,6 +152,22 @@ def fault_problems(kind: FaultKind, *, injected: bool, migration: str, src_state
         found += [f"{area} pattern not intact after the move: {reply}" for area, reply in sorted(integrity.items())
                   if reply != "ok"]
     return found
+
+
+def faulted_move_problems(kind: FaultKind, measured: MeasuredMigration, *, injected: bool, src_state: str,
+                          dst_state: str, answers: bool) -> list[str]:
+    """Everything wrong with a faulted migration: `fault_problems`, and for a completed move the live suite's own.
+
+    A completed move is judged as the live suite judges it too (statistics,
+    the probe); its silent guest is then said once, by the probe's problem,
+    as the known QEMU 7.2 TCG crash's diagnosis (tests/inner_run.py) expects.
+    """
+    ended = migration_end(measured.outcome.error, measured.outcome.aborted_after_s)
+    as_move = measured.problems if ended == "completed" else []
+    silent = set(criteria.probe_problems(measured.probe, answered_after=False)) & set(as_move)
+    return as_move + [p for p in fault_problems(
+        kind, injected=injected, migration=ended, src_state=src_state, dst_state=dst_state,
+        integrity=measured.record.integrity, answers=answers or bool(silent)) if p not in as_move]
 
 
 @dataclass
