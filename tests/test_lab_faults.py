@@ -13,14 +13,17 @@ those checks after the inner run, which takes the lab's lock itself.
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.inner_run import known_tcg_bug, migrations, output_tail, run_suite
+from virtmig.journal import Journal, Owner, runs_on
 from virtmig.lab import lifecycle
 from virtmig.lab.topology import SSH_CONFIG
-from virtmig.migration.faults import FAULTS, GANESHA_PIDFILE, RULE_COMMENT
+from virtmig.migration.faults import FAULTS, GANESHA_PIDFILE, RULE_COMMENT, NetworkCut, NfsStall
+from virtmig.sshhost import SshHost
 
 pytestmark = pytest.mark.lab
 
@@ -63,3 +66,31 @@ def test_the_guest_comes_through_each_fault_and_the_hosts_are_left_as_found(fres
     assert pid.isdigit() and "stopped" not in state and state, (pid, state)
     assert _ssh("h2", "virsh", "-c", "qemu:///system", "uri").returncode == 0
     assert lifecycle.is_up(), lifecycle.status()
+
+
+def test_a_killed_runs_firewall_rules_and_stopped_ganesha_are_undone_by_the_next_cleanup(lab_up: None) -> None:
+    """What a run SIGKILLed mid-fault leaves (journal entries, DROP rules on h2, ganesha stopped) the cleanup undoes."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    me = Owner.current("killed-mid-fault")
+    dead = Owner(me.run_id, me.machine, me.boot_id, child.pid, me.start_ticks, me.started_at)
+    with SshHost("h1", SSH_CONFIG) as h1, SshHost("h2", SSH_CONFIG) as h2, SshHost("nfs", SSH_CONFIG) as nfs:
+        cut = NetworkCut(h2, h1, Journal(h2, dead).open())
+        stall = NfsStall(nfs, Journal(nfs, dead).open())
+        try:
+            cut.inject()
+            stall.inject()  # the run is killed here: no lift, no teardown
+            assert RULE_COMMENT in _ssh("h2", "iptables", "-S").stdout
+            proc = subprocess.run(
+                [sys.executable, "-m", "virtmig", "cleanup", "--src", "h1", "--dst", "h2", "--nfs-server", "nfs",
+                 "--ssh-config", str(SSH_CONFIG)], capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert "h2: 2 iptables rule(s) of the run removed" in proc.stdout, proc.stdout
+            assert "nfs: ganesha.nfsd (pid" in proc.stdout and "resumed (SIGCONT)" in proc.stdout, proc.stdout
+            assert RULE_COMMENT not in _ssh("h2", "iptables", "-S").stdout
+            pid = _ssh("nfs", "cat", GANESHA_PIDFILE).stdout.strip()
+            assert "stopped" not in _ssh("nfs", "grep", "^State:", f"/proc/{pid}/status").stdout
+            assert runs_on(h2) == {} and runs_on(nfs) == {}
+        finally:  # whatever failed above, the lab is left as found
+            cut.lift()
+            stall.lift()
