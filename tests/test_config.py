@@ -65,6 +65,12 @@ def test_real_hosts_from_ssh_config(ssh_cfg: Path) -> None:
                            guest_shape=GuestShape())
 
 
+def test_allow_faults_is_carried_for_a_site_and_for_the_lab_alike(ssh_cfg: Path) -> None:
+    assert build(ssh_cfg).allow_faults is False
+    assert build(ssh_cfg, allow_faults=True).allow_faults is True
+    assert build_run_config(None, None, None, None, "/mnt/nfs", None, LAB, allow_faults=True).allow_faults is True
+
+
 def test_resolvable_name_and_proxied_name_are_accepted(ssh_cfg: Path) -> None:
     assert build(ssh_cfg, src="localhost", dst="x.behind-bastion").dst == "x.behind-bastion"
 

@@ -27,6 +27,7 @@ from virtmig.host import LineChannel
 from virtmig.localhost import LocalHost
 from virtmig.migration import clocks, modes
 from virtmig.migration.jobstats import JobProgress
+from virtmig.migration.measure import GuestAccess, Measurement
 from virtmig.migration.records import MigrationRecord
 from virtmig.migration.runner import postcopy_blocker, progress_line
 from virtmig.report import tables
@@ -250,3 +251,25 @@ def test_postcopy_blocker() -> None:
     assert postcopy_blocker(files.__getitem__) is None
     files.update({"/proc/sys/vm/unprivileged_userfaultfd": "0", "/etc/libvirt/qemu.conf": 'user = "root"\n'})
     assert postcopy_blocker(files.__getitem__) is None
+
+
+def test_after_a_failed_move_only_a_guest_that_answers_is_asked_to_verify(echo_server: EchoAgent) -> None:
+    """finish(verify=None): a failed migration's guest is verified where it answers, not waited on when it is gone."""
+    asked: list[str] = []
+
+    def agent(text: str) -> str:
+        asked.append(text)
+        verb, seed = text.split()
+        return f"ok {verb} {seed}" + (" 0123abcd" if verb.endswith("-write") else "")
+
+    access = GuestAccess("127.0.0.1", echo_server.port, answer_timeout_s=0.3)
+    for silent in (False, True):
+        asked.clear()
+        with Measurement(access, "seed1", ("ram", "disk"), agent=agent) as meas:
+            if silent:
+                echo_server.paused.set()
+            meas.finish(verify=None)
+        echo_server.paused.clear()
+        verified = [a for a in asked if "-verify" in a]
+        assert meas.answered_after is not silent
+        assert verified == ([] if silent else ["ram-verify seed1", "disk-verify seed1"]), asked

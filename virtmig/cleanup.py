@@ -19,6 +19,10 @@ How each kind of change is undone:
   harness found it absent and just before it created it.
 * `domain`: destroyed and undefined if it carries the run's tag in its
   libvirt metadata; a domain of that name without the tag is not the run's.
+* `firewall` (the fault suite's network cut): each journalled iptables rule
+  deleted for as long as `iptables -C` finds it.
+* `stopped-process` (the fault suite's NFS stall): SIGCONT to the pid, if
+  /proc/PID/comm still names the process that was stopped.
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ def undo(host: Host, entry: Entry) -> str:
         return f"removed {data['path']}"
     if entry.kind == "domain":
         return _undo_domain(host, data["name"], entry.run_id)
+    if entry.kind == "firewall":
+        return _undo_firewall(host, data["rules"])
+    if entry.kind == "stopped-process":
+        return _undo_stopped(host, str(data["pid"]), data["comm"])
     raise ValueError(f"journal entry {entry.name} on {host.name}: unknown kind {entry.kind!r}")
 
 
@@ -91,6 +99,23 @@ def _undo_domain(host: Host, name: str, run_id: str) -> str:
     host.run(*VIRSH, "destroy", name, check=False, timeout=NFS_COMMAND_TIMEOUT_S)
     host.run(*VIRSH, "undefine", name, check=False, timeout=NFS_COMMAND_TIMEOUT_S)
     return f"domain {name} destroyed and undefined"
+
+
+def _undo_firewall(host: Host, rules: list[list[str]]) -> str:
+    removed = 0
+    for rule in rules:
+        while host.run("iptables", "-C", *rule, check=False, timeout=NFS_COMMAND_TIMEOUT_S).ok:
+            host.run("iptables", "-D", *rule, timeout=NFS_COMMAND_TIMEOUT_S)
+            removed += 1
+    return f"{removed} iptables rule(s) of the run removed" if removed else "no iptables rule of the run left"
+
+
+def _undo_stopped(host: Host, pid: str, comm: str) -> str:
+    found = host.run("cat", f"/proc/{pid}/comm", check=False, timeout=NFS_COMMAND_TIMEOUT_S).stdout.strip()
+    if found != comm:
+        return f"pid {pid} is no longer {comm}: nothing to resume"
+    host.run("kill", "-CONT", pid, timeout=NFS_COMMAND_TIMEOUT_S)
+    return f"{comm} (pid {pid}) resumed (SIGCONT)"
 
 
 def clean_dead_runs(hosts: Sequence[Host], say: Callable[[str], None], *,

@@ -48,6 +48,8 @@ class RunConfig:
     --guest-vcpus), resolved against the hosts by virtmig.guest.platform.
     probe_from: the ssh name of the host that probes the guest and sends its
     agent commands (--probe-from); None: the controller does.
+    allow_faults: --allow-faults, the operator's consent to the fault suite
+    changing a site's hosts mid-migration (the lab needs none).
     """
 
     src: str
@@ -64,6 +66,7 @@ class RunConfig:
     migration_timeout_s: float | None = None
     wait_for_pair_s: int = 0
     probe_from: str | None = None
+    allow_faults: bool = False
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,7 @@ def build_run_config(
     migration_timeout_s: float | None = None,
     wait_for_pair_s: int = 0,
     probe_from: str | None = None,
+    allow_faults: bool = False,
 ) -> RunConfig:
     """Check the options together and return the RunConfig, or raise ConfigError.
 
@@ -334,7 +338,8 @@ def build_run_config(
         return RunConfig(src=lab.src, dst=lab.dst, nfs_server=lab.nfs_server, export=lab.export,
                          mount_point=mount, ssh_config=lab.ssh_config, lab=True, guest=guest,
                          guest_shape=asked.over(lab.guest_shape), round_trips=trips, dirty_rate_mib_s=dirty,
-                         migration_timeout_s=deadline, wait_for_pair_s=wait, probe_from=probe_from)
+                         migration_timeout_s=deadline, wait_for_pair_s=wait, probe_from=probe_from,
+                         allow_faults=allow_faults)
     if src is None or dst is None:
         missing = "--src" if src is None else "--dst"
         raise ConfigError(f"{missing} is missing: give both --src and --dst, or neither to use the embedded lab")
@@ -382,7 +387,7 @@ def build_run_config(
                                      else guest_addresses.with_gateway(guest_gateway)),
                      guest_shape=asked.over(GuestShape()),
                      round_trips=trips, dirty_rate_mib_s=dirty, migration_timeout_s=deadline,
-                     wait_for_pair_s=wait, probe_from=probe_from)
+                     wait_for_pair_s=wait, probe_from=probe_from, allow_faults=allow_faults)
 
 
 def _addresses_of(hostname: str) -> set[ipaddress.IPv4Address]:

@@ -94,11 +94,15 @@ def up(site: Site = DEFAULT_SITE, *, timeout: float = 90.0) -> LabState:
     return state
 
 
+#: How the lab runs libvirtd: in the foreground, started by us (no systemd in a node).
+LIBVIRTD = ["/usr/sbin/libvirtd"]
+
+
 def _start_daemons(node: Node, site: Site) -> dict[str, int]:
     logs = LOG_DIR / node.spec.name
     daemons = {"sshd": node.spawn(["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"], logs / "sshd.log")}
     if node.spec.hypervisor:
-        daemons["libvirtd"] = node.spawn(["/usr/sbin/libvirtd"], logs / "libvirtd.log")
+        daemons["libvirtd"] = node.spawn(LIBVIRTD, logs / "libvirtd.log")
         # Lab adapter: `mount -t nfs` through the userspace client (no kernel NFS here).
         nfs_fuse.setup_node(node, node.spec.state_dir)
     if node.spec == site.nfs:
@@ -108,6 +112,28 @@ def _start_daemons(node: Node, site: Site) -> dict[str, int]:
         exportfs_adapter.setup_node(node, node.spec.state_dir)
         node.run(["exportfs", "-ra"])
     return daemons
+
+
+def restart_libvirtd(name: str, *, timeout: float = 90.0) -> int:
+    """Start libvirtd again on hypervisor *name* after it died (the fault suite kills it); its new PID.
+
+    The lab's stand-in for `systemctl restart libvirtd`: started as `up`
+    starts it, and recorded in the lab's state, so `status` and `is_up`
+    see the new daemon (else the next session would raise the lab again).
+    A libvirtd still running is left as it is.
+    """
+    state = LabState.load()
+    spec = next((n for n in (state.site.nodes if state else ()) if n.name == name and n.hypervisor), None)
+    if state is None or spec is None:
+        raise LabError(f"no lab hypervisor {name!r} is up")
+    recorded = state.nodes[name]
+    old = recorded.daemons.get("libvirtd")
+    if old is not None and old in netns_pids(spec.netns):
+        return old
+    recorded.daemons["libvirtd"] = Node(spec, recorded.holder_pid).spawn(LIBVIRTD, LOG_DIR / name / "libvirtd.log")
+    state.save()
+    _wait_libvirt(spec, timeout)
+    return recorded.daemons["libvirtd"]
 
 
 def _wait_ssh(spec: LabNode, timeout: float) -> None:

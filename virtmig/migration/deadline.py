@@ -40,7 +40,7 @@ MIB = 2**20
 class DeadlinePolicy:
     """How long a live migration may run.
 
-    fixed_s: --migration-timeout (None: derived from memory and rate).
+    fixed_s: --migration-timeout (None: derived from memory and rate); fixed_by: who set it.
     setup_s: allowance before any memory moves.
     passes: how many times the guest's memory may be sent.
     floor_rate_bytes_s: the rate assumed until the job reports one.
@@ -48,6 +48,8 @@ class DeadlinePolicy:
     """
 
     fixed_s: float | None = None
+    #: Who fixed it, for the record (a suite may fix its own when the option is not given).
+    fixed_by: str = "--migration-timeout"
     setup_s: float = 60.0
     passes: float = 10.0
     floor_rate_bytes_s: float = 4 * MIB
@@ -64,7 +66,7 @@ class DeadlinePolicy:
         """How the budget was reached, for the record."""
         budget = self.budget_s(memory_bytes, rate_bytes_s)
         if self.fixed_s is not None:
-            return f"deadline {budget:g} s (--migration-timeout)"
+            return f"deadline {budget:g} s ({self.fixed_by})"
         rate = max(rate_bytes_s or 0.0, self.floor_rate_bytes_s)
         measured = "measured" if rate_bytes_s and rate_bytes_s >= self.floor_rate_bytes_s else "floor"
         return (f"deadline {budget:.0f} s: {self.setup_s:g} s setup + {self.passes:g} x "

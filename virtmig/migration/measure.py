@@ -149,8 +149,12 @@ class Measurement:
         self._cost("probe start/stop", t)
         return self
 
-    def finish(self, *, verify: bool = True) -> None:
-        """Wait (bounded) for an answer sent after now, stop the probe, verify the patterns."""
+    def finish(self, *, verify: bool | None = True) -> None:
+        """Wait (bounded) for an answer sent after now, stop the probe, verify the patterns.
+
+        verify None: only if the guest answered after the call (a guest that is
+        gone would cost the agent's timeout per area and say nothing new).
+        """
         assert self._probe is not None, "finish() outside the with block"
         t = time.monotonic()
         if self.probe is None:
@@ -159,7 +163,8 @@ class Measurement:
             t = self._cost("probe: wait for an answer after the call", t)
             self.probe = self._probe.stop()
             t = self._cost("probe start/stop", t)
-        if verify and self.areas and self.agent is not None and not self.integrity_checks:
+        if (verify or (verify is None and self.answered_after)) and self.areas and self.agent is not None \
+                and not self.integrity_checks:
             self.integrity_checks = integrity.verify_patterns(self.agent, self.seed, self.areas)
             self._cost("verification", t)
 
@@ -234,8 +239,9 @@ def measured_live_migration(
     with meas:
         outcome = migrate(leg.src, leg.dst, leg.dst_uri, domain, mode,
                           unsafe=unsafe_reason is not None, on_progress=on_progress, deadline=deadline)
-        # An aborted job leaves the guest on the source: its patterns must be intact there too.
-        meas.finish(verify=outcome.ok or outcome.aborted_after_s is not None)
+        # An aborted or failed job leaves the guest on the source: its patterns must be intact there
+        # too (the fault suite judges them); after a failure, if the guest answers at all.
+        meas.finish(verify=True if outcome.ok or outcome.aborted_after_s is not None else None)
     assert meas.probe is not None
     problems = [] if not outcome.ok else criteria.stats_problems(outcome.stats) + meas.problems()
     after_abort: list[str] = []

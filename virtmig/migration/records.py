@@ -38,6 +38,9 @@ class MigrationRecord:
     integrity: {"ram"/"disk": "ok" or the agent's failing reply}.
     downtime_agreement: virtmig.migration.criteria.DowntimeAgreement.to_dict(): libvirt's
         downtime against the probe's gap, and whether they agree.
+    fault: the fault injected into this migration (the fault suite), as
+        virtmig.migration.injection.FaultRecord.to_dict(): its kind, when it came
+        and went, how long the guest was unreachable and how long recovery took.
     """
 
     test_id: str
@@ -59,6 +62,7 @@ class MigrationRecord:
     clock_offsets: dict[str, Any] | None = None
     integrity: dict[str, Any] | None = None
     downtime_agreement: dict[str, Any] | None = None
+    fault: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -41,7 +41,8 @@ class Night:
 
 
 def _p50_live_downtime(records: Sequence[Any]) -> float | None:
-    values = [v for r in records if r.kind == "live" and (v := downtime_ms(r)) is not None]
+    # A faulted migration's downtime measures the fault, not the pair's night: left out.
+    values = [v for r in records if r.kind == "live" and not r.fault and (v := downtime_ms(r)) is not None]
     return statistics.median(values) if values else None
 
 

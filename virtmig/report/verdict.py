@@ -29,6 +29,15 @@ class FailedTest:
     diagnosis: str | None = None
 
 
+@dataclass(frozen=True)
+class FaultOutcome:
+    """One fault case of the fault suite: its kind, whether the guest came through safe, and how."""
+
+    kind: str
+    ok: bool
+    detail: str
+
+
 @dataclass
 class Verdict:
     """Collected over a run; `certified` once nothing failed and something ran."""
@@ -38,6 +47,9 @@ class Verdict:
     passed_tests: int = 0
     #: Metrics worse than the pair's own history; with --fail-on-regression they fail the run.
     regressions: list[str] = field(default_factory=list)
+    #: The fault suite's cases that ran, and those that did not (each with its reason).
+    faults: list[FaultOutcome] = field(default_factory=list)
+    faults_not_run: list[str] = field(default_factory=list)
 
     @property
     def certified(self) -> bool:
@@ -66,8 +78,28 @@ class Verdict:
             out.append("nothing was checked")
         return out
 
+    def fault_tolerance(self) -> str | None:
+        """The verdict's fault-tolerance row (None: the fault suite was not part of the run)."""
+        if not self.faults and not self.faults_not_run:
+            return None
+        survived = sum(1 for f in self.faults if f.ok)
+        row = f"fault tolerance: the guest came through {survived} of {len(self.faults)} faults safe"
+        if not self.faults:
+            row = "fault tolerance: not tested"
+        if self.faults_not_run:
+            row += f" ({len(self.faults_not_run)} not run)"
+        return row
+
+    def fault_lines(self) -> list[str]:
+        """One line per fault case: each that ran, then each that did not and why."""
+        return ([f"{'pass' if f.ok else 'FAIL'} {f.detail}" for f in self.faults]
+                + [f"not run: {why}" for why in self.faults_not_run])
+
     def text(self, pair: str) -> str:
         lines = [f"virtmig verdict for {pair}: {self.word}"]
+        row = self.fault_tolerance()
+        if row is not None:
+            lines += [f"  {row}"] + [f"    {line}" for line in self.fault_lines()]
         return "\n".join(lines + [f"  - {r}" for r in self.reasons()])
 
 
@@ -97,6 +129,10 @@ def render_html(verdict: Verdict, pair: str) -> str:
         for f in verdict.failures:
             detail = f.diagnosis or f.message
             parts.append(f"<li><b>{e(f.nodeid)}</b><pre>{e(detail)}</pre></li>")
+        parts.append("</ul>")
+    if (row := verdict.fault_tolerance()) is not None:
+        parts.append(f"<h3>Fault tolerance</h3><p>{e(row)}</p><ul>")
+        parts.extend(f"<li>{e(line)}</li>" for line in verdict.fault_lines())
         parts.append("</ul>")
     if verdict.regressions:
         parts.append("<h3>Regressed against the pair's own trend</h3><ul>")
