@@ -106,7 +106,7 @@ def define_and_start(conn: libvirt.virConnect, xml: str) -> libvirt.virDomain:
 
 
 #: Bound on removing a domain (libvirt itself gives up killing a QEMU stuck in the kernel after ~15 s).
-REMOVE_TIMEOUT_S = 90.0
+REMOVE_TIMEOUT_S = 60.0
 
 
 def remove(conn: libvirt.virConnect, name: str, timeout: float = REMOVE_TIMEOUT_S) -> bool:
