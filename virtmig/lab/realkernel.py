@@ -180,9 +180,12 @@ def _wait_ssh(qemu: int, console: Path, timeout: float) -> None:
              describe=lambda: f"no ssh login; console's last lines:\n{console_tail(console)}")
 
 
-#: After boot: SELinux must be enforcing, the export listed, and mounted on the node itself.
+#: After boot: SELinux must be enforcing, the export listed, and mounted on the node itself (a boot
+#: of the overlay, so nothing here reaches the cached image).
 PREPARE_SCRIPT = f"""set -e
 test "$(getenforce)" = Enforcing || {{ echo "SELinux is $(getenforce), not Enforcing"; exit 1; }}
+# the export's root belongs to the qemu user, as a site's storage for guests does (runs put files there as it)
+chown libvirt-qemu:libvirt-qemu {realkernel_files.EXPORT}
 exportfs -ra
 mountpoint -q {realkernel_files.NFS_MOUNT} || mount -t nfs localhost:{realkernel_files.EXPORT} \
 {realkernel_files.NFS_MOUNT}

@@ -7,8 +7,10 @@ denials (../shared/SELINUX-HOST-NOTES.md).  Without them every start fails,
 so the `virt_use_nfs` denial the suite is after could never be told apart.
 
 Each rule carries a comment saying why; the module is loaded at build time in
-the image's chroot (5 s there, 25-47 s inside the booted VM).  Nothing here
-touches `virt_use_nfs` or `nfs_t`: the denial under test stays the stock one.
+the image's chroot (5 s there, 25-51 s inside the booted VM).  The one rule
+on `nfs_t` is under `virt_use_nfs` itself: with the boolean off the stock
+denial under test is unchanged, and with it on QEMU may map the guest's
+direct-boot files as it may read them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ RULES: tuple[tuple[str, str], ...] = (
      "(allow virtd_t systemd_logind_t (dbus (send_msg)))"),
     ("... and logind's reply",
      "(allow systemd_logind_t virtd_t (dbus (send_msg)))"),
+    ("QEMU mmaps the guest's direct-boot initrd; Debian 12's virt_use_nfs grants virt_domain read on nfs_t "
+     "files but not map ('mmap() failed: Permission denied' with the boolean on): granted under the same boolean",
+     "(booleanif virt_use_nfs (true (allow virt_domain nfs_t (file (map)))))"),
 )
 
 #: Booleans set persistently at build time (in the policy store), with why.
@@ -48,8 +53,8 @@ def module_text() -> str:
     """The CIL module, one comment line per rule saying why."""
     lines = [
         f"; {MODULE_NAME}: the virtmig lab's local policy for Debian 12 refpolicy + libvirt 9.0.",
-        "; Permissions the stock policy lacks that are unrelated to NFS (found with virtd_t permissive);",
-        "; virt_use_nfs and nfs_t are deliberately untouched: their denial is what the suite tests.",
+        "; Permissions the stock policy lacks (found with virtd_t permissive, and from the AVCs of a start);",
+        "; nfs_t is touched only under virt_use_nfs: that boolean's denial is what the suite tests.",
     ]
     for why, rule in RULES:
         lines += [f"; {why}", rule]
