@@ -129,3 +129,17 @@ def test_the_controller_reaches_k1_and_forgets_it_again(tmp_path: Path, monkeypa
     assert "k1,198.18.0.20 ssh-ed25519 AAAAk1\n" in known.read_text()
     hostfs.remove_controller_host(realkernel.K1)
     assert (config.read_text(), known.read_text()) == before
+
+
+def test_the_lab_nodes_learn_k1s_name_and_forget_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("virtmig.lab.hostfs.LAB_ROOT", tmp_path)
+    hosts = {name: tmp_path / "hosts" / name / "hosts" for name in ("h1", "nfs", "k1")}
+    for path in hosts.values():
+        path.parent.mkdir(parents=True)
+        path.write_text("127.0.0.1 localhost\n198.18.0.11 h1\n")
+    hostfs.add_hosts_entry(realkernel.K1)
+    hostfs.add_hosts_entry(realkernel.K1)  # a second up names it once
+    assert hosts["h1"].read_text().endswith("198.18.0.11 h1\n198.18.0.20 k1\n")
+    assert hosts["nfs"].read_text().count("k1") == 1 and "k1" not in hosts["k1"].read_text()
+    hostfs.remove_hosts_entry(realkernel.K1)
+    assert all(p.read_text() == "127.0.0.1 localhost\n198.18.0.11 h1\n" for p in hosts.values())

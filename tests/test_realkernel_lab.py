@@ -5,8 +5,10 @@ kernel NFS (virtmig.lab.realkernel); its disk for the guest is its own kernel
 NFS mount of its own kernel export (/mnt/nfs).  The inner run names the hosts
 (--src k1 --dst h1: the suite acts on the source only), takes the storage as
 it is (--no-provision) and judges by the JUnit file it writes: every row ran
-and passed, none skipped.  A machine that cannot build k1's image (no Debian
-archive reachable) skips, saying so.
+and passed, none skipped.  A second run has the harness provision the
+storage on k1 as a kernel NFS server (--nfs-server k1: its real /etc/exports,
+`exportfs -ra`, a kernel `mount -t nfs` on k1).  A machine that cannot build
+k1's image (no Debian archive reachable) skips, saying so.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.realkernel]
 
 #: A guest address of its own on the lab's network (the default guest's is .100, test_lab_site's .102).
 GUEST_IP = "198.18.0.103/24"
+#: Where the second test has the harness provision an export on k1 (kernel NFS) and mount it.
+PROVISIONED_EXPORT = "/srv/vm-provisioned"
+PROVISIONED_MOUNT = "/mnt/nfs-provisioned"
 #: The rows the suite must have run and passed on k1.
 EXPECTED = {
     "test_getenforce", "test_virt_use_nfs_is_readable", "test_context_of_the_mount",
@@ -90,3 +95,27 @@ def test_the_selinux_suite_runs_and_passes_on_the_real_kernel_host(real_kernel_h
         f"{outcomes}; the inner run's whole output: {tmp_path / 'inner-output.txt'}\n{output_tail(proc)}"
     assert proc.returncode == 0, output_tail(proc)
     assert _k1_state() == before, "the run left k1 changed (boolean, persistent booleans, images or domains)"
+
+
+def test_k1_as_a_kernel_nfs_server_is_provisioned_mounted_and_restored(real_kernel_host: str, tmp_path: Path) -> None:
+    """--nfs-server k1: the harness's export goes into k1's real /etc/exports (exportfs -ra), k1 mounts it with
+    its kernel client and h1 with the lab's; the mount is nfs_t under SELinux and the guest starts on it."""
+    before = _k1_state()
+    with SshHost(real_kernel_host, SSH_CONFIG) as host:
+        exports_before = host.read_text("/etc/exports")
+    junit = tmp_path / "junit.xml"
+    proc, _html = run_suite(
+        tmp_path, "suites/selinux", "-k", "context_of_the_mount or virt_use_nfs_on",
+        "--src", real_kernel_host, "--dst", H1.name, "--ssh-config", str(SSH_CONFIG),
+        "--nfs-server", real_kernel_host, "--export", PROVISIONED_EXPORT, "--mount-point", PROVISIONED_MOUNT,
+        "--guest-network", f"bridge:{realkernel_files.VM_BRIDGE}", "--guest-ip", GUEST_IP,
+        f"--junitxml={junit}", timeout=600,
+    )
+    (tmp_path / "inner-output.txt").write_text(proc.stdout + proc.stderr)
+    outcomes = _outcomes(junit)
+    assert outcomes == {"test_context_of_the_mount": "passed", "test_virt_use_nfs_on_starts_the_guest": "passed"}, \
+        f"{outcomes}; the inner run's whole output: {tmp_path / 'inner-output.txt'}\n{output_tail(proc)}"
+    with SshHost(real_kernel_host, SSH_CONFIG) as host:
+        assert host.read_text("/etc/exports") == exports_before, "k1's /etc/exports not put back byte for byte"
+        assert not host.run("mountpoint", "-q", PROVISIONED_MOUNT, check=False).ok, "the run's mount was left"
+    assert _k1_state() == before

@@ -263,3 +263,20 @@ def remove_controller_host(spec: LabNode) -> None:
     if SSH_CONFIG.exists():
         blocks = SSH_CONFIG.read_text().split("\n\n")
         SSH_CONFIG.write_text("\n\n".join(b for b in blocks if not b.startswith(f"Host {spec.name}\n")))
+
+
+def add_hosts_entry(spec: LabNode) -> None:
+    """Name one more host in every lab node's /etc/hosts (a bound copy: the nodes see it at once)."""
+    for hosts in (LAB_ROOT / "hosts").glob("*/hosts"):
+        if hosts.parent.name != spec.name:
+            hosts.write_text(_without_entry(hosts.read_text(), spec) + f"{spec.ip} {spec.name}\n")
+
+
+def remove_hosts_entry(spec: LabNode) -> None:
+    """Undo add_hosts_entry."""
+    for hosts in (LAB_ROOT / "hosts").glob("*/hosts"):
+        hosts.write_text(_without_entry(hosts.read_text(), spec))
+
+
+def _without_entry(text: str, spec: LabNode) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if line != f"{spec.ip} {spec.name}\n")

@@ -110,6 +110,7 @@ def up(*, timeout: float = BOOT_TIMEOUT_S) -> RealKernelState:
                                 int(str(image.info["disk_used_bytes"])), 0.0)
         state.save()
         hostfs.add_controller_host(K1, image.host_key, image.login_key)
+        hostfs.add_hosts_entry(K1)  # h1 and h2 may mount k1's exports by name
         _wait_ssh(qemu, console, timeout)
         state.boot_s = round(time.monotonic() - booted, 1)
         state.save()
@@ -131,6 +132,7 @@ def stop() -> None:
     if link_exists(K1.veth_outer):
         sh(["ip", "link", "del", K1.veth_outer], check=False)
     hostfs.remove_controller_host(K1)
+    hostfs.remove_hosts_entry(K1)
     shutil.rmtree(K1.state_dir, ignore_errors=True)
 
 
