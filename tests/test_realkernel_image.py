@@ -143,3 +143,11 @@ def test_the_lab_nodes_learn_k1s_name_and_forget_it(tmp_path: Path, monkeypatch:
     assert hosts["nfs"].read_text().count("k1") == 1 and "k1" not in hosts["k1"].read_text()
     hostfs.remove_hosts_entry(realkernel.K1)
     assert all(p.read_text() == "127.0.0.1 localhost\n198.18.0.11 h1\n" for p in hosts.values())
+
+
+def test_a_new_build_replaces_the_images_before_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(realkernel_image, "IMAGE_CACHE", tmp_path)
+    for name in ("old", "new", ".build-running"):
+        (tmp_path / name).mkdir()
+    realkernel_image.prune(keep=Image(tmp_path / "new"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".build-running", "new"]

@@ -186,7 +186,18 @@ def ensure_image(address: str, prefix_len: int, hostname: str, *, log: Path) -> 
     if image.complete():
         return image, False
     build(image.directory, versions, address, prefix_len, hostname, log=log)
+    prune(keep=image)
     return image, True
+
+
+def prune(keep: Image) -> None:
+    """Remove every other image in the cache (about 1 GB each): a new build replaces the one before it.
+
+    Only under the lab's lock (realkernel.up): no other lab can be booting from one.
+    """
+    for entry in IMAGE_CACHE.iterdir():
+        if entry.is_dir() and entry != keep.directory and not entry.name.startswith("."):
+            _remove_tree(entry)
 
 
 def build(target: Path, versions: Mapping[str, str], address: str, prefix_len: int, hostname: str, *,
