@@ -240,3 +240,43 @@ def save_caps_cache(spec: LabNode) -> None:
     caps = spec.state_dir / "var-cache-libvirt" / "qemu" / "capabilities"
     if caps.is_dir() and any(caps.iterdir()) and not CAPS_CACHE.exists():
         shutil.copytree(caps, CAPS_CACHE)
+
+
+def add_controller_host(spec: LabNode, host_key: str, identity: Path) -> None:
+    """Let the harness reach one more lab host (the real-kernel VM) over SSH, as every other host.
+
+    host_key: its sshd's public key line ("ssh-ed25519 AAAA... comment"); identity: the key root logs in with.
+    """
+    remove_controller_host(spec)
+    kind, key = host_key.split()[:2]
+    with KNOWN_HOSTS.open("a") as f:
+        f.write(f"{spec.name},{spec.ip} {kind} {key}\n")
+    with SSH_CONFIG.open("a") as f:
+        f.write(_ssh_config_entry(spec, identity, KNOWN_HOSTS))
+
+
+def remove_controller_host(spec: LabNode) -> None:
+    """Undo add_controller_host (nothing to do when the files or the entries are not there)."""
+    if KNOWN_HOSTS.exists():
+        lines = KNOWN_HOSTS.read_text().splitlines(keepends=True)
+        KNOWN_HOSTS.write_text("".join(ln for ln in lines if not ln.startswith(f"{spec.name},")))
+    if SSH_CONFIG.exists():
+        blocks = SSH_CONFIG.read_text().split("\n\n")
+        SSH_CONFIG.write_text("\n\n".join(b for b in blocks if not b.startswith(f"Host {spec.name}\n")))
+
+
+def add_hosts_entry(spec: LabNode) -> None:
+    """Name one more host in every lab node's /etc/hosts (a bound copy: the nodes see it at once)."""
+    for hosts in (LAB_ROOT / "hosts").glob("*/hosts"):
+        if hosts.parent.name != spec.name:
+            hosts.write_text(_without_entry(hosts.read_text(), spec) + f"{spec.ip} {spec.name}\n")
+
+
+def remove_hosts_entry(spec: LabNode) -> None:
+    """Undo add_hosts_entry."""
+    for hosts in (LAB_ROOT / "hosts").glob("*/hosts"):
+        hosts.write_text(_without_entry(hosts.read_text(), spec))
+
+
+def _without_entry(text: str, spec: LabNode) -> str:
+    return "".join(line for line in text.splitlines(keepends=True) if line != f"{spec.ip} {spec.name}\n")

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from virtmig.lab import exportfs_adapter, hostfs, network, nfs_fuse, nfsserver, sysctls
+from virtmig.lab import exportfs_adapter, hostfs, network, nfs_fuse, nfsserver, realkernel, sysctls
 from virtmig.lab.netns import LabError, Node, lab_netns_names, netns_exists, netns_pids, sh, terminate
 from virtmig.lab.topology import DEFAULT_SITE, LAB_ROOT, SHARED_DIR, SSH_CONFIG, SSH_WRAPPER, LabNode, Site
 from virtmig.waiters import wait_for
@@ -155,6 +155,7 @@ def _wait_libvirt(spec: LabNode, timeout: float) -> None:
 def down() -> None:
     """End every process living in a lab namespace, then remove what the lab made (whichever site was up)."""
     saved = LabState.load() if STATE_FILE.exists() else None
+    realkernel.stop()  # the real-kernel VM first, by its recorded PIDs
     names = lab_netns_names()
     for name in names:
         terminate(netns_pids(name))
