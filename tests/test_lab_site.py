@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.inner_run import known_tcg_bug, migrations, output_tail, run_suite
+from tests.inner_run import certified_round_trip, migrations, output_tail, run_suite
 from virtmig.lab import lifecycle, site
 from virtmig.lab.network import GUEST_BRIDGE
 from virtmig.lab.topology import DEFAULT_SITE, EXPORT_DIR, H1, H2, NFS, SSH_CONFIG
@@ -37,14 +37,8 @@ def test_a_site_run_with_storage_is_shared_certifies(lab_up: None, tmp_path: Pat
     proc, html = run_suite(tmp_path, "suites/live", "-k", "round_trip and p2p and not tunnelled",
                            *site_args("--guest-network", f"bridge:{GUEST_BRIDGE}", "--guest-ip", SITE_GUEST_IP,
                                       "--storage-is-shared"))
-    hops = migrations(html) if (html.parent / "results.json").exists() else []
-    if proc.returncode != 0 and (bug := known_tcg_bug(hops)):
-        pytest.xfail(bug)
-    assert proc.returncode == 0, output_tail(proc)
-    assert "virtmig verdict for h1 -> h2: CERTIFIED" in proc.stdout, output_tail(proc)
-    assert [(m["src"], m["dst"]) for m in hops] == [("h1", "h2"), ("h2", "h1")]
+    hops = certified_round_trip(proc, html)
     for hop in hops:
-        assert hop["ok"], hop["error"]
         assert any(note.startswith("--unsafe: --storage-is-shared: the operator vouches that "
                                    f"{SITE_MOUNT} is shared, and virtmig's own check agreed") for note in hop["notes"])
 
@@ -135,11 +129,6 @@ def test_a_site_where_every_value_differs_certifies_with_a_users_options_only(la
     assert "Host kvm-a kvm-a.site.test" in written and "StrictHostKeyChecking" not in written, written
     proc, html = run_suite(tmp_path, "suites/live", "-k", "round_trip and p2p and not tunnelled",
                            *site.certify_options(chosen, ssh_config))
-    hops = migrations(html) if (html.parent / "results.json").exists() else []
-    if proc.returncode != 0 and (bug := known_tcg_bug(hops)):
-        pytest.xfail(bug)
-    assert proc.returncode == 0, output_tail(proc)
-    assert "virtmig verdict for kvm-a -> kvm-b: CERTIFIED" in proc.stdout, output_tail(proc)
-    assert [(m["src"], m["dst"]) for m in hops] == [("kvm-a", "kvm-b"), ("kvm-b", "kvm-a")]
+    certified_round_trip(proc, html, "kvm-a", "kvm-b")
     used = json.loads((html.parent / "results.json").read_text())["guest"]
     assert (used["network"], used["address"]) == ("bridge:vmbr7", "198.19.42.100/24"), used

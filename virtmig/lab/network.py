@@ -17,7 +17,7 @@ from __future__ import annotations
 from virtmig.lab.netns import Node, sh
 from virtmig.lab.topology import BRIDGE, DEFAULT_SITE, GUEST_BRIDGE, Site
 
-__all__ = ["GUEST_BRIDGE", "create_bridge", "link_exists", "remove_links", "wire_node"]
+__all__ = ["GUEST_BRIDGE", "create_bridge", "link_exists", "plug", "remove_links", "wire_node"]
 
 
 def link_exists(name: str) -> bool:
@@ -31,8 +31,8 @@ def create_bridge(site: Site = DEFAULT_SITE) -> None:
     sh(["ip", "link", "set", BRIDGE, "up"])
 
 
-def wire_node(node: Node, site: Site = DEFAULT_SITE) -> None:
-    """Connect a node to the root bridge and give it its address (on the site's VM bridge, for a hypervisor)."""
+def plug(node: Node) -> None:
+    """A veth from the root bridge into the node's namespace, named eth0 there: the node's link to the lab."""
     spec = node.spec
     inner = f"vm-{spec.name}-i"
     sh(["ip", "link", "add", spec.veth_outer, "type", "veth", "peer", "name", inner])
@@ -40,6 +40,12 @@ def wire_node(node: Node, site: Site = DEFAULT_SITE) -> None:
     sh(["ip", "link", "set", inner, "netns", spec.netns])
     node.run(["ip", "link", "set", "lo", "up"])
     node.run(["ip", "link", "set", inner, "name", "eth0"])
+
+
+def wire_node(node: Node, site: Site = DEFAULT_SITE) -> None:
+    """Connect a node to the root bridge and give it its address (on the site's VM bridge, for a hypervisor)."""
+    spec = node.spec
+    plug(node)
     address = f"{spec.ip}/{site.prefix_len}"
     if spec.hypervisor:
         bridge = site.vm_bridge

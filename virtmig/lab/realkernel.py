@@ -29,7 +29,7 @@ from pathlib import Path
 
 from virtmig.lab import hostfs, realkernel_files
 from virtmig.lab.netns import LabError, Node, is_alive, netns_exists, sh, terminate
-from virtmig.lab.network import link_exists
+from virtmig.lab.network import link_exists, plug
 from virtmig.lab.realkernel_image import Image, ensure_image
 from virtmig.lab.topology import BRIDGE, LAB_ROOT, PREFIX_LEN, SSH_CONFIG, LabNode
 from virtmig.sshhost import SshHost
@@ -152,12 +152,7 @@ def console_tail(console: Path, lines: int = 25) -> str:
 
 def _wire(node: Node) -> None:
     """A veth from the lab bridge into the namespace, bridged there with the VM's tap (no address, no route)."""
-    inner = f"vm-{K1.name}-i"
-    sh(["ip", "link", "add", K1.veth_outer, "type", "veth", "peer", "name", inner])
-    sh(["ip", "link", "set", K1.veth_outer, "master", BRIDGE, "up"])
-    sh(["ip", "link", "set", inner, "netns", K1.netns])
-    node.run(["ip", "link", "set", "lo", "up"])
-    node.run(["ip", "link", "set", inner, "name", "eth0"])
+    plug(node)
     node.run(["ip", "link", "add", NS_BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
     node.run(["ip", "tuntap", "add", "dev", TAP, "mode", "tap"])
     for link in ("eth0", TAP):
