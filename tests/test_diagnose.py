@@ -68,6 +68,10 @@ def test_paths_and_ids_are_read_from_the_message() -> None:
     assert paths_in(QEMU_OPEN) == [IMG]
     assert paths_in(STORAGE) == [IMG]
     assert qemu_ids_in(STORAGE) == (64055, 64055)
+    # libvirt's SELinux relabel (the lab's k1) and its stat under Debian's policy: the image, not the context
+    relabel = f"unable to set security context 'system_u:object_r:svirt_image_t:s0:c1,c2' on '{IMG}': Permission denied"
+    assert paths_in(relabel) == [IMG]
+    assert paths_in(f"unable to stat: {IMG}: Permission denied") == [IMG]
 
 
 def _walk(blocked: str | None = None, image_ok: bool = True) -> tuple[PathCheck, ...]:

@@ -74,6 +74,8 @@ PATH_PATTERNS: tuple[re.Pattern[str], ...] = (
     # libvirt 9.0 on Debian 12 when SELinux denies libvirtd itself (captured):
     # "unable to stat: /mnt/nfs/test.img: Permission denied"
     re.compile(r"unable to stat: (/[^\n]*?): [A-Z][a-z]+"),
+    # libvirt security_selinux.c: "unable to set security context '%s' on '%s'" (seen on k1, the lab's SELinux host)
+    re.compile(r"unable to set security context '[^']*' on '([^']+)'"),
     # libvirt security_dac.c: "unable to set user and group to '%ld:%ld' on '%s'"
     re.compile(r"unable to set user and group to '[^']*' on '([^']+)'"),
     # libvirt virfile.c / storage: "cannot open file '%s'", "unable to open '%s'"
