@@ -85,7 +85,12 @@ def state_name(conn: libvirt.virConnect, name: str) -> str:
     dom = lookup(conn, name)
     if dom is None:
         return "absent"
-    state, _reason = dom.state()
+    try:
+        state, _reason = dom.state()
+    except libvirt.libvirtError as exc:  # gone between the lookup and the question (a migration cleaned up)
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return "absent"
+        raise
     return STATE_NAMES.get(state, f"state {state}")
 
 
