@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from virtmig import pairlock
+from virtmig.journal import process_start
 from virtmig.localhost import LocalHost
 from virtmig.pairlock import Holder, PairBusy, stale_reason
 
@@ -31,7 +32,7 @@ def a_process() -> Iterator[tuple[int, str]]:
     """A live process of this machine (pid, start time), ended when the block ends: a holder that will die."""
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
-        start = pairlock.process_start(sleeper.pid)
+        start = process_start(sleeper.pid)
         assert start is not None
         yield sleeper.pid, start
     finally:
@@ -47,7 +48,7 @@ def test_the_first_run_takes_the_pair_and_gives_it_back(tmp_path: Path) -> None:
     lock = tmp_path / "pair.lock"
     me = run("run-a")
     assert pairlock.acquire(HOSTS, me, 0, str(lock)) == []
-    assert holder_of(lock) == me and me.pid == os.getpid() and me.pid_start == pairlock.process_start(os.getpid())
+    assert holder_of(lock) == me and me.pid == os.getpid() and me.pid_start == process_start(os.getpid())
     worker = run("run-a", pid=1)
     assert pairlock.acquire(HOSTS, worker, 0, str(lock)) == []  # another worker of the same run joins
     assert sorted(p.name for p in (lock / "members").iterdir()) == sorted([me.member, worker.member])

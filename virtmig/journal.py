@@ -45,13 +45,17 @@ class Recorder(Protocol):
         ...
 
 
-def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat); None: no such process."""
+def process_start(pid: int) -> str | None:
+    """This machine's start time of *pid* (field 22 of /proc/PID/stat, clock ticks since boot); None: no such process.
+
+    With the pid it names one process for good: a pid reused later has another start time.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rpartition(") ")[2].split()[19]
+    fields = stat.rpartition(") ")[2].split()
+    return fields[19] if len(fields) > 19 else None
 
 
 def _boot_id() -> str:
@@ -72,7 +76,7 @@ class Owner:
     @classmethod
     def current(cls, run_id: str) -> Owner:
         pid = os.getpid()
-        return cls(run_id, socket.gethostname(), _boot_id(), pid, _start_ticks(pid) or "",
+        return cls(run_id, socket.gethostname(), _boot_id(), pid, process_start(pid) or "",
                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     def alive(self) -> bool | None:
@@ -81,7 +85,7 @@ class Owner:
             return None
         if self.boot_id != _boot_id():
             return False  # the machine rebooted since: the process is gone
-        return _start_ticks(self.pid) == self.start_ticks
+        return process_start(self.pid) == self.start_ticks
 
     def describe(self) -> str:
         return f"run {self.run_id} (pid {self.pid} on {self.machine}, started {self.started_at})"

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from virtmig.host import Host
+from virtmig.journal import process_start
 from virtmig.waiters import WaitTimeout, wait_for
 
 LOCK_DIR = "/run/virtmig-pair.lock"
@@ -120,15 +121,6 @@ def parse_member(name: str) -> tuple[str, int, str] | None:
     controller, _, rest = name.partition(":")
     pid, _, start = rest.partition(":")
     return (controller, int(pid), start) if controller and pid.isdigit() and start else None
-
-
-def process_start(pid: int) -> str | None:
-    """This machine's start time of *pid* (field 22 of /proc/PID/stat), None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 def this_run(run: str, pair: str) -> Holder:
