@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from virtmig import sshconfig
+from virtmig.pairs import HostPair
 
 if TYPE_CHECKING:  # guestconfig raises this module's ConfigError, so it is imported for types only
     from virtmig.guestconfig import GuestAddresses, GuestNetwork
@@ -67,6 +68,13 @@ class RunConfig:
     wait_for_pair_s: int = 0
     probe_from: str | None = None
     allow_faults: bool = False
+    #: Every pair the run certifies (--pairs, --inventory); empty: just src -> dst.  Read through `host_pairs`.
+    pairs: tuple[HostPair, ...] = ()
+
+    @property
+    def host_pairs(self) -> tuple[HostPair, ...]:
+        """The pairs this run certifies, in order: `pairs`, or the one src -> dst pair."""
+        return self.pairs or (HostPair(self.src, self.dst),)
 
 
 @dataclass(frozen=True)
