@@ -19,6 +19,7 @@ import pytest
 from virtmig.guest.console import TCG_DIRTY_FIX_COMMIT, crash_lines
 from virtmig.guest.integrity import AREAS
 from virtmig.guest.probe import ProbeResult
+from virtmig.lab.lifecycle import LOG_DIR
 from virtmig.migration import criteria
 from virtmig.migration.records import MigrationRecord
 from virtmig.report.results_json import record_from_dict
@@ -49,7 +50,23 @@ def migrations(html: Path) -> list[dict[str, Any]]:
 
 
 def output_tail(proc: subprocess.CompletedProcess[str]) -> str:
-    return proc.stdout[-4000:] + proc.stderr[-2000:]
+    """The end of the inner run's output, and what the lab's daemons logged last (libvirt's own errors)."""
+    return proc.stdout[-4000:] + proc.stderr[-2000:] + lab_log_tails()
+
+
+def lab_log_tails(lines: int = 12) -> str:
+    """The last *lines* of each lab daemon's log (libvirtd, sshd) that is still there.
+
+    libvirtd logs every error it reports (level 3 to stderr, see
+    virtmig.lab.hostfs), so a migration failing inside the daemons -- e.g.
+    p2p's "client socket is closed" -- shows here with the error before it.
+    """
+    tails = []
+    for log in sorted(LOG_DIR.glob("*/*.log")):
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+        if text:
+            tails.append(f"--- {log.relative_to(LOG_DIR)} (last {len(text)} lines)\n" + "\n".join(text))
+    return "\n" + "\n".join(tails) if tails else ""
 
 
 def certified_round_trip(proc: subprocess.CompletedProcess[str], html: Path, src: str = "h1",
