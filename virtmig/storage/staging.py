@@ -43,7 +43,7 @@ class BootFiles:
 def stage_boot_files(host: Host, who: QemuIdentity | None, kernel: Path, initrd: Path,
                      root: PurePosixPath) -> BootFiles:
     """Kernel and initrd into `root` on `host`: as `who` on shared storage, as root locally."""
-    files = BootFiles(root / "vmlinuz", root / "initrd.img")
+    files = BootFiles(root / "kernel", root / "initrd.img")
     if who is None:
         host.run("mkdir", "-p", str(root))
         host.put(kernel, str(files.kernel), mode=0o644)
