@@ -19,10 +19,13 @@ from virtmig.guest import pvh
 from virtmig.guest.image import build_guest
 
 
+def padded(b: bytes) -> bytes:
+    return b + b"\0" * (-len(b) % 4)
+
+
 def note(owner: bytes, kind: int, desc: bytes = b"\0" * 4) -> bytes:
     name = owner + b"\0"
-    pad = lambda b: b + b"\0" * (-len(b) % 4)  # noqa: E731
-    return struct.pack("<III", len(name), len(desc), kind) + pad(name) + pad(desc)
+    return struct.pack("<III", len(name), len(desc), kind) + padded(name) + padded(desc)
 
 
 def elf(notes: bytes) -> bytes:
