@@ -42,3 +42,29 @@ def test_missing_events_leave_their_segments_unknown() -> None:
     b = outage_breakdown(probe, [_event("src", libvirt.VIR_DOMAIN_EVENT_SUSPENDED, 110)], None)
     assert b.lead_ms == pytest.approx(14) and b.paused_ms is None and b.return_ms is None
     assert b.libvirt_downtime_ms is None and "resumed ?" in b.describe()
+
+
+#: One hop's two events: the source stopped at 110 ms, the destination resumed at 180 ms.
+HOP = [_event("src", libvirt.VIR_DOMAIN_EVENT_SUSPENDED, 110), _event("dst", libvirt.VIR_DOMAIN_EVENT_RESUMED, 180)]
+
+
+def test_the_return_is_cut_at_the_first_announcement_after_the_resume() -> None:
+    """Destination resumed at 180 ms, first answer at 201 ms: an announcement at 186 ms cuts 21 into 6 + 15."""
+    probe = summarize(SAMPLES, interval_s=0.005)
+    events = HOP
+    # 40 ms: the guest's own ARP before it stopped (not this hop's announcement); 230 ms: QEMU's next round.
+    b = outage_breakdown(probe, events, None, announces_ns=[40 * MS, 186 * MS, 230 * MS])
+    assert b.return_ms is not None and b.announce_ms is not None and b.announced_to_answer_ms is not None
+    assert [b.return_ms, b.announce_ms, b.announced_to_answer_ms] == pytest.approx([21, 6, 15])
+    assert b.announce_ms + b.announced_to_answer_ms == pytest.approx(b.return_ms)
+    assert "resumed -> announced on the destination's bridge 6.0 + announced -> first answer 15.0" in b.describe()
+
+
+def test_without_a_capture_the_return_stays_whole_and_says_why() -> None:
+    probe = summarize(SAMPLES, interval_s=0.005)
+    events = HOP
+    b = outage_breakdown(probe, events, None, announce_note="no capture on h2's br0: no tcpdump on this host")
+    assert b.return_ms == pytest.approx(21) and b.announce_ms is None and b.announced_to_answer_ms is None
+    assert "announcement not seen: no capture on h2's br0: no tcpdump on this host" in b.describe()
+    only_before = outage_breakdown(probe, events, None, announces_ns=[40 * MS])
+    assert only_before.announce_ms is None and only_before.announce_note == "no announcement after the resume"

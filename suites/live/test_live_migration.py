@@ -19,7 +19,8 @@ from fixtures.report import MigrationLog
 from virtmig.config import RunConfig
 from virtmig.guest import domains
 from virtmig.guest.console import crash_diagnosis, silent_guest_evidence
-from virtmig.host import Host
+from virtmig.host import ChannelHost
+from virtmig.migration.announce import AnnounceTarget
 from virtmig.migration.clocks import HostClock
 from virtmig.migration.deadline import DeadlinePolicy
 from virtmig.migration.measure import GuestAccess, Leg, measured_live_migration
@@ -35,7 +36,7 @@ def test_round_trip(
     mode: MigrationMode,
     run_config: RunConfig,
     test_domain: RunningGuest,
-    src_host: Host, dst_host: Host,
+    src_host: ChannelHost, dst_host: ChannelHost,
     src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
     migration_log: MigrationLog,
     host_clocks: tuple[HostClock, HostClock],
@@ -59,6 +60,7 @@ def test_round_trip(
                 storage=storage.label, unsafe_reason=storage.why if storage.unsafe else None,
                 clock_hosts=host_clocks, on_progress=migration_progress,
                 deadline=DeadlinePolicy(fixed_s=run_config.migration_timeout_s),
+                announce=AnnounceTarget(hosts[leg.dst_name], run_config.guest.network, test_domain.mac),
             )
             evidence: list[str] = []
             if measured.problems:  # what the guest and the bridges say, while it is still there to see

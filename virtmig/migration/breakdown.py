@@ -14,7 +14,10 @@ hides a regression.  Cutting the gap into segments says which part grows:
   downtime; post-copy: the switch-over);
 * return: destination RESUMED to the first echo answered after it: QEMU's
   self-announce moving the MAC across the bridges, then one probe interval
-  and round trip.
+  and round trip.  Where the destination's bridge was captured
+  (virtmig.migration.announce), return is cut at the first announcement
+  seen there: resumed -> announced (QEMU or the guest sending it) and
+  announced -> first answer (the network and the probe).
 
 All on the controller's monotonic clock: the probe's times are taken there
 (or, with `--probe-from`, taken on that host and moved onto ours by an offset
@@ -55,6 +58,11 @@ class OutageBreakdown:
     libvirt_downtime_ms: float | None
     libvirt_setup_ms: float | None
     libvirt_total_ms: float | None
+    #: Destination resumed -> first announcement on its bridge, and that -> the probe's first answer (ms);
+    #: None without a capture (`announce_note` says why).
+    announce_ms: float | None = None
+    announced_to_answer_ms: float | None = None
+    announce_note: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -73,8 +81,14 @@ class OutageBreakdown:
         def ms(v: float | None) -> str:
             return "?" if v is None else f"{v:.1f}"
 
+        back = f"resumed -> first answer {ms(self.return_ms)}"
+        if self.announce_ms is not None:
+            back += (f" (resumed -> announced on the destination's bridge {ms(self.announce_ms)} + announced -> "
+                     f"first answer {ms(self.announced_to_answer_ms)})")
+        elif self.announce_note:
+            back += f" (announcement not seen: {self.announce_note})"
         return (f"outage {self.gap_ms:.1f} ms = last answer -> source stopped {ms(self.lead_ms)} + stopped -> "
-                f"destination resumed {ms(self.paused_ms)} + resumed -> first answer {ms(self.return_ms)} "
+                f"destination resumed {ms(self.paused_ms)} + {back} "
                 f"(libvirt: downtime {ms(self.libvirt_downtime_ms)}, setup {ms(self.libvirt_setup_ms)}, "
                 f"total {ms(self.libvirt_total_ms)})")
 
@@ -84,8 +98,13 @@ def _first(events: Sequence[DomainEvent], where: str, event: int, after_ns: int 
                  and e.at_mono_ns >= after_ns), None)
 
 
-def outage_breakdown(probe: ProbeResult, events: Sequence[DomainEvent], stats: JobStats | None) -> OutageBreakdown:
-    """Cut the probe's longest gap at the source's SUSPENDED and the destination's RESUMED events (pure)."""
+def outage_breakdown(probe: ProbeResult, events: Sequence[DomainEvent], stats: JobStats | None, *,
+                     announces_ns: Sequence[int] = (), announce_note: str | None = None) -> OutageBreakdown:
+    """Cut the probe's longest gap at the source's SUSPENDED and the destination's RESUMED events (pure).
+
+    announces_ns: the destination bridge's announcements on our monotonic
+    clock; the first at or after the resume cuts the return segment.
+    """
     stop = _first(events, "src", libvirt.VIR_DOMAIN_EVENT_SUSPENDED)
     resume = _first(events, "dst", libvirt.VIR_DOMAIN_EVENT_RESUMED, stop.at_mono_ns if stop else 0)
     if resume is None:  # a destination started running without a separate resume (detail 'migrated')
@@ -97,9 +116,15 @@ def outage_breakdown(probe: ProbeResult, events: Sequence[DomainEvent], stats: J
     def figure(value: int | None) -> float | None:
         return None if value is None else float(value)
 
+    announced = None if resume is None else next((a for a in sorted(announces_ns) if a >= resume.at_mono_ns), None)
+    if resume is not None and announced is None and announce_note is None and announces_ns:
+        announce_note = "no announcement after the resume"
     return OutageBreakdown(
         gap_ms=probe.longest_gap_ms, lead_ms=lead, paused_ms=paused, return_ms=back,
         libvirt_downtime_ms=figure(stats.downtime_ms) if stats else None,
         libvirt_setup_ms=figure(stats.setup_time_ms) if stats else None,
         libvirt_total_ms=figure(stats.time_elapsed_ms) if stats else None,
+        announce_ms=None if announced is None or resume is None else (announced - resume.at_mono_ns) / 1e6,
+        announced_to_answer_ms=None if announced is None else (probe.gap_end_ns - announced) / 1e6,
+        announce_note=announce_note,
     )

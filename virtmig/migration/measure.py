@@ -38,7 +38,9 @@ from virtmig.guest import domains, integrity
 from virtmig.guest.integrity import Agent, AreaCheck
 from virtmig.guest.probe import EchoProbe, ProbeResult, UdpEchoProbe
 from virtmig.guest.relay import Relay, agent_command_via
+from virtmig.migration import announce as announcement
 from virtmig.migration import criteria
+from virtmig.migration.announce import AnnounceCapture, AnnounceTarget, bridge_of
 from virtmig.migration.breakdown import OutageBreakdown, outage_breakdown
 from virtmig.migration.clocks import ClockOffset, HostClock, measure_offsets, offset_over
 from virtmig.migration.deadline import DeadlinePolicy
@@ -216,6 +218,18 @@ class MeasuredMigration:
     costs: dict[str, float] = field(default_factory=dict)
 
 
+def _on_our_clock(stamps_s: list[float], host: str,
+                  offsets: dict[str, dict[str, object]] | None) -> tuple[list[int], str | None]:
+    """The destination's announcement stamps on our monotonic clock, or none and why (no offset for *host*)."""
+    if not stamps_s:
+        return [], None
+    offset = (offsets or {}).get(host, {}).get("offset_ms")
+    if not isinstance(offset, (int, float)):
+        return [], f"no clock offset for {host} to place its capture on ours"
+    shift = announcement.real_minus_mono_ns()
+    return [announcement.to_controller_mono_ns(s, float(offset), shift) for s in stamps_s], None
+
+
 def abort_aftermath(leg: Leg, domain: str, meas: Measurement) -> tuple[list[str], list[str]]:
     """(notes, problems) once a deadline aborted the job: where the guest is now, and what is wrong with it.
 
@@ -232,13 +246,22 @@ def measured_live_migration(
     unsafe_reason: str | None = None, clock_hosts: Sequence[HostClock] = (),
     on_progress: ProgressCallback | None = None, agent: Agent | None = None,
     tolerance: criteria.DowntimeTolerance = criteria.DEFAULT_TOLERANCE,
-    deadline: DeadlinePolicy | None = None,
+    deadline: DeadlinePolicy | None = None, announce: AnnounceTarget | None = None,
 ) -> MeasuredMigration:
-    """Migrate `domain` along `leg` with the probe running and the patterns in place; record and judge."""
+    """Migrate `domain` along `leg` with the probe running and the patterns in place; record and judge.
+
+    announce: where to capture the guest's announcement on the destination (see virtmig.migration.announce).
+    """
     meas = Measurement(guest, integrity.new_seed(mode.name), integrity.AREAS, clock_hosts, agent)
     with meas:
-        outcome = migrate(leg.src, leg.dst, leg.dst_uri, domain, mode,
-                          unsafe=unsafe_reason is not None, on_progress=on_progress, deadline=deadline)
+        capture = AnnounceCapture(announce, bridge_of(announce.network, leg.dst)) if announce else None
+        if capture:
+            capture.start()
+        try:
+            outcome = migrate(leg.src, leg.dst, leg.dst_uri, domain, mode,
+                              unsafe=unsafe_reason is not None, on_progress=on_progress, deadline=deadline)
+        finally:
+            announced_s = capture.stop() if capture else []
         # An aborted or failed job leaves the guest on the source: its patterns must be intact there
         # too (the fault suite judges them); after a failure, if the guest answers at all.
         meas.finish(verify=True if outcome.ok or outcome.aborted_after_s is not None else None)
@@ -259,7 +282,11 @@ def measured_live_migration(
     if mode.describe():
         notes.append(f"mode: {mode.describe()}")
     notes += list(outcome.notes) + after_abort + meas.notes()
-    breakdown = (outage_breakdown(meas.probe, outcome.events, outcome.stats)
+    announces_ns, announce_note = _on_our_clock(announced_s, leg.dst_name, meas.clock_offsets)
+    if capture and capture.unavailable:
+        announce_note = capture.unavailable
+    breakdown = (outage_breakdown(meas.probe, outcome.events, outcome.stats, announces_ns=announces_ns,
+                                  announce_note=announce_note)
                  if outcome.events and meas.answered_after else None)
     if breakdown is not None:
         notes.append(breakdown.describe())
