@@ -1,0 +1,310 @@
+"""A site's Ansible inventory (INI or YAML) as virtmig's hosts, ssh settings and NFS export.
+
+A lab already keeps its hypervisors in an Ansible inventory; reading that
+file means no second list to keep in step.  It is read by ansible-core's own
+parser (InventoryManager over a DataLoader, its ini and yaml plugins), so
+host ranges, children groups, ``[group:vars]``, ``group_vars/`` and
+``host_vars/`` beside the file and variable precedence all mean what they
+mean to ``ansible-playbook``: no hand-written parser to disagree with it.
+
+What virtmig takes from it:
+
+- the hosts of one group (--group), in the file's order;
+- per host, ``ansible_host``, ``ansible_port``, ``ansible_user`` (or their
+  old ``ansible_ssh_*`` spellings), written into an ssh config file (Host
+  alias -> HostName, Port, User) that the rest of the harness uses as it uses
+  --ssh-config: `ssh_config_text`, `write_ssh_config`;
+- ``virtmig_nfs_server`` and ``virtmig_export`` (usually group vars of the
+  group), the defaults of --nfs-server and --export; all the group's hosts
+  must see the same values, since a run has one export.
+
+Values are taken as written: a Jinja2 template ("{{ ... }}") is refused, not
+rendered (rendering needs Ansible's whole templating context, and a host
+name that depends on it is not one an operator can check).  Every error is a
+ConfigError naming the file, and the line where one can be found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ansible.errors import AnsibleError
+from ansible.inventory.data import InventoryData
+from ansible.inventory.manager import InventoryManager
+from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import inventory_loader
+from ansible.vars.manager import VariableManager
+
+from virtmig import sshconfig
+from virtmig.config import ConfigError, check_export_client, check_host_name, check_storage_path
+
+#: The group vars that give --nfs-server and --export (the command line wins over them).
+NFS_SERVER_VAR, EXPORT_VAR = "virtmig_nfs_server", "virtmig_export"
+#: Each ssh setting and the inventory variables that give it, preferred first (Ansible's own order).
+SSH_VARS = {"HostName": ("ansible_host", "ansible_ssh_host"), "Port": ("ansible_port", "ansible_ssh_port"),
+            "User": ("ansible_user", "ansible_ssh_user")}
+#: File names Ansible's yaml plugin takes as YAML; anything else is read as INI (as its ini plugin does).
+YAML_SUFFIXES = (".yml", ".yaml", ".json")
+#: An ssh User: what login names are made of; nothing the ssh config or a command line would read as syntax.
+_SSH_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,31}")
+
+
+T = TypeVar("T")
+
+
+class InventoryError(ConfigError):
+    """The inventory cannot give the run its hosts: it does not parse, lacks the group, or holds a bad value."""
+
+
+@dataclass(frozen=True)
+class HostSsh:
+    """How ssh reaches one inventory host: what the inventory says (None: left to the user's ssh config)."""
+
+    alias: str
+    hostname: str | None = None
+    port: int | None = None
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class SiteInventory:
+    """What one group of an inventory gives a run: its hosts in order, their ssh settings, the NFS export."""
+
+    path: Path
+    group: str
+    hosts: tuple[str, ...]
+    ssh: tuple[HostSsh, ...]
+    nfs_server: str | None = None
+    export: str | None = None
+
+
+def load(path: Path, group: str) -> SiteInventory:
+    """The hosts, ssh settings and NFS export of *group* in the inventory *path*, else InventoryError.
+
+    The file is first parsed by the one plugin its name calls for (yaml for
+    YAML_SUFFIXES, else ini), which raises with the cause; InventoryManager,
+    which tries every plugin and only warns when all fail, then reads the
+    file that is known to parse, with group_vars/ and host_vars/.
+    """
+    path = path.resolve()  # Ansible's plugins take absolute paths only
+    loader = DataLoader()
+    _check_parses(path, loader)
+    inventory = InventoryManager(loader=loader, sources=[str(path)])
+    found = inventory.groups.get(group)
+    if found is None:
+        groups = sorted(g for g in inventory.groups if g not in ("all", "ungrouped"))
+        raise InventoryError(f"--group {group!r}: no such group in the inventory {path} "
+                             f"(its groups: {', '.join(groups) or 'none'})")
+    variables = VariableManager(loader=loader, inventory=inventory)
+    hosts = tuple(host.name for host in found.get_hosts())
+    host_vars = {host.name: variables.get_vars(host=host, include_hostvars=False) for host in found.get_hosts()}
+    ssh = tuple(_host_ssh(path, name, host_vars[name]) for name in hosts)
+    nfs_server = _shared_value(path, group, NFS_SERVER_VAR, host_vars)
+    export = _shared_value(path, group, EXPORT_VAR, host_vars)
+    if nfs_server is not None:
+        _checked(path, nfs_server, lambda v: check_host_name(v, NFS_SERVER_VAR))
+    if export is not None:
+        export = _checked(path, export, lambda v: str(check_storage_path(v, EXPORT_VAR)))
+    return SiteInventory(path, group, hosts, ssh, nfs_server, export)
+
+
+def ssh_config_text(site: SiteInventory, included: Sequence[Path]) -> str:
+    """The ssh config a run uses: one Host block per host the inventory gives settings, then *included*.
+
+    The inventory's blocks come first, so its values win (ssh takes the
+    first value it obtains); the *included* files (the --ssh-config file, or
+    the user's and the system's files ssh would read without -F) follow
+    under ``Host *`` for everything else: IdentityFile, ProxyJump,
+    known_hosts, aliases of hosts the inventory leaves alone.  They are
+    copied in with their own Includes expanded (sshconfig.config_text),
+    rather than Included, so that their relative Include paths still
+    resolve against their own directories, for OpenSSH and paramiko alike.
+    """
+    lines = [f"# Written by virtmig from the Ansible inventory {site.path} (group {site.group}); "
+             "rewritten on every run."]
+    for host in site.ssh:
+        settings = [(key, value) for key, value in (("HostName", host.hostname), ("Port", host.port),
+                                                    ("User", host.user)) if value is not None]
+        if settings:
+            lines += ["", f"Host {host.alias}", *(f"    {key} {value}" for key, value in settings)]
+    for path in included:
+        lines += ["", f"# From {path}:", "Host *", sshconfig.config_text(path).rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def write_ssh_config(site: SiteInventory, out: Path, included: Sequence[Path]) -> Path:
+    """Write `ssh_config_text` to *out* atomically (xdist workers write the same file) and return *out*."""
+    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(ssh_config_text(site, included))
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def default_ssh_config_path(inventory: Path, group: str) -> Path:
+    """Where a run's generated ssh config goes: a file per inventory and group under ~/.cache/virtmig.
+
+    A fixed place, not a temporary one: after a killed run, `python -m
+    virtmig cleanup --ssh-config FILE` needs the same settings to reach the
+    hosts, and an operator can read what the run used.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or sshconfig.home_dir() / ".cache")
+    key = hashlib.sha256(f"{inventory.resolve()}\0{group}".encode()).hexdigest()[:12]
+    return cache / "virtmig" / "inventory" / f"{inventory.stem}-{group}-{key}.ssh_config"
+
+
+def _check_parses(path: Path, loader: DataLoader) -> None:
+    """Parse *path* with the plugin its name calls for, into a scratch inventory; InventoryError if it fails."""
+    kind = "yaml" if path.suffix.lower() in YAML_SUFFIXES else "ini"
+    error = _parse_error(path, kind, loader)
+    if error is not None:
+        line = _error_line(error, path, kind, loader)
+        where = f"{path}:{line}" if line else str(path)
+        raise InventoryError(f"--inventory {where}: not a valid {kind.upper()} Ansible inventory: "
+                             f"{_innermost_message(error)}") from error
+
+
+def _parse_error(path: Path, kind: str, loader: DataLoader) -> AnsibleError | None:
+    """What ansible-core's *kind* plugin raises parsing *path* (None: it parses)."""
+    scratch = InventoryData()
+    scratch.current_source = str(path)
+    try:
+        inventory_loader.get(kind).parse(scratch, loader, str(path), cache=False)
+    except AnsibleError as exc:
+        return exc
+    return None
+
+
+#: Beyond this many lines an INI error is reported without its line (finding it costs a parse per line).
+MAX_LINES_SCANNED = 2000
+
+
+def _error_line(error: AnsibleError, path: Path, kind: str, loader: DataLoader) -> int | None:
+    """The line of *path* the parse error is about, if one can be found.
+
+    YAML errors carry it (the Origin ansible-core attaches, line_num).  The
+    ini plugin of ansible-core 2.19 drops its line number before raising, and
+    some of its errors do not quote the line either ("not enough values to
+    unpack" for a stray "[bad"), so the line is found with ansible's own
+    parser: the first N such that the file's first N lines fail as the whole
+    file does.  INI is read line by line, so that is the line it stopped at.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        line = getattr(getattr(seen, "obj", None), "line_num", None)
+        if isinstance(line, int) and line > 0:
+            return line
+        seen = seen.__cause__ or seen.__context__
+    if kind != "ini":
+        return None
+    try:
+        lines = path.read_text(errors="replace").splitlines(keepends=True)
+    except OSError:
+        return None
+    if len(lines) > MAX_LINES_SCANNED:
+        return None
+    wanted = _innermost_message(error)
+    with tempfile.TemporaryDirectory(prefix="virtmig-inventory-") as scratch:
+        prefix = Path(scratch) / path.name
+        for count in range(1, len(lines) + 1):
+            prefix.write_text("".join(lines[:count]))
+            failed = _parse_error(prefix, kind, loader)
+            if failed is not None and _innermost_message(failed) == wanted:
+                return count
+    return None
+
+
+def _innermost_message(exc: BaseException) -> str:
+    """The message of the deepest explicit cause: the ini plugin's own, under "Failed to parse inventory".
+
+    Only ``raise ... from`` causes: an implicit context is the Python error
+    the plugin caught and explained.
+    """
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(getattr(exc, "message", None) or exc).strip()
+
+
+def _numbered_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, stripped text) of the non-blank lines of *path* that are not comments."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [(n, s) for n, s in ((n, raw.strip()) for n, raw in enumerate(text.splitlines(), 1))
+            if s and not s.startswith(("#", ";"))]
+
+
+def _line_of(path: Path, value: str) -> int | None:
+    """The first line of *path* where *value* is written, to point at a bad value (None: not found)."""
+    return next((n for n, text in _numbered_lines(path) if value in text), None)
+
+
+def _checked(path: Path, value: str, check: Callable[[str], T]) -> T:
+    """check(value), its ConfigError re-raised naming the file and the line the value is on."""
+    try:
+        return check(value)
+    except ConfigError as exc:
+        line = _line_of(path, value)
+        raise InventoryError(f"--inventory {path}{f':{line}' if line else ''}: {exc}") from exc
+
+
+def _text(path: Path, host: str, name: str, value: object) -> str:
+    """*value* of variable *name* as plain text, refusing templates and non-scalars."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _value_error(path, host, name, str(value), "must be a string or a number")
+    text = str(value)
+    if "{{" in text or "{%" in text:
+        raise _value_error(path, host, name, text, "is a Jinja2 template; virtmig reads values as written, "
+                                                   "without rendering them: give the value itself")
+    return text
+
+
+def _value_error(path: Path, host: str, name: str, text: str, why: str) -> InventoryError:
+    line = _line_of(path, text)
+    return InventoryError(f"--inventory {path}{f':{line}' if line else ''}: host {host!r}: {name} {text!r} {why}")
+
+
+def _host_ssh(path: Path, name: str, variables: Mapping[str, Any]) -> HostSsh:
+    """The ssh settings the inventory gives host *name*, each checked so it cannot change the ssh config's syntax."""
+    _checked(path, name, lambda v: check_host_name(v, "inventory host"))
+    given: dict[str, str] = {}
+    for key, names in SSH_VARS.items():
+        var = next((n for n in names if variables.get(n) is not None), None)
+        if var is not None:
+            given[key] = _text(path, name, var, variables[var])
+    hostname, port, user = given.get("HostName"), given.get("Port"), given.get("User")
+    if hostname is not None:
+        _checked(path, hostname, lambda v: check_export_client(v, f"host {name!r}: ansible_host"))
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise _value_error(path, name, "ansible_port", port, "is not a TCP port (1-65535)")
+    if user is not None and not _SSH_USER.fullmatch(user):
+        raise _value_error(path, name, "ansible_user", user, "is not a user name (letters, digits, '.', '_', '-')")
+    return HostSsh(name, hostname, None if port is None else int(port), user)
+
+
+def _shared_value(path: Path, group: str, name: str, host_vars: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """Variable *name* as every host of *group* sees it: one value (or none), else InventoryError."""
+    values = {host: _text(path, host, name, v[name]) for host, v in host_vars.items() if v.get(name) is not None}
+    distinct = sorted(set(values.values()))
+    if len(distinct) > 1:
+        seen = "; ".join(f"{v} ({', '.join(h for h in values if values[h] == v)})" for v in distinct)
+        raise InventoryError(f"--inventory {path}: the hosts of group {group!r} disagree on {name}: {seen}; "
+                             "a run has one NFS export: set it once, as a var of the group")
+    if values and len(values) != len(host_vars):
+        missing = ", ".join(h for h in host_vars if h not in values)
+        raise InventoryError(f"--inventory {path}: {name} is set for some hosts of group {group!r} but not for "
+                             f"{missing}: set it once, as a var of the group")
+    return distinct[0] if distinct else None
