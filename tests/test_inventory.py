@@ -161,6 +161,26 @@ def test_bad_values_name_the_line(tmp_path: Path, text: str, message: str) -> No
     assert message in str(info.value)
 
 
+def test_a_file_without_suffix_is_tried_as_yaml_then_ini_as_ansible_does(tmp_path: Path) -> None:
+    assert load(write(tmp_path, "site", YAML), "hypervisors").hosts == ("a1", "a2")
+    assert load(write(tmp_path, "hosts", INI), "hypervisors").hosts == ("h1", "h2", "h3", "h4")
+    with pytest.raises(InventoryError, match=r"bad:3: not a valid YAML Ansible inventory"):
+        load(write(tmp_path, "bad", "all:\n  hosts: [h1\n"), "hypervisors")
+    with pytest.raises(InventoryError, match=r"bad2:2: not a valid INI Ansible inventory"):
+        load(write(tmp_path, "bad2", "[hypervisors]\nh1 x\n"), "hypervisors")
+
+
+def test_an_executable_inventory_is_not_run_nor_a_plugin_loaded(tmp_path: Path) -> None:
+    """Checking options runs nothing: Ansible's script and auto plugins are not offered the file."""
+    script = write(tmp_path, "inventory.sh", f"#!/bin/sh\ntouch {tmp_path / 'ran'}\n")
+    script.chmod(0o755)
+    with pytest.raises(InventoryError, match=r"inventory.sh:2: not a valid INI Ansible inventory: Expected key=value"):
+        load(script, "hypervisors")
+    assert not (tmp_path / "ran").exists()
+    with pytest.raises(InventoryError, match="Plugin configuration YAML file, not YAML inventory"):
+        load(write(tmp_path, "aws_ec2.yml", "plugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n"), "hypervisors")
+
+
 def test_an_unknown_group_lists_the_groups(tmp_path: Path) -> None:
     path = write(tmp_path, "hosts.ini", INI)
     with pytest.raises(InventoryError, match=rf"--group 'hv': no such group in the inventory {path} "

@@ -50,7 +50,8 @@ NFS_SERVER_VAR, EXPORT_VAR = "virtmig_nfs_server", "virtmig_export"
 #: Each ssh setting and the inventory variables that give it, preferred first (Ansible's own order).
 SSH_VARS = {"HostName": ("ansible_host", "ansible_ssh_host"), "Port": ("ansible_port", "ansible_ssh_port"),
             "User": ("ansible_user", "ansible_ssh_user")}
-#: File names Ansible's yaml plugin takes as YAML; anything else is read as INI (as its ini plugin does).
+#: File names Ansible's yaml plugin takes as YAML (and names without a suffix, tried as YAML then INI);
+#: anything else is read as INI, as Ansible's ini plugin does.
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
 #: An ssh User: what login names are made of; nothing the ssh config or a command line would read as syntax.
 _SSH_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,31}")
@@ -88,15 +89,15 @@ class SiteInventory:
 def load(path: Path, group: str) -> SiteInventory:
     """The hosts, ssh settings and NFS export of *group* in the inventory *path*, else InventoryError.
 
-    The file is first parsed by the one plugin its name calls for (yaml for
-    YAML_SUFFIXES, else ini), which raises with the cause; InventoryManager,
-    which tries every plugin and only warns when all fail, then reads the
-    file that is known to parse, with group_vars/ and host_vars/.
+    The file is first parsed by the plugin its name calls for, into a
+    scratch inventory, so that a failure can be reported with its cause and
+    line (InventoryManager tries plugin after plugin and only warns when all
+    fail).  InventoryManager, limited to that plugin, then reads the file now
+    known to parse, with group_vars/ and host_vars/.
     """
     path = path.resolve()  # Ansible's plugins take absolute paths only
     loader = DataLoader()
-    _check_parses(path, loader)
-    inventory = InventoryManager(loader=loader, sources=[str(path)])
+    inventory = _StaticInventory(loader, path, _parsing_plugin(path, loader))
     found = inventory.groups.get(group)
     if found is None:
         groups = sorted(g for g in inventory.groups if g not in ("all", "ungrouped"))
@@ -127,7 +128,7 @@ def ssh_config_text(site: SiteInventory, included: Sequence[Path]) -> str:
     rather than Included, so that their relative Include paths still
     resolve against their own directories, for OpenSSH and paramiko alike.
     """
-    lines = [f"# Written by virtmig from the Ansible inventory {site.path} (group {site.group}); "
+    lines = [f"# Written by virtmig from the Ansible inventory {str(site.path)!r} (group {site.group}); "
              "rewritten on every run."]
     for host in site.ssh:
         settings = [(key, value) for key, value in (("HostName", host.hostname), ("Port", host.port),
@@ -135,7 +136,7 @@ def ssh_config_text(site: SiteInventory, included: Sequence[Path]) -> str:
         if settings:
             lines += ["", f"Host {host.alias}", *(f"    {key} {value}" for key, value in settings)]
     for path in included:
-        lines += ["", f"# From {path}:", "Host *", sshconfig.config_text(path).rstrip("\n")]
+        lines += ["", f"# From {str(path)!r}:", "Host *", sshconfig.config_text(path).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -165,15 +166,51 @@ def default_ssh_config_path(inventory: Path, group: str) -> Path:
     return cache / "virtmig" / "inventory" / f"{inventory.stem}-{group}-{key}.ssh_config"
 
 
-def _check_parses(path: Path, loader: DataLoader) -> None:
-    """Parse *path* with the plugin its name calls for, into a scratch inventory; InventoryError if it fails."""
-    kind = "yaml" if path.suffix.lower() in YAML_SUFFIXES else "ini"
-    error = _parse_error(path, kind, loader)
-    if error is not None:
-        line = _error_line(error, path, kind, loader)
-        where = f"{path}:{line}" if line else str(path)
-        raise InventoryError(f"--inventory {where}: not a valid {kind.upper()} Ansible inventory: "
-                             f"{_innermost_message(error)}") from error
+class _StaticInventory(InventoryManager):  # type: ignore[misc]  # ansible-core has no type hints
+    """Ansible's InventoryManager reading one file with one static plugin (ini or yaml), nothing else.
+
+    Its default plugin list also holds ``script``, which runs an executable
+    file, and ``auto``, which loads whatever plugin a YAML file names (a
+    cloud's API, say): checking options must neither run a program nor
+    reach the network, so only the plugin that parsed the file is offered.
+    """
+
+    def __init__(self, loader: DataLoader, path: Path, plugin: str) -> None:
+        self._virtmig_plugin = plugin
+        super().__init__(loader=loader, sources=[str(path)])
+
+    def _fetch_inventory_plugins(self) -> list[Any]:
+        return [inventory_loader.get(self._virtmig_plugin)]
+
+
+def _plugins_for(path: Path) -> tuple[str, ...]:
+    """The static plugins Ansible would try on *path*, in its order: yaml takes YAML_SUFFIXES and no suffix."""
+    suffix = path.suffix.lower()
+    if suffix in YAML_SUFFIXES:
+        return ("yaml",)
+    return ("yaml", "ini") if not suffix else ("ini",)
+
+
+def _parsing_plugin(path: Path, loader: DataLoader) -> str:
+    """The first of `_plugins_for` that parses *path*, else InventoryError with its cause and line.
+
+    When both fail (a file without a suffix), the error reported is the
+    one of the format the file looks like: YAML if its first line is a key
+    ("all:") or "---", else INI.
+    """
+    errors: dict[str, AnsibleError] = {}
+    for plugin in _plugins_for(path):
+        error = _parse_error(path, plugin, loader)
+        if error is None:
+            return plugin
+        errors[plugin] = error
+    first = next((text for _n, text in _numbered_lines(path)), "")
+    looks_yaml = first.endswith(":") or first == "---"
+    kind = "yaml" if "yaml" in errors and ("ini" not in errors or looks_yaml) else "ini"
+    line = _error_line(errors[kind], path, kind, loader)
+    where = f"{path}:{line}" if line else str(path)
+    raise InventoryError(f"--inventory {where}: not a valid {kind.upper()} Ansible inventory: "
+                         f"{_innermost_message(errors[kind])}") from errors[kind]
 
 
 def _parse_error(path: Path, kind: str, loader: DataLoader) -> AnsibleError | None:
