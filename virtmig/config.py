@@ -403,12 +403,9 @@ def build_run_config(
         raise ConfigError(f"--ssh-config {str(ssh_config)!r}: no such file")
     if inventory is not None:
         # Imported here: it imports ansible-core (half a second), and this module for ConfigError.
-        from virtmig import inventory as site_inventory  # noqa: PLC0415
-        site = site_inventory.load(inventory, group or DEFAULT_GROUP)
-        planned = _planned(pairs or PairSpec(RING), site.hosts, f"group {site.group!r} of the inventory {site.path}")
-        included = [ssh_config] if ssh_config is not None else _ssh_default_files()
-        ssh_config = site_inventory.write_ssh_config(
-            site, ssh_config_out or site_inventory.default_ssh_config_path(site.path, site.group), included)
+        from virtmig.inventory import plan_site  # noqa: PLC0415
+        site = plan_site(inventory, group or DEFAULT_GROUP, pairs or PairSpec(RING), ssh_config, ssh_config_out)
+        planned, ssh_config = site.pairs, site.ssh_config
         nfs_server, export = nfs_server or site.nfs_server, export or site.export
         src, dst = planned[0].src, planned[0].dst
     elif src is None or dst is None:
@@ -491,11 +488,6 @@ def _addresses_of(hostname: str) -> set[ipaddress.IPv4Address]:
     except (socket.gaierror, UnicodeError):
         return set()
     return {ipaddress.IPv4Address(info[4][0]) for info in infos}
-
-
-def _ssh_default_files() -> list[Path]:
-    """The files `ssh` reads without -F, in its order (user, then system): what a generated config carries on."""
-    return [f for f in (sshconfig.user_config(), sshconfig.SYSTEM_CONFIG) if f.is_file()]
 
 
 def _default_ssh_config() -> Path | None:

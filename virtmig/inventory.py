@@ -44,6 +44,7 @@ from ansible.vars.manager import VariableManager
 
 from virtmig import sshconfig
 from virtmig.config import ConfigError, check_export_client, check_host_name, check_storage_path
+from virtmig.pairs import HostPair, PairError, PairSpec, plan_pairs
 
 #: The group vars that give --nfs-server and --export (the command line wins over them).
 NFS_SERVER_VAR, EXPORT_VAR = "virtmig_nfs_server", "virtmig_export"
@@ -84,6 +85,34 @@ class SiteInventory:
     ssh: tuple[HostSsh, ...]
     nfs_server: str | None = None
     export: str | None = None
+
+
+@dataclass(frozen=True)
+class PlannedSite:
+    """What an --inventory run certifies: its pairs, the ssh config written for them, the group vars' export."""
+
+    pairs: tuple[HostPair, ...]
+    ssh_config: Path
+    nfs_server: str | None
+    export: str | None
+
+
+def plan_site(path: Path, group: str, spec: PairSpec, ssh_config: Path | None,
+              out: Path | None = None) -> PlannedSite:
+    """Read *group* of the inventory *path*, plan *spec* over its hosts, write the run's ssh config.
+
+    The ssh config goes to *out* (default: `default_ssh_config_path`) and
+    carries *ssh_config* (--ssh-config) on, or without it the files ssh reads
+    by default.  Every failure is an InventoryError naming the file.
+    """
+    site = load(path, group)
+    try:
+        pairs = plan_pairs(spec, site.hosts)
+    except PairError as exc:
+        raise InventoryError(f"{exc} in group {site.group!r} of the inventory {site.path}") from exc
+    included = [ssh_config] if ssh_config is not None else sshconfig.default_files()
+    written = write_ssh_config(site, out or default_ssh_config_path(site.path, site.group), included)
+    return PlannedSite(pairs, written, site.nfs_server, site.export)
 
 
 def load(path: Path, group: str) -> SiteInventory:
