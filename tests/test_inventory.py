@@ -97,6 +97,15 @@ def test_group_vars_beside_the_file_count(tmp_path: Path) -> None:
     assert site.ssh[0] == HostSsh("x1", "10.0.0.1", None, "ops")
 
 
+def test_a_bad_value_in_group_vars_names_that_file_and_line(tmp_path: Path) -> None:
+    inventory = write(tmp_path, "hosts", "[hv]\nx1 ansible_host=10.0.0.1\n")
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "hv.yml").write_text("# storage\nvirtmig_nfs_server: filer\nvirtmig_export: /etc/vm\n")
+    with pytest.raises(InventoryError, match=rf"^--inventory {tmp_path}/group_vars/hv.yml:3: virtmig_export "
+                                             r"'/etc/vm' is /etc or below"):
+        load(inventory, "hv")
+
+
 def test_ssh_config_puts_the_inventory_first_and_carries_the_user_s_file_on(tmp_path: Path) -> None:
     (tmp_path / "conf.d").mkdir()
     write(tmp_path / "conf.d", "extra.conf", "Host h9\n    HostName 10.9.9.9\n")

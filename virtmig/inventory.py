@@ -136,13 +136,12 @@ def load(path: Path, group: str) -> SiteInventory:
     hosts = tuple(host.name for host in found.get_hosts())
     host_vars = {host.name: variables.get_vars(host=host, include_hostvars=False) for host in found.get_hosts()}
     ssh = tuple(_host_ssh(path, name, host_vars[name]) for name in hosts)
-    nfs_server = _shared_value(path, group, NFS_SERVER_VAR, host_vars)
+    server = _shared_value(path, group, NFS_SERVER_VAR, host_vars)
     export = _shared_value(path, group, EXPORT_VAR, host_vars)
-    if nfs_server is not None:
-        _checked(path, nfs_server, lambda v: check_host_name(v, NFS_SERVER_VAR))
-    if export is not None:
-        export = _checked(path, export, lambda v: str(check_storage_path(v, EXPORT_VAR)))
-    return SiteInventory(path, group, hosts, ssh, nfs_server, export)
+    return SiteInventory(
+        path, group, hosts, ssh,
+        None if server is None else _checked(path, server, lambda v: check_host_name(v, NFS_SERVER_VAR)),
+        None if export is None else _checked(path, export, lambda v: str(check_storage_path(v, EXPORT_VAR))))
 
 
 def ssh_config_text(site: SiteInventory, included: Sequence[Path]) -> str:
@@ -314,56 +313,70 @@ def _numbered_lines(path: Path) -> list[tuple[int, str]]:
 
 
 def _line_of(path: Path, value: str) -> int | None:
-    """The first line of *path* where *value* is written, to point at a bad value (None: not found)."""
+    """The first line of *path* where *value* is written (None: not found)."""
     return next((n for n, text in _numbered_lines(path) if value in text), None)
 
 
-def _checked(path: Path, value: str, check: Callable[[str], T]) -> T:
-    """check(value), its ConfigError re-raised naming the file and the line the value is on."""
+def _where(path: Path, value: object) -> str:
+    """"FILE:LINE" where *value* was written, for a message (a group_vars/ file, say, or the inventory).
+
+    ansible-core 2.19 tags every value it reads with its origin; the tag is
+    read by duck typing (its API is internal to Ansible).  Without one, the
+    first line of the inventory *path* holding the value.
+    """
+    for tag in getattr(value, "_ansible_tags_mapping", {}).values():
+        file, line = getattr(tag, "path", None), getattr(tag, "line_num", None)
+        if isinstance(file, str) and file:
+            return f"{file}:{line}" if isinstance(line, int) else file
+    line = _line_of(path, str(value))
+    return f"{path}:{line}" if line else str(path)
+
+
+def _checked(path: Path, value: object, check: Callable[[str], T]) -> T:
+    """check(the value as text), its ConfigError re-raised naming the file and line the value is written on."""
     try:
-        return check(value)
+        return check(str(value))
     except ConfigError as exc:
-        line = _line_of(path, value)
-        raise InventoryError(f"--inventory {path}{f':{line}' if line else ''}: {exc}") from exc
+        raise InventoryError(f"--inventory {_where(path, value)}: {exc}") from exc
 
 
 def _text(path: Path, host: str, name: str, value: object) -> str:
     """*value* of variable *name* as plain text, refusing templates and non-scalars."""
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise _value_error(path, host, name, str(value), "must be a string or a number")
+        raise _value_error(path, host, name, value, "must be a string or a number")
     text = str(value)
     if "{{" in text or "{%" in text:
-        raise _value_error(path, host, name, text, "is a Jinja2 template; virtmig reads values as written, "
-                                                   "without rendering them: give the value itself")
+        raise _value_error(path, host, name, value, "is a Jinja2 template; virtmig reads values as written, "
+                                                    "without rendering them: give the value itself")
     return text
 
 
-def _value_error(path: Path, host: str, name: str, text: str, why: str) -> InventoryError:
-    line = _line_of(path, text)
-    return InventoryError(f"--inventory {path}{f':{line}' if line else ''}: host {host!r}: {name} {text!r} {why}")
+def _value_error(path: Path, host: str, name: str, value: object, why: str) -> InventoryError:
+    return InventoryError(f"--inventory {_where(path, value)}: host {host!r}: {name} {str(value)!r} {why}")
 
 
 def _host_ssh(path: Path, name: str, variables: Mapping[str, Any]) -> HostSsh:
     """The ssh settings the inventory gives host *name*, each checked so it cannot change the ssh config's syntax."""
     _checked(path, name, lambda v: check_host_name(v, "inventory host"))
-    given: dict[str, str] = {}
-    for key, names in SSH_VARS.items():
-        var = next((n for n in names if variables.get(n) is not None), None)
-        if var is not None:
-            given[key] = _text(path, name, var, variables[var])
-    hostname, port, user = given.get("HostName"), given.get("Port"), given.get("User")
+    raw = {key: next((variables[n] for n in names if variables.get(n) is not None), None)
+           for key, names in SSH_VARS.items()}
+    hostname, port, user = (None if raw[key] is None else _text(path, name, var, raw[key])
+                            for key, var in (("HostName", "ansible_host"), ("Port", "ansible_port"),
+                                             ("User", "ansible_user")))
     if hostname is not None:
-        _checked(path, hostname, lambda v: check_export_client(v, f"host {name!r}: ansible_host"))
+        _checked(path, raw["HostName"], lambda v: check_export_client(v, f"host {name!r}: ansible_host"))
     if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
-        raise _value_error(path, name, "ansible_port", port, "is not a TCP port (1-65535)")
+        raise _value_error(path, name, "ansible_port", raw["Port"], "is not a TCP port (1-65535)")
     if user is not None and not _SSH_USER.fullmatch(user):
-        raise _value_error(path, name, "ansible_user", user, "is not a user name (letters, digits, '.', '_', '-')")
+        raise _value_error(path, name, "ansible_user", raw["User"],
+                           "is not a user name (letters, digits, '.', '_', '-')")
     return HostSsh(name, hostname, None if port is None else int(port), user)
 
 
-def _shared_value(path: Path, group: str, name: str, host_vars: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """Variable *name* as every host of *group* sees it: one value (or none), else InventoryError."""
-    values = {host: _text(path, host, name, v[name]) for host, v in host_vars.items() if v.get(name) is not None}
+def _shared_value(path: Path, group: str, name: str, host_vars: Mapping[str, Mapping[str, Any]]) -> object:
+    """Variable *name* as every host of *group* sees it (as Ansible read it, None: unset), else InventoryError."""
+    raw = {host: v[name] for host, v in host_vars.items() if v.get(name) is not None}
+    values = {host: _text(path, host, name, value) for host, value in raw.items()}
     distinct = sorted(set(values.values()))
     if len(distinct) > 1:
         seen = "; ".join(f"{v} ({', '.join(h for h in values if values[h] == v)})" for v in distinct)
@@ -373,4 +386,4 @@ def _shared_value(path: Path, group: str, name: str, host_vars: Mapping[str, Map
         missing = ", ".join(h for h in host_vars if h not in values)
         raise InventoryError(f"--inventory {path}: {name} is set for some hosts of group {group!r} but not for "
                              f"{missing}: set it once, as a var of the group")
-    return distinct[0] if distinct else None
+    return next(iter(raw.values()), None)
