@@ -7,6 +7,7 @@ naming the file and the line.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,26 @@ all:
         virtmig_export: /export/vms
 """
 
+#: The shape of the embedded lab's own inventory (virtmig.lab writes it at `up`): keys and known_hosts as Ansible
+#: reaches the lab, the storage as group vars.
+LAB_INI = """\
+[hypervisors]
+h1 ansible_host=198.18.0.11 ansible_user=root
+h2 ansible_host=198.18.0.12 ansible_user=root
+
+[nfs]
+nfs ansible_host=198.18.0.10 ansible_user=root
+
+[hypervisors:vars]
+virtmig_nfs_server=nfs
+virtmig_export=/srv/virtmig-export
+virtmig_mount_point=/mnt/labnfs
+
+[all:vars]
+ansible_ssh_private_key_file=/var/lib/virtmig-lab/id_ed25519
+ansible_ssh_common_args='-o UserKnownHostsFile=/var/lib/virtmig-lab/known_hosts -o StrictHostKeyChecking=yes'
+"""
+
 LAB = DefaultPair("h1", "h2", "nfs", "/srv/virtmig-export", Path("/nonexistent/lab_ssh_config"),
                   GuestSite(parse_guest_network("bridge:br0"), parse_guest_ip("198.18.0.100/24")),
                   GuestShape(cpu="qemu64"))
@@ -104,6 +125,40 @@ def test_a_bad_value_in_group_vars_names_that_file_and_line(tmp_path: Path) -> N
     with pytest.raises(InventoryError, match=rf"^--inventory {tmp_path}/group_vars/hv.yml:3: virtmig_export "
                                              r"'/etc/vm' is /etc or below"):
         load(inventory, "hv")
+
+
+def test_the_lab_s_inventory_carries_its_key_known_hosts_and_storage(tmp_path: Path) -> None:
+    """The lab's inventory is enough on its own: the key and host keys Ansible uses are the run's too."""
+    out = tmp_path / "ssh_config"
+    rc = build(write(tmp_path, "inventory.ini", LAB_INI), out, mount_point=None)
+    assert (rc.nfs_server, rc.export, str(rc.mount_point)) == ("nfs", "/srv/virtmig-export", "/mnt/labnfs")
+    assert [p.label for p in rc.host_pairs] == ["h1-h2", "h2-h1"]
+    block = ("Host h1\n    HostName 198.18.0.11\n    User root\n    IdentityFile /var/lib/virtmig-lab/id_ed25519\n"
+             "    UserKnownHostsFile /var/lib/virtmig-lab/known_hosts\n    StrictHostKeyChecking yes\n")
+    assert block in out.read_text()
+    opts = sshconfig.lookup(sshconfig.load(out), "h2")
+    assert opts["userknownhostsfile"] == "/var/lib/virtmig-lab/known_hosts"
+    assert opts["identityfile"] == ["/var/lib/virtmig-lab/id_ed25519"]
+    assert str(build(tmp_path / "inventory.ini", out, mount_point="/mnt/x").mount_point) == "/mnt/x"  # option wins
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ("-J bastion", "holds '-J': only -o Option=value arguments become ssh settings"),
+    ("-o", "holds '-o': only -o Option=value"),
+    ("-o =x", "holds -o '=x', not Option=value"),
+    ("-o 'Bad-Option=x'", "holds -o 'Bad-Option=x', not Option=value"),
+    ("-o 'unbalanced", "is not shell words"),
+])
+def test_ssh_args_other_than_options_are_refused(tmp_path: Path, args: str, message: str) -> None:
+    path = write(tmp_path, "hosts.ini", f"[hypervisors]\nh1\n[hypervisors:vars]\nansible_ssh_common_args=\"{args}\"\n")
+    with pytest.raises(InventoryError, match=rf"{path}:4: host 'h1': ansible_ssh_common_args .*{re.escape(message)}"):
+        load(path, "hypervisors")
+
+
+def test_ssh_options_in_both_spellings(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts.ini", "[hypervisors]\nh1 ansible_ssh_extra_args='-oConnectTimeout=5 "
+                                        "-o \"ProxyCommand ssh -W %h:%p jump\"'\n")
+    assert load(path, "hypervisors").ssh[0].options == (("ConnectTimeout", "5"), ("ProxyCommand", "ssh -W %h:%p jump"))
 
 
 def test_ssh_config_puts_the_inventory_first_and_carries_the_user_s_file_on(tmp_path: Path) -> None:
@@ -198,9 +253,10 @@ def test_an_unknown_group_lists_the_groups(tmp_path: Path) -> None:
 
 
 def build(inventory: Path, out: Path, *, src: str | None = None, nfs_server: str | None = None,
-          export: str | None = None, ssh_config: Path | None = None, **kw: Any) -> RunConfig:
+          export: str | None = None, ssh_config: Path | None = None, mount_point: str | None = "/mnt/nfs",
+          **kw: Any) -> RunConfig:
     """build_run_config as fixtures.options calls it with --inventory, the ssh config written to *out*."""
-    return build_run_config(src, None, nfs_server, export, "/mnt/nfs", ssh_config, LAB,
+    return build_run_config(src, None, nfs_server, export, mount_point, ssh_config, LAB,
                             guest_network=SITE_GUEST.network, guest_addresses=SITE_GUEST.addresses,
                             inventory=inventory, ssh_config_out=out, **kw)
 

@@ -330,7 +330,7 @@ def build_run_config(
     dst: str | None,
     nfs_server: str | None,
     export: str | None,
-    mount_point: str | PurePosixPath,
+    mount_point: str | PurePosixPath | None,
     ssh_config: Path | None,
     lab: DefaultPair,
     *,
@@ -366,6 +366,8 @@ def build_run_config(
     The inventory's ssh settings are written to *ssh_config_out* (default:
     virtmig.inventory.default_ssh_config_path), which becomes the run's
     ssh_config, carrying --ssh-config's file (or ssh's default files) on.
+    The inventory's group vars give nfs_server, export and mount_point
+    (*mount_point* None: not given) where the options do not.
     """
     if pairs is not None and (src is not None or dst is not None):
         raise ConfigError(f"--pairs {pairs} and --src/--dst both name the pairs: give one of them "
@@ -379,7 +381,7 @@ def build_run_config(
     deadline = None if migration_timeout_s is None else check_migration_timeout(migration_timeout_s)
     wait = check_wait_for_pair(wait_for_pair_s)
     asked = GuestShape(virt_type or "", guest_cpu or "", guest_memory_mib or 0, guest_vcpus or 0)
-    mount = check_storage_path(mount_point, "--mount-point")
+    mount = check_storage_path(mount_point or DEFAULT_MOUNT_POINT, "--mount-point")
     if src is None and dst is None and inventory is None:
         given = [opt for opt, val in (("--nfs-server", nfs_server), ("--export", export),
                                       ("--ssh-config", ssh_config)) if val is not None]
@@ -407,6 +409,8 @@ def build_run_config(
         site = plan_site(inventory, group or DEFAULT_GROUP, pairs or PairSpec(RING), ssh_config, ssh_config_out)
         planned, ssh_config = site.pairs, site.ssh_config
         nfs_server, export = nfs_server or site.nfs_server, export or site.export
+        if mount_point is None and site.mount_point is not None:
+            mount = PurePosixPath(site.mount_point)
         src, dst = planned[0].src, planned[0].dst
     elif src is None or dst is None:
         missing = "--src" if src is None else "--dst"

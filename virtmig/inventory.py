@@ -10,13 +10,17 @@ mean to ``ansible-playbook``: no hand-written parser to disagree with it.
 What virtmig takes from it:
 
 - the hosts of one group (--group), in the file's order;
-- per host, ``ansible_host``, ``ansible_port``, ``ansible_user`` (or their
-  old ``ansible_ssh_*`` spellings), written into an ssh config file (Host
-  alias -> HostName, Port, User) that the rest of the harness uses as it uses
-  --ssh-config: `ssh_config_text`, `write_ssh_config`;
-- ``virtmig_nfs_server`` and ``virtmig_export`` (usually group vars of the
-  group), the defaults of --nfs-server and --export; all the group's hosts
-  must see the same values, since a run has one export.
+- per host, ``ansible_host``, ``ansible_port``, ``ansible_user``,
+  ``ansible_ssh_private_key_file`` (or their other ``ansible_ssh_*``
+  spellings) and the ``-o Option=value`` arguments of
+  ``ansible_ssh_common_args``/``ansible_ssh_extra_args``, written into an ssh
+  config file (Host alias -> HostName, Port, User, IdentityFile, options)
+  that the rest of the harness uses as it uses --ssh-config:
+  `ssh_config_text`, `write_ssh_config`;
+- ``virtmig_nfs_server``, ``virtmig_export`` and ``virtmig_mount_point``
+  (usually vars of the group), the defaults of --nfs-server, --export and
+  --mount-point; all the group's hosts must see the same values, since a
+  run has one export.
 
 Values are taken as written: a Jinja2 template ("{{ ... }}") is refused, not
 rendered (rendering needs Ansible's whole templating context, and a host
@@ -29,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,11 +51,16 @@ from virtmig import sshconfig
 from virtmig.config import ConfigError, check_export_client, check_host_name, check_storage_path
 from virtmig.pairs import HostPair, PairError, PairSpec, plan_pairs
 
-#: The group vars that give --nfs-server and --export (the command line wins over them).
-NFS_SERVER_VAR, EXPORT_VAR = "virtmig_nfs_server", "virtmig_export"
+#: The group vars that give --nfs-server, --export and --mount-point (the command line wins over them).
+NFS_SERVER_VAR, EXPORT_VAR, MOUNT_POINT_VAR = "virtmig_nfs_server", "virtmig_export", "virtmig_mount_point"
 #: Each ssh setting and the inventory variables that give it, preferred first (Ansible's own order).
 SSH_VARS = {"HostName": ("ansible_host", "ansible_ssh_host"), "Port": ("ansible_port", "ansible_ssh_port"),
-            "User": ("ansible_user", "ansible_ssh_user")}
+            "User": ("ansible_user", "ansible_ssh_user"),
+            "IdentityFile": ("ansible_ssh_private_key_file", "ansible_private_key_file")}
+#: The variables whose ssh arguments Ansible adds to every ssh command line; only ``-o Option=value`` is taken.
+SSH_ARG_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
+#: An ssh_config option name, as ``-o`` takes it.
+_SSH_OPTION = re.compile(r"[A-Za-z][A-Za-z0-9]{1,63}")
 #: File names Ansible's yaml plugin takes as YAML (and names without a suffix, tried as YAML then INI);
 #: anything else is read as INI, as Ansible's ini plugin does.
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
@@ -73,11 +83,21 @@ class HostSsh:
     hostname: str | None = None
     port: int | None = None
     user: str | None = None
+    identity_file: str | None = None
+    #: ssh_config (option, value) from the ``-o`` arguments of ansible_ssh_common_args/ansible_ssh_extra_args
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def settings(self) -> tuple[tuple[str, str], ...]:
+        """The ssh_config lines (option, value) of this host's Host block, in order; empty: no block."""
+        given = (("HostName", self.hostname), ("Port", self.port), ("User", self.user),
+                 ("IdentityFile", self.identity_file))
+        return tuple((key, str(value)) for key, value in given if value is not None) + self.options
 
 
 @dataclass(frozen=True)
 class SiteInventory:
-    """What one group of an inventory gives a run: its hosts in order, their ssh settings, the NFS export."""
+    """What one group of an inventory gives a run: its hosts in order, their ssh settings, the NFS storage."""
 
     path: Path
     group: str
@@ -85,6 +105,7 @@ class SiteInventory:
     ssh: tuple[HostSsh, ...]
     nfs_server: str | None = None
     export: str | None = None
+    mount_point: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,7 @@ class PlannedSite:
     ssh_config: Path
     nfs_server: str | None
     export: str | None
+    mount_point: str | None
 
 
 def plan_site(path: Path, group: str, spec: PairSpec, ssh_config: Path | None,
@@ -112,7 +134,7 @@ def plan_site(path: Path, group: str, spec: PairSpec, ssh_config: Path | None,
         raise InventoryError(f"{exc} in group {site.group!r} of the inventory {site.path}") from exc
     included = [ssh_config] if ssh_config is not None else sshconfig.default_files()
     written = write_ssh_config(site, out or default_ssh_config_path(site.path, site.group), included)
-    return PlannedSite(pairs, written, site.nfs_server, site.export)
+    return PlannedSite(pairs, written, site.nfs_server, site.export, site.mount_point)
 
 
 def load(path: Path, group: str) -> SiteInventory:
@@ -136,12 +158,13 @@ def load(path: Path, group: str) -> SiteInventory:
     hosts = tuple(host.name for host in found.get_hosts())
     host_vars = {host.name: variables.get_vars(host=host, include_hostvars=False) for host in found.get_hosts()}
     ssh = tuple(_host_ssh(path, name, host_vars[name]) for name in hosts)
-    server = _shared_value(path, group, NFS_SERVER_VAR, host_vars)
-    export = _shared_value(path, group, EXPORT_VAR, host_vars)
+    server, export, mount = (_shared_value(path, group, var, host_vars)
+                             for var in (NFS_SERVER_VAR, EXPORT_VAR, MOUNT_POINT_VAR))
     return SiteInventory(
         path, group, hosts, ssh,
         None if server is None else _checked(path, server, lambda v: check_host_name(v, NFS_SERVER_VAR)),
-        None if export is None else _checked(path, export, lambda v: str(check_storage_path(v, EXPORT_VAR))))
+        None if export is None else _checked(path, export, lambda v: str(check_storage_path(v, EXPORT_VAR))),
+        None if mount is None else _checked(path, mount, lambda v: str(check_storage_path(v, MOUNT_POINT_VAR))))
 
 
 def ssh_config_text(site: SiteInventory, included: Sequence[Path]) -> str:
@@ -159,10 +182,8 @@ def ssh_config_text(site: SiteInventory, included: Sequence[Path]) -> str:
     lines = [f"# Written by virtmig from the Ansible inventory {str(site.path)!r} (group {site.group}); "
              "rewritten on every run."]
     for host in site.ssh:
-        settings = [(key, value) for key, value in (("HostName", host.hostname), ("Port", host.port),
-                                                    ("User", host.user)) if value is not None]
-        if settings:
-            lines += ["", f"Host {host.alias}", *(f"    {key} {value}" for key, value in settings)]
+        if host.settings:
+            lines += ["", f"Host {host.alias}", *(f"    {key} {value}" for key, value in host.settings)]
     for path in included:
         lines += ["", f"# From {str(path)!r}:", "Host *", sshconfig.config_text(path).rstrip("\n")]
     return "\n".join(lines) + "\n"
@@ -360,9 +381,8 @@ def _host_ssh(path: Path, name: str, variables: Mapping[str, Any]) -> HostSsh:
     _checked(path, name, lambda v: check_host_name(v, "inventory host"))
     raw = {key: next((variables[n] for n in names if variables.get(n) is not None), None)
            for key, names in SSH_VARS.items()}
-    hostname, port, user = (None if raw[key] is None else _text(path, name, var, raw[key])
-                            for key, var in (("HostName", "ansible_host"), ("Port", "ansible_port"),
-                                             ("User", "ansible_user")))
+    hostname, port, user, key_file = (None if raw[key] is None else _text(path, name, SSH_VARS[key][0], raw[key])
+                                      for key in ("HostName", "Port", "User", "IdentityFile"))
     if hostname is not None:
         _checked(path, raw["HostName"], lambda v: check_export_client(v, f"host {name!r}: ansible_host"))
     if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
@@ -370,7 +390,48 @@ def _host_ssh(path: Path, name: str, variables: Mapping[str, Any]) -> HostSsh:
     if user is not None and not _SSH_USER.fullmatch(user):
         raise _value_error(path, name, "ansible_user", raw["User"],
                            "is not a user name (letters, digits, '.', '_', '-')")
-    return HostSsh(name, hostname, None if port is None else int(port), user)
+    if key_file is not None and not _plain(key_file):
+        raise _value_error(path, name, "ansible_ssh_private_key_file", raw["IdentityFile"],
+                           "must be a path without whitespace, quotes or control characters")
+    options = tuple(option for var in SSH_ARG_VARS if variables.get(var) is not None
+                    for option in _ssh_options(path, name, var, variables[var]))
+    return HostSsh(name, hostname, None if port is None else int(port), user, key_file, options)
+
+
+def _plain(text: str) -> bool:
+    """Whether *text* can stand as one ssh_config value: printable, no whitespace, quotes or backslashes."""
+    return bool(text) and all(c.isprintable() and not c.isspace() and c not in "\"'\\" for c in text)
+
+
+def _ssh_options(path: Path, host: str, var: str, value: object) -> list[tuple[str, str]]:
+    """The ``-o Option=value`` arguments of *var* as ssh_config (option, value); anything else InventoryError.
+
+    Ansible hands these arguments to ssh on its command line; virtmig's ssh
+    (paramiko, and libvirt's ssh) reads a config file, where ``-o`` options
+    are lines.  Other arguments (-J, -i, ...) have no line of their own here:
+    give them as options, or in --ssh-config.
+    """
+    text = _text(path, host, var, value)
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise _value_error(path, host, var, value, f"is not shell words ({exc})") from exc
+    options: list[tuple[str, str]] = []
+    while words:
+        word = words.pop(0)
+        if word == "-o" and words:
+            word = words.pop(0)
+        elif word.startswith("-o") and len(word) > 2:
+            word = word[2:]
+        else:
+            raise _value_error(path, host, var, value, f"holds {word!r}: only -o Option=value arguments become "
+                                                       "ssh settings (give others in --ssh-config)")
+        key, _sep, setting = word.replace("=", " ", 1).partition(" ")
+        setting = setting.strip()
+        if not _SSH_OPTION.fullmatch(key) or not setting or not all(c.isprintable() for c in setting):
+            raise _value_error(path, host, var, value, f"holds -o {word!r}, not Option=value")
+        options.append((key, setting))
+    return options
 
 
 def _shared_value(path: Path, group: str, name: str, host_vars: Mapping[str, Mapping[str, Any]]) -> object:
@@ -381,7 +442,7 @@ def _shared_value(path: Path, group: str, name: str, host_vars: Mapping[str, Map
     if len(distinct) > 1:
         seen = "; ".join(f"{v} ({', '.join(h for h in values if values[h] == v)})" for v in distinct)
         raise InventoryError(f"--inventory {path}: the hosts of group {group!r} disagree on {name}: {seen}; "
-                             "a run has one NFS export: set it once, as a var of the group")
+                             "a run has one NFS export and mount point: set it once, as a var of the group")
     if values and len(values) != len(host_vars):
         missing = ", ".join(h for h in host_vars if h not in values)
         raise InventoryError(f"--inventory {path}: {name} is set for some hosts of group {group!r} but not for "
