@@ -136,6 +136,7 @@ def test_the_lab_s_inventory_carries_its_key_known_hosts_and_storage(tmp_path: P
     block = ("Host h1\n    HostName 198.18.0.11\n    User root\n    IdentityFile /var/lib/virtmig-lab/id_ed25519\n"
              "    UserKnownHostsFile /var/lib/virtmig-lab/known_hosts\n    StrictHostKeyChecking yes\n")
     assert block in out.read_text()
+    assert sshconfig.resolve(out, "nfs").hostname == "198.18.0.10"  # the NFS server, outside the group
     opts = sshconfig.lookup(sshconfig.load(out), "h2")
     assert opts["userknownhostsfile"] == "/var/lib/virtmig-lab/known_hosts"
     assert opts["identityfile"] == ["/var/lib/virtmig-lab/id_ed25519"]
@@ -176,6 +177,13 @@ def test_ssh_config_puts_the_inventory_first_and_carries_the_user_s_file_on(tmp_
     assert sshconfig.resolve(out, "h3").hostname == "10.0.0.3"  # the inventory says nothing: the user's file does
     assert sshconfig.resolve(out, "h9").hostname == "10.9.9.9"
     assert {"h1", "h2", "h3", "h9"} <= sshconfig.host_aliases(out)
+
+
+def test_hosts_outside_the_group_are_written_when_their_values_can_be_taken(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts.ini", INI + "[other]\nweird ansible_host='{{ x }}'\nfine ansible_port=2222\n")
+    site = load(path, "hypervisors")
+    assert [h.alias for h in site.ssh] == ["h1", "h2", "h3", "h4", "nas1", "nas2", "fine"]
+    assert site.hosts == ("h1", "h2", "h3", "h4")
 
 
 def test_hosts_without_settings_get_no_block() -> None:

@@ -97,7 +97,11 @@ class HostSsh:
 
 @dataclass(frozen=True)
 class SiteInventory:
-    """What one group of an inventory gives a run: its hosts in order, their ssh settings, the NFS storage."""
+    """What one group of an inventory gives a run: its hosts in order, their ssh settings, the NFS storage.
+
+    *ssh* holds the group's hosts first, then the inventory's other hosts
+    whose settings could be taken (the NFS server, often).
+    """
 
     path: Path
     group: str
@@ -157,7 +161,8 @@ def load(path: Path, group: str) -> SiteInventory:
     variables = VariableManager(loader=loader, inventory=inventory)
     hosts = tuple(host.name for host in found.get_hosts())
     host_vars = {host.name: variables.get_vars(host=host, include_hostvars=False) for host in found.get_hosts()}
-    ssh = tuple(_host_ssh(path, name, host_vars[name]) for name in hosts)
+    ssh = tuple(_host_ssh(path, name, host_vars[name]) for name in hosts) + _other_hosts_ssh(
+        path, [host for name, host in inventory.hosts.items() if name not in host_vars], variables)
     server, export, mount = (_shared_value(path, group, var, host_vars)
                              for var in (NFS_SERVER_VAR, EXPORT_VAR, MOUNT_POINT_VAR))
     return SiteInventory(
@@ -396,6 +401,24 @@ def _host_ssh(path: Path, name: str, variables: Mapping[str, Any]) -> HostSsh:
     options = tuple(option for var in SSH_ARG_VARS if variables.get(var) is not None
                     for option in _ssh_options(path, name, var, variables[var]))
     return HostSsh(name, hostname, None if port is None else int(port), user, key_file, options)
+
+
+def _other_hosts_ssh(path: Path, hosts: Sequence[Any], variables: VariableManager) -> tuple[HostSsh, ...]:
+    """The ssh settings of the inventory's hosts outside the group, those whose values can be taken as written.
+
+    The NFS server or a --probe-from host is often another host of the same
+    inventory, reached as its own ansible_host says.  A host outside the
+    group that virtmig cannot take (a templated ansible_host, say) gets no
+    block rather than stopping the run: the run may never name it, and
+    if it does, the user's ssh config decides as for any other name.
+    """
+    found: list[HostSsh] = []
+    for host in hosts:
+        try:
+            found.append(_host_ssh(path, host.name, variables.get_vars(host=host, include_hostvars=False)))
+        except InventoryError:
+            continue
+    return tuple(found)
 
 
 def _plain(text: str) -> bool:
