@@ -8,11 +8,13 @@ naming the file and the line.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import Sshd
 from virtmig import sshconfig
 from virtmig.config import ConfigError, DefaultPair, GuestShape, GuestSite, RunConfig, build_run_config
 from virtmig.guestconfig import parse_guest_ip, parse_guest_network
@@ -22,10 +24,12 @@ from virtmig.inventory import (
     SiteInventory,
     default_ssh_config_path,
     load,
+    plan_site,
     ssh_config_text,
     write_ssh_config,
 )
 from virtmig.pairs import HostPair, parse_pair_spec
+from virtmig.sshhost import SshHost
 
 pytest_plugins = ["pytester"]
 
@@ -350,3 +354,24 @@ def test_inventory_option_reaches_run_config(pytester: pytest.Pytester, monkeypa
         """
     )
     pytester.runpytest("-p", "fixtures.options", "--inventory", str(path), *GUEST_ARGS).assert_outcomes(passed=1)
+
+
+def test_the_written_ssh_config_reaches_a_real_sshd(sshd: Sshd, tmp_path: Path) -> None:
+    """The whole chain: an inventory's values, as written out, let paramiko and OpenSSH's ssh log in."""
+    args = (f"-o UserKnownHostsFile={sshd.known_hosts} -o GlobalKnownHostsFile=/dev/null "
+            "-o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=5")
+    path = write(tmp_path, "hosts.yml", f"""\
+hypervisors:
+  hosts:
+    hv1: {{ansible_host: 127.0.0.1, ansible_port: {sshd.port}, ansible_user: root}}
+    hv2: {{ansible_host: localhost, ansible_port: {sshd.port}, ansible_user: root}}
+  vars:
+    ansible_ssh_private_key_file: {sshd.identity}
+    ansible_ssh_common_args: "{args}"
+""")
+    site = plan_site(path, "hypervisors", parse_pair_spec("ring"), None, tmp_path / "ssh_config")
+    with SshHost("hv1", site.ssh_config) as host:
+        assert host.run("echo", "reached").stdout.strip() == "reached"
+    ssh = subprocess.run(["ssh", "-F", str(site.ssh_config), "hv1", "echo", "reached"], capture_output=True,
+                         text=True, timeout=30, stdin=subprocess.DEVNULL, check=False)
+    assert (ssh.returncode, ssh.stdout.strip()) == (0, "reached"), ssh.stderr
