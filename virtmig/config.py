@@ -386,7 +386,8 @@ def build_run_config(
         given = [opt for opt, val in (("--nfs-server", nfs_server), ("--export", export),
                                       ("--ssh-config", ssh_config)) if val is not None]
         if given:
-            raise ConfigError(f"{', '.join(given)} only apply with --src/--dst (without them the embedded lab is used)")
+            raise ConfigError(f"{', '.join(given)} only apply with --src/--dst or --inventory (without them the "
+                              "embedded lab is used)")
         planned = _planned(pairs, lab.hosts, "the embedded lab's hypervisors")
         src, dst = (planned[0].src, planned[0].dst) if planned else (lab.src, lab.dst)
         lab_hosts = (*lab.hosts, lab.nfs_server)
