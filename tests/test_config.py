@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from virtmig import sshconfig
-from virtmig.config import ConfigError, DefaultPair, GuestShape, GuestSite, RunConfig, build_run_config
+from virtmig.config import DefaultPair, GuestShape, GuestSite, RunConfig, build_run_config
 from virtmig.guestconfig import parse_guest_ip, parse_guest_network
+from virtmig.option_values import ConfigError
 from virtmig.pairs import HostPair, parse_pair_spec
 
 pytest_plugins = ["pytester"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from virtmig.config import ConfigError, check_migration_timeout
 from virtmig.migration.deadline import MIB, DeadlinePolicy, measured_rate
 from virtmig.migration.jobstats import JobProgress
+from virtmig.option_values import ConfigError, check_migration_timeout
 
 pytest_plugins = ["pytester"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from virtmig.config import ConfigError, GuestShape
+from virtmig.config import GuestShape
 from virtmig.guest.domain_xml import DomainSpec, FileDisk, render_domain, validate_domain_xml
 from virtmig.guest.platform import (
     CpuChoice,
@@ -20,6 +20,7 @@ from virtmig.guest.platform import (
     parse_cpu,
 )
 from virtmig.guestconfig import GuestNetwork, check_guest_memory, check_guest_vcpus, parse_guest_cpu, parse_virt_type
+from virtmig.option_values import ConfigError
 
 pytest_plugins = ["pytester"]
 

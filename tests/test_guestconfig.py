@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from virtmig.config import ConfigError, DefaultPair, GuestShape, GuestSite, build_run_config
+from virtmig.config import DefaultPair, GuestShape, GuestSite, build_run_config
 from virtmig.guestconfig import (
     GuestNetwork,
     guest_mac,
@@ -16,6 +16,7 @@ from virtmig.guestconfig import (
     parse_guest_network,
     worker_index,
 )
+from virtmig.option_values import ConfigError
 
 pytest_plugins = ["pytester"]
 

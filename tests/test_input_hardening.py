@@ -15,17 +15,9 @@ from typing import Any
 import pytest
 
 from virtmig import sshconfig
-from virtmig.config import (
-    ConfigError,
-    DefaultPair,
-    GuestShape,
-    GuestSite,
-    build_run_config,
-    check_export_client,
-    check_storage_path,
-    check_user_name,
-)
+from virtmig.config import DefaultPair, GuestShape, GuestSite, build_run_config
 from virtmig.guestconfig import GuestNetwork, parse_guest_ip
+from virtmig.option_values import ConfigError, check_export_client, check_storage_path, check_user_name
 from virtmig.storage.exports import BEGIN, END, ExportSpec, strip_managed_block, with_managed_block
 
 pytest_plugins = ["pytester"]

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import Sshd
 from virtmig import sshconfig
-from virtmig.config import ConfigError, DefaultPair, GuestShape, GuestSite, RunConfig, build_run_config
+from virtmig.config import DefaultPair, GuestShape, GuestSite, RunConfig, build_run_config
 from virtmig.guestconfig import parse_guest_ip, parse_guest_network
 from virtmig.inventory import (
     HostSsh,
@@ -28,6 +28,7 @@ from virtmig.inventory import (
     ssh_config_text,
     write_ssh_config,
 )
+from virtmig.option_values import ConfigError
 from virtmig.pairs import HostPair, parse_pair_spec
 from virtmig.sshhost import SshHost
 

@@ -14,7 +14,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = {"virtmig", "virtmig.host", "virtmig.sshhost", "virtmig.localhost", "virtmig.sshconfig", "virtmig.config",
-        "virtmig.guestconfig", "virtmig.waiters", "virtmig.journal", "virtmig.pairs", "virtmig.inventory"}
+        "virtmig.guestconfig", "virtmig.waiters", "virtmig.journal", "virtmig.pairs", "virtmig.inventory",
+        "virtmig.option_values"}
 
 #: Layer -> the layers it may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
@@ -27,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "virtmig.waiters": BASE,
     "virtmig.journal": BASE,
     "virtmig.pairs": BASE,
+    "virtmig.option_values": BASE,
     "virtmig.inventory": BASE,
     "virtmig.environment": BASE,
     "virtmig.pairlock": BASE,

@@ -12,15 +12,7 @@ import pytest
 
 from tests.echo_agent import EchoAgent, until
 from tests.replay import ReplayHost
-from virtmig.config import (
-    ConfigError,
-    DefaultPair,
-    GuestShape,
-    GuestSite,
-    build_run_config,
-    check_dirty_rate,
-    check_round_trips,
-)
+from virtmig.config import DefaultPair, GuestShape, GuestSite, build_run_config
 from virtmig.guest.probe import UdpEchoProbe
 from virtmig.guestconfig import parse_guest_ip, parse_guest_network
 from virtmig.host import LineChannel
@@ -30,6 +22,7 @@ from virtmig.migration.jobstats import JobProgress
 from virtmig.migration.measure import GuestAccess, Measurement
 from virtmig.migration.records import MigrationRecord
 from virtmig.migration.runner import postcopy_blocker, progress_line
+from virtmig.option_values import ConfigError, check_dirty_rate, check_round_trips
 from virtmig.report import tables
 from virtmig.waiters import wait_for_probe_answer
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from tests.test_config import LAB, SITE_GUEST, SSH_CONFIG
-from virtmig.config import ConfigError, build_run_config
+from virtmig.config import build_run_config
+from virtmig.option_values import ConfigError
 
 pytest_plugins = ["pytester"]
 

@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from virtmig.config import ConfigError, check_option_list, check_server_kind
+from virtmig.option_values import ConfigError, check_option_list, check_server_kind
 from virtmig.storage.ganesha import GANESHA_CONF
 from virtmig.storage.shared import StorageConfig, build_storage_config
 

@@ -14,7 +14,7 @@ import contextlib
 from pathlib import Path
 
 from virtmig.cleanup import clean_dead_runs
-from virtmig.config import ConfigError, check_host_name
+from virtmig.option_values import ConfigError, check_host_name
 from virtmig.sshhost import SshHost
 
 

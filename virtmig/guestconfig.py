@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from virtmig.config import MIN_GUEST_MEMORY_MIB, ConfigError
+from virtmig.config import MIN_GUEST_MEMORY_MIB
+from virtmig.option_values import ConfigError
 
 #: A libvirt network name: what `virsh net-define` accepts, minus '/' (libvirt refuses it).
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,64}")

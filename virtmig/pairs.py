@@ -21,7 +21,7 @@ RING, MESH = "ring", "mesh"
 #: The fewest hosts a ring or a mesh is made of: one pair there and back.
 MIN_HOSTS = 2
 
-#: A host in a listed pair: the syntax virtmig.config.check_host_name accepts (repeated here:
+#: A host in a listed pair: the syntax virtmig.option_values.check_host_name accepts (repeated here:
 #: config imports this module, so this module cannot import config).
 _HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9_])?")
 

@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from virtmig import sshconfig
-from virtmig.config import check_host_name, check_storage_path
 from virtmig.inventory.hostssh import HostSsh, host_ssh, other_hosts_ssh
 from virtmig.inventory.reading import read
 from virtmig.inventory.values import InventoryError, as_text, checked
+from virtmig.option_values import check_host_name, check_storage_path
 from virtmig.pairs import HostPair, PairError, PairSpec, plan_pairs
 
 __all__ = ["EXPORT_VAR", "MOUNT_POINT_VAR", "NFS_SERVER_VAR", "HostSsh", "InventoryError", "PlannedSite",

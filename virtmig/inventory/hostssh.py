@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from virtmig.config import check_export_client, check_host_name
 from virtmig.inventory.values import InventoryError, as_text, checked, value_error
+from virtmig.option_values import check_export_client, check_host_name
 
 #: Each ssh setting and the inventory variables that give it, preferred first (Ansible's own order).
 SSH_VARS = {"HostName": ("ansible_host", "ansible_ssh_host"), "Port": ("ansible_port", "ansible_ssh_port"),

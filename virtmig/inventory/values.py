@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from virtmig.config import ConfigError
+from virtmig.option_values import ConfigError
 
 T = TypeVar("T")
 

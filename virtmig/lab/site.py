@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from ipaddress import IPv4Network, ip_network
 from pathlib import Path, PurePosixPath
 
-from virtmig.config import ConfigError, check_storage_path
 from virtmig.lab.topology import BRIDGE, NETNS_PREFIX, Site
+from virtmig.option_values import ConfigError, check_storage_path
 
 #: The only addresses the lab may use (RFC 2544's benchmarking range).
 LAB_RANGE = IPv4Network("198.18.0.0/15")
@@ -91,7 +91,7 @@ def parse(raw: Mapping[str, object], origin: str = "site") -> Site:
 
 
 def _path(raw: Mapping[str, object], key: str, origin: str) -> PurePosixPath:
-    """An export or mount point, held to the harness's own rule (virtmig.config.check_storage_path)."""
+    """An export or mount point, held to the harness's own rule (virtmig.option_values.check_storage_path)."""
     try:
         return check_storage_path(str(raw[key]), key)
     except ConfigError as exc:

@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from virtmig.config import check_storage_path
 from virtmig.host import CommandTimeout, Host
 from virtmig.journal import Recorder
+from virtmig.option_values import check_storage_path
 from virtmig.waiters import wait_for_export_listing
 
 EXPORTS = "/etc/exports"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from virtmig.config import ConfigError, check_storage_options
+from virtmig.option_values import ConfigError, check_storage_options
 from virtmig.storage import exports_to_ganesha
 from virtmig.storage.exports import ProvisionedExport
 from virtmig.storage.ganesha import GANESHA_CONF, GaneshaExport
