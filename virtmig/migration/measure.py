@@ -302,6 +302,6 @@ def measured_live_migration(
         progress=[p.to_dict() for p in outcome.progress], notes=notes,
         dirty_rate_asked_mib_s=guest.dirty_rate_mib_s, clock_offsets=meas.clock_offsets,
         integrity=integrity.summary(meas.integrity_checks) if meas.integrity_checks else None,
-        downtime_agreement=agreement.to_dict(),
+        downtime_agreement=agreement.to_dict(), outage=breakdown.to_dict() if breakdown else None,
     )
     return MeasuredMigration(outcome, meas.probe, record, problems, agreement, breakdown, meas.costs)

@@ -41,6 +41,7 @@ class MigrationRecord:
     fault: the fault injected into this migration (the fault suite), as
         virtmig.migration.injection.FaultRecord.to_dict(): its kind, when it came
         and went, how long the guest was unreachable and how long recovery took.
+    outage: where a live hop's outage went, virtmig.migration.breakdown.OutageBreakdown.to_dict().
     """
 
     test_id: str
@@ -63,6 +64,7 @@ class MigrationRecord:
     integrity: dict[str, Any] | None = None
     downtime_agreement: dict[str, Any] | None = None
     fault: dict[str, Any] | None = None
+    outage: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
