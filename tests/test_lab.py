@@ -78,7 +78,11 @@ def test_live_suite_migrates_and_measures_on_the_lab(tmp_path: Path) -> None:
         assert hop["probe"]["longest_gap_ms"] > 0
         # tcpdump on the destination's bridge cut the return at the guest's announcement (migration.announce)
         assert any("announced on the destination's bridge" in n for n in hop["notes"]), hop["notes"]
-    assert "<svg" in html.read_text()
+        outage = hop["outage"]
+        assert outage["announce_ms"] >= 0 and outage["announced_to_answer_ms"] >= 0, outage
+        assert outage["announce_ms"] + outage["announced_to_answer_ms"] == pytest.approx(outage["return_ms"])
+    page = html.read_text()
+    assert "<svg" in page and "Where the outage goes" in page
 
 
 def test_save_restore_on_the_lab_mount_without_root_squash(tmp_path: Path) -> None:
