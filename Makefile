@@ -69,8 +69,9 @@ test-other-release:
 unit: deps
 	$(PY) -m pytest tests -m "not lab and not sshd" -p no:cacheprovider $(ARGS)
 
+# HYPERVISORS=N (2-6): a lab of h1..hN and its Ansible inventory, for a night of many pairs.
 lab-up: deps
-	$(PY) -m virtmig.lab up
+	$(PY) -m virtmig.lab up $(if $(HYPERVISORS),--hypervisors $(HYPERVISORS))
 
 lab-down:
 	$(PY) -m virtmig.lab down

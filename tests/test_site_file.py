@@ -38,8 +38,12 @@ def test_the_default_site_is_todays_lab() -> None:
     ({"subnet": "10.0.0.0/24"}, "198.18.0.0/15 only"),
     ({"subnet": "198.19.42.0/28"}, "/24 or larger"),
     ({"subnet": "198.19.42.7/24"}, "has host bits set"),
-    ({"hypervisors": ["kvm-a"]}, "a list of two host names"),
-    ({"hypervisors": ["kvm-a", "kvm-a"]}, "three different names"),
+    ({"hypervisors": ["kvm-a"]}, "a list of 2 to 6 host names"),
+    ({"hypervisors": [f"kvm-{c}" for c in "abcdefg"]}, "a list of 2 to 6 host names"),
+    ({"hypervisors": "kvm-a"}, "a list of 2 to 6 host names"),
+    ({"hypervisors": ["kvm-a", "kvm-a"]}, "all be different names"),
+    ({"hypervisors": ["kvm-a", "kvm-b", "filer"]}, "all be different names"),
+    ({"hypervisors": ["kvm-a", "kvm-b", "KVM-C"]}, "a node name is 1-8"),
     ({"nfs_server": "Filer.example"}, "a node name is 1-8"),
     ({"nfs_server": "averylongname"}, "a node name is 1-8"),
     ({"vm_bridge": "vmlab0"}, "not the lab's root bridge"),
@@ -79,3 +83,13 @@ def test_the_command_line_refuses_a_bad_site_file_before_it_takes_the_lab(tmp_pa
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert f"{path}: subnet = '10.1.0.0/24'" in proc.stderr and "198.18.0.0/15" in proc.stderr
+
+
+def test_a_site_file_may_list_up_to_six_hypervisors_each_with_the_next_address() -> None:
+    chosen = site.parse({**GOOD, "hypervisors": [f"kvm-{c}" for c in "abcdef"]})
+    assert [(n.name, n.ip) for n in chosen.hypervisors] == [
+        (f"kvm-{c}", f"198.19.42.{11 + i}") for i, c in enumerate("abcdef")]
+    assert chosen.nodes[0] == chosen.nfs and len(chosen.nodes) == 7
+    assert Site.from_dict(chosen.to_dict()) == chosen
+    options = site.certify_options(chosen, Path("/root/site-ssh-config"))
+    assert options[:4] == ["--src", "kvm-a", "--dst", "kvm-b"], "a site's pair is its first two hypervisors"

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from virtmig.lab import exportfs_adapter, hostfs, network, nfs_fuse, nfsserver, realkernel, sysctls
+from virtmig.lab import exportfs_adapter, hostfs, inventory_file, network, nfs_fuse, nfsserver, realkernel, sysctls
 from virtmig.lab.netns import LabError, Node, lab_netns_names, netns_exists, netns_pids, sh, terminate
 from virtmig.lab.topology import DEFAULT_SITE, LAB_ROOT, SHARED_DIR, SSH_CONFIG, SSH_WRAPPER, LabNode, Site
 from virtmig.waiters import wait_for
@@ -58,7 +58,12 @@ class LabState:
 
 
 def up(site: Site = DEFAULT_SITE, *, timeout: float = 90.0) -> LabState:
-    """Create the lab (as *site*) from nothing and wait until every service answers."""
+    """Create the lab (as *site*: 2-6 hypervisors and an NFS server) from nothing and wait until every service answers.
+
+    Each hypervisor gets the same set-up (its own /etc copies, link, sshd,
+    libvirtd, the `mount -t nfs` adapter); /etc/hosts and the ssh configs
+    name every node; the Ansible inventory (inventory_file) lists them all.
+    """
     started = time.monotonic()
     down()
     LAB_ROOT.mkdir(parents=True, exist_ok=True)
@@ -72,6 +77,7 @@ def up(site: Site = DEFAULT_SITE, *, timeout: float = 90.0) -> LabState:
     state = LabState(nodes={}, ssh_config=str(SSH_CONFIG), started_s=0.0, site=site)
     state.save()  # before the first link, so that `down` after a crash knows which site's links to remove
     hostfs.write_controller_ssh(site)
+    inventory_file.write(site)
     network.create_bridge(site)
     try:
         for spec in site.nodes:

@@ -4,6 +4,7 @@
 
     root ns:  vmlab0 (198.18.0.1/24)  --  vm-h1-o  ==veth==  h1: eth0 -- br0 (198.18.0.11/24) -- guest tap
                                       --  vm-h2-o  ==veth==  h2: eth0 -- br0 (198.18.0.12/24) -- guest tap
+                                      --  ...         (h3 .. h6 at .13 .. .16 with `up --hypervisors N`)
                                       --  vm-nfs-o ==veth==  nfs: eth0 (198.18.0.10/24)
 
 A guest's tap joins its host's br0, so the guest sits on the same L2 segment

@@ -8,7 +8,7 @@ required except `ssh_config`; unknown keys are errors (a typo must not fall
 back to a default silently):
 
     nfs_server = "filer"
-    hypervisors = ["kvm-a", "kvm-b"]
+    hypervisors = ["kvm-a", "kvm-b"]  # two to six (.11, .12, ...)
     subnet = "198.19.42.0/24"        # inside 198.18.0.0/15, /24 or larger
     vm_bridge = "vmbr7"
     export = "/export/vmstore"
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from ipaddress import IPv4Network, ip_network
 from pathlib import Path, PurePosixPath
 
-from virtmig.lab.topology import BRIDGE, NETNS_PREFIX, Site
+from virtmig.lab.topology import BRIDGE, MAX_HYPERVISORS, MIN_HYPERVISORS, NETNS_PREFIX, Site
 from virtmig.option_values import ConfigError, check_storage_path
 
 #: The only addresses the lab may use (RFC 2544's benchmarking range).
@@ -61,15 +61,15 @@ def parse(raw: Mapping[str, object], origin: str = "site") -> Site:
     if missing:
         raise SiteError(f"{origin}: missing keys {missing}")
     hypervisors = raw["hypervisors"]
-    if not (isinstance(hypervisors, list) and len(hypervisors) == 2):
-        raise fail("hypervisors", "must be a list of two host names")
+    if not (isinstance(hypervisors, list) and MIN_HYPERVISORS <= len(hypervisors) <= MAX_HYPERVISORS):
+        raise fail("hypervisors", f"must be a list of {MIN_HYPERVISORS} to {MAX_HYPERVISORS} host names")
     names = [raw["nfs_server"], *hypervisors]
-    for key, name in zip(("nfs_server", "hypervisors", "hypervisors"), names, strict=True):
+    for key, name in zip(("nfs_server", *["hypervisors"] * len(hypervisors)), names, strict=True):
         if not (isinstance(name, str) and _NODE_NAME.fullmatch(name)):
             raise fail(key, "a node name is 1-8 of a-z, 0-9, '-', starting with a letter (it names a namespace "
                             f"{NETNS_PREFIX}NAME and a link vm-NAME-o)")
-    if len(set(names)) != 3:
-        raise SiteError(f"{origin}: nfs_server and hypervisors must be three different names, got {names}")
+    if len(set(names)) != len(names):
+        raise SiteError(f"{origin}: nfs_server and hypervisors must all be different names, got {names}")
     try:
         subnet = ip_network(str(raw["subnet"]), strict=True)
     except ValueError as exc:
@@ -77,7 +77,7 @@ def parse(raw: Mapping[str, object], origin: str = "site") -> Site:
     if not (isinstance(subnet, IPv4Network) and subnet.subnet_of(LAB_RANGE)):
         raise fail("subnet", f"the lab uses addresses in {LAB_RANGE} only (RFC 2544)")
     if subnet.prefixlen > 24:
-        raise fail("subnet", "must be a /24 or larger (nodes take .1, .10-.12, the guest .100)")
+        raise fail("subnet", "must be a /24 or larger (nodes take .1, .10, .11 on, the guest .100)")
     bridge = raw["vm_bridge"]
     if not (isinstance(bridge, str) and _BRIDGE_NAME.fullmatch(bridge)) or bridge == BRIDGE:
         raise fail("vm_bridge", f"an interface name of at most 15 characters, not the lab's root bridge {BRIDGE}")
@@ -86,7 +86,7 @@ def parse(raw: Mapping[str, object], origin: str = "site") -> Site:
     ssh_config = raw.get("ssh_config")
     if ssh_config is not None and not (isinstance(ssh_config, str) and Path(ssh_config).is_absolute()):
         raise fail("ssh_config", "an absolute path, where `up` writes the site's ssh config")
-    return Site(str(raw["nfs_server"]), (str(hypervisors[0]), str(hypervisors[1])), subnet, bridge,
+    return Site(str(raw["nfs_server"]), tuple(str(name) for name in hypervisors), subnet, bridge,
                 export, mount_point, Path(ssh_config) if ssh_config else None)
 
 
@@ -99,12 +99,12 @@ def _path(raw: Mapping[str, object], key: str, origin: str) -> PurePosixPath:
 
 
 def certify_options(site: Site, ssh_config: Path) -> list[str]:
-    """The options that certify *site*'s pair as a user would: every value named, none of the lab's defaults.
+    """The options that certify *site*'s pair (its first two hypervisors) as a user would: every value named.
 
     --storage-is-shared: libvirt does not recognise the lab's FUSE mount as
     shared storage (a site with kernel NFS does not need it).
     """
-    src, dst = site.hypervisors
+    src, dst = site.hypervisors[0], site.hypervisors[1]
     return ["--src", src.name, "--dst", dst.name, "--ssh-config", str(ssh_config),
             "--nfs-server", site.nfs.name, "--export", str(site.export), "--mount-point", str(site.mount_point),
             "--guest-network", f"bridge:{site.vm_bridge}", "--guest-ip", f"{site.guest_ip}/{site.prefix_len}",

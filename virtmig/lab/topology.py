@@ -10,7 +10,7 @@ so no lab traffic can leave this machine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path, PurePosixPath
 
@@ -28,6 +28,14 @@ CONTROLLER_IP = "198.18.0.1"
 
 #: Prefix of every network namespace the lab creates.
 NETNS_PREFIX = "virtmig-"
+
+#: How many hypervisors a lab may have (`up --hypervisors N`, a site file's list).  Two: the
+#: one pair every run needs.  Six: a ring of six pairs, and their addresses (.11-.16) stay below
+#: the real-kernel host k1 (.20) and the guests (.100 on).
+MIN_HYPERVISORS = 2
+MAX_HYPERVISORS = 6
+#: The last octet of the first hypervisor's address; the others follow (.11, .12, ...).
+FIRST_HYPERVISOR_OCTET = 11
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,8 @@ EXPORT_DIR = Path("/srv/virtmig-export")
 GUEST_BRIDGE = "br0"
 
 SSH_CONFIG = LAB_ROOT / "ssh_config"
+#: The lab's Ansible inventory (virtmig.lab.inventory_file), written at `up`: a night's runs read it.
+INVENTORY = LAB_ROOT / "inventory.ini"
 KNOWN_HOSTS = LAB_ROOT / "known_hosts"
 SSH_KEY = LAB_ROOT / "id_ed25519"
 #: Wrapper around ssh that adds `-F SSH_CONFIG`; libvirt runs it via the
@@ -102,17 +112,23 @@ class Site:
     the namespace prefix and LAB_ROOT are the lab's machinery, not the site's,
     and stay the same so that `down` finds everything after a crash.
     Addresses follow from the subnet: controller .1, NFS server .10, the
-    hypervisors .11 and .12, the default guest .100.
+    hypervisors .11, .12, ... (two to six of them), the default guest .100.
     """
 
     nfs_name: str
-    hypervisor_names: tuple[str, str]
+    hypervisor_names: tuple[str, ...]
     subnet: IPv4Network
     vm_bridge: str
     export: PurePosixPath
     mount_point: PurePosixPath
     #: Where a site admin's ssh config for the site is written (None: only the lab's own SSH_CONFIG).
     ssh_config: Path | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a count the addresses cannot hold (the site file and the command line say so first, in words)."""
+        if not MIN_HYPERVISORS <= len(self.hypervisor_names) <= MAX_HYPERVISORS:
+            raise ValueError(f"a lab has {MIN_HYPERVISORS} to {MAX_HYPERVISORS} hypervisors, "
+                             f"not {len(self.hypervisor_names)}")
 
     def _address(self, index: int) -> str:
         return str(self.subnet.network_address + index)
@@ -122,9 +138,9 @@ class Site:
         return LabNode(self.nfs_name, self._address(10), hypervisor=False)
 
     @property
-    def hypervisors(self) -> tuple[LabNode, LabNode]:
-        first, second = self.hypervisor_names
-        return LabNode(first, self._address(11), hypervisor=True), LabNode(second, self._address(12), hypervisor=True)
+    def hypervisors(self) -> tuple[LabNode, ...]:
+        return tuple(LabNode(name, self._address(FIRST_HYPERVISOR_OCTET + i), hypervisor=True)
+                     for i, name in enumerate(self.hypervisor_names))
 
     @property
     def nodes(self) -> tuple[LabNode, ...]:
@@ -150,8 +166,8 @@ class Site:
     @classmethod
     def from_dict(cls, raw: dict[str, object]) -> Site:
         """The inverse of to_dict (the lab's state file; a user's file goes through virtmig.lab.site)."""
-        first, second = (str(n) for n in raw["hypervisors"])  # type: ignore[attr-defined]
-        return cls(str(raw["nfs"]), (first, second), IPv4Network(str(raw["subnet"])), str(raw["vm_bridge"]),
+        names = tuple(str(n) for n in raw["hypervisors"])  # type: ignore[attr-defined]
+        return cls(str(raw["nfs"]), names, IPv4Network(str(raw["subnet"])), str(raw["vm_bridge"]),
                    PurePosixPath(str(raw["export"])), PurePosixPath(str(raw["mount_point"])),
                    Path(str(raw["ssh_config"])) if raw.get("ssh_config") else None)
 
@@ -160,3 +176,16 @@ class Site:
 #: is the one a default run mounts the export at (fixtures.options).
 DEFAULT_SITE = Site(NFS.name, (H1.name, H2.name), IPv4Network(f"{CONTROLLER_IP}/{PREFIX_LEN}", strict=False),
                     GUEST_BRIDGE, PurePosixPath(str(EXPORT_DIR)), DEFAULT_MOUNT_POINT)
+
+
+def with_hypervisors(count: int) -> Site:
+    """The default lab with *count* hypervisors h1..hN (`up --hypervisors N`); two is DEFAULT_SITE itself.
+
+    Why: a night of many pairs (a ring, a mesh) needs more hosts than the
+    one pair, and everything else (subnet, bridge, export, the NFS server)
+    stays the default lab's, so a lab of N is the default lab with more hosts.
+    ValueError for a count outside MIN_HYPERVISORS..MAX_HYPERVISORS.
+    """
+    if not MIN_HYPERVISORS <= count <= MAX_HYPERVISORS:
+        raise ValueError(f"--hypervisors must be {MIN_HYPERVISORS} to {MAX_HYPERVISORS}, not {count}")
+    return replace(DEFAULT_SITE, hypervisor_names=tuple(f"h{i}" for i in range(1, count + 1)))
