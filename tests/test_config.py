@@ -10,6 +10,7 @@ import pytest
 from virtmig import sshconfig
 from virtmig.config import ConfigError, DefaultPair, GuestShape, GuestSite, RunConfig, build_run_config
 from virtmig.guestconfig import parse_guest_ip, parse_guest_network
+from virtmig.pairs import HostPair, parse_pair_spec
 
 pytest_plugins = ["pytester"]
 
@@ -154,3 +155,53 @@ def test_run_config_fixture(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest("-p", "fixtures.options").assert_outcomes(passed=1)
+
+
+def test_pairs_over_the_lab_hypervisors() -> None:
+    lab4 = DefaultPair("h1", "h2", "nfs", "/srv/virtmig-export", LAB_CFG, LAB_GUEST, GuestShape(cpu="qemu64"),
+                       hypervisors=("h1", "h2", "h3", "h4"))
+    rc = build_run_config(None, None, None, None, "/mnt/nfs", None, lab4, pairs=parse_pair_spec("ring"))
+    assert [p.label for p in rc.host_pairs] == ["h1-h2", "h2-h3", "h3-h4", "h4-h1"]
+    assert (rc.src, rc.dst) == ("h1", "h2")  # the first pair, for code that knows one
+    rc = build_run_config(None, None, None, None, "/mnt/nfs", None, lab4, pairs=parse_pair_spec("h3:h1"))
+    assert (rc.src, rc.dst, rc.pairs) == ("h3", "h1", (HostPair("h3", "h1"),))
+    # Without --pairs the lab's run is its one pair, as before.
+    assert build_run_config(None, None, None, None, "/mnt/nfs", None, lab4).host_pairs == (HostPair("h1", "h2"),)
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    (dict(pairs="h1:h9"), "'h9' is not among the hosts (h1, h2) in the embedded lab's hypervisors"),
+    (dict(pairs="h1:h2", src="alpha", dst="beta"), "--pairs h1:h2 and --src/--dst both name the pairs"),
+    (dict(pairs="ring", dst="beta"), "--pairs ring and --src/--dst both name the pairs"),
+    (dict(group="hv"), "--group hv applies only with --inventory"),
+])
+def test_pairs_refusals(kw: dict[str, Any], message: str) -> None:
+    if "pairs" in kw:
+        kw["pairs"] = parse_pair_spec(kw["pairs"])
+    with pytest.raises(ConfigError) as info:
+        build_run_config(kw.pop("src", None), kw.pop("dst", None), None, None, "/mnt/nfs", None, LAB, **kw)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--pairs", "h1:h1"], "*--pairs 'h1:h1': the pair 'h1:h1' names host 'h1' twice*"),
+    (["--pairs", "h1:h2", "--src", "a", "--dst", "b"], "ERROR: --pairs h1:h2 and --src/--dst both name the pairs*"),
+    (["--pairs", "h1:h3"], "ERROR: --pairs h1:h3: 'h3' is not among the hosts (h1, h2) in the embedded lab's*"),
+    (["--group", "a b"], "*--group 'a b' is not an inventory group name*"),
+    (["--inventory", "/nonexistent/inv.ini"], "*--inventory '/nonexistent/inv.ini': no such file*"),
+])
+def test_pairs_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    result = pytester.runpytest("-p", "fixtures.options", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_pairs_option_reaches_run_config(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_it(run_config):
+            assert [p.label for p in run_config.host_pairs] == ["h2-h1"]
+            assert (run_config.src, run_config.dst) == ("h2", "h1")
+        """
+    )
+    pytester.runpytest("-p", "fixtures.options", "--pairs", "h2:h1").assert_outcomes(passed=1)

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from virtmig import sshconfig
-from virtmig.pairs import HostPair
+from virtmig.pairs import HostPair, PairError, PairSpec, parse_pair_spec, plan_pairs
 
 if TYPE_CHECKING:  # guestconfig raises this module's ConfigError, so it is imported for types only
     from virtmig.guestconfig import GuestAddresses, GuestNetwork
@@ -124,6 +124,35 @@ class DefaultPair:
     guest: GuestSite
     #: the lab's guest shape (its TCG hosts run qemu64); a site's defaults are GuestShape()'s
     guest_shape: GuestShape
+    #: the lab's hypervisors in order, what --pairs plans over without --inventory; empty: (src, dst)
+    hypervisors: tuple[str, ...] = ()
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The hypervisors --pairs may name on the lab: `hypervisors`, or its one pair."""
+        return self.hypervisors or (self.src, self.dst)
+
+
+#: The group --group names when not given: the hypervisors, as the lab's inventory calls them.
+DEFAULT_GROUP = "hypervisors"
+#: Ansible group names: letters, digits, '_' (Ansible warns about '-' and refuses other characters).
+_GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
+
+
+def check_group_name(value: str) -> str:
+    """*value* if it can be an Ansible group name, else ConfigError (--group)."""
+    if not _GROUP_NAME.fullmatch(value):
+        raise ConfigError(f"--group {value!r} is not an inventory group name (letters, digits, '_', '-', "
+                          "not starting with a digit or '-')")
+    return value
+
+
+def check_pair_spec(value: str) -> PairSpec:
+    """--pairs VALUE as a PairSpec (ring, mesh, h1:h2,h3:h4), else ConfigError: its syntax only."""
+    try:
+        return parse_pair_spec(value)
+    except PairError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def check_host_name(value: str, what: str = "host name") -> str:
@@ -318,6 +347,9 @@ def build_run_config(
     wait_for_pair_s: int = 0,
     probe_from: str | None = None,
     allow_faults: bool = False,
+    inventory: Path | None = None,
+    group: str | None = None,
+    pairs: PairSpec | None = None,
 ) -> RunConfig:
     """Check the options together and return the RunConfig, or raise ConfigError.
 
@@ -325,7 +357,20 @@ def build_run_config(
     NFS from the lab's server); nothing lab-related is checked, since the lab
     may not be up yet when options are parsed.  --probe-from must name a host
     as --src/--dst must (for the lab: one of its hosts).
+
+    --pairs (*pairs*) plans many pairs over the hosts of *group* in the
+    *inventory* (--inventory, --group; ring when not given), or over the lab's
+    hypervisors without an inventory; it excludes --src/--dst, and src/dst
+    are then the first planned pair, so code that knows one pair keeps working.
     """
+    if pairs is not None and (src is not None or dst is not None):
+        raise ConfigError(f"--pairs {pairs} and --src/--dst both name the pairs: give one of them "
+                          "(one pair as --pairs SRC:DST)")
+    if inventory is not None and (src is not None or dst is not None):
+        raise ConfigError(f"--inventory {inventory} names the hosts: give --pairs (ring by default, or "
+                          "SRC:DST for one pair) instead of --src/--dst")
+    if group is not None and inventory is None:
+        raise ConfigError(f"--group {group} applies only with --inventory")
     trips, dirty = check_round_trips(round_trips), check_dirty_rate(dirty_rate_mib_s)
     deadline = None if migration_timeout_s is None else check_migration_timeout(migration_timeout_s)
     wait = check_wait_for_pair(wait_for_pair_s)
@@ -336,18 +381,22 @@ def build_run_config(
                                       ("--ssh-config", ssh_config)) if val is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} only apply with --src/--dst (without them the embedded lab is used)")
-        lab_hosts = (lab.src, lab.dst, lab.nfs_server)
+        planned = _planned(pairs, lab.hosts, "the embedded lab's hypervisors")
+        src, dst = (planned[0].src, planned[0].dst) if planned else (lab.src, lab.dst)
+        lab_hosts = (*lab.hosts, lab.nfs_server)
         if probe_from is not None and probe_from not in lab_hosts:
             raise ConfigError(f"--probe-from {probe_from!r} is not a host of the embedded lab "
                               f"(one of {', '.join(lab_hosts)}; or give --src/--dst and --ssh-config)")
         addresses = guest_addresses or lab.guest.addresses
         guest = GuestSite(guest_network or lab.guest.network,
                           addresses if guest_gateway is None else addresses.with_gateway(guest_gateway))
-        return RunConfig(src=lab.src, dst=lab.dst, nfs_server=lab.nfs_server, export=lab.export,
+        return RunConfig(src=src, dst=dst, nfs_server=lab.nfs_server, export=lab.export,
                          mount_point=mount, ssh_config=lab.ssh_config, lab=True, guest=guest,
                          guest_shape=asked.over(lab.guest_shape), round_trips=trips, dirty_rate_mib_s=dirty,
                          migration_timeout_s=deadline, wait_for_pair_s=wait, probe_from=probe_from,
-                         allow_faults=allow_faults)
+                         allow_faults=allow_faults, pairs=planned)
+    if inventory is not None:
+        raise ConfigError(f"--inventory {inventory}: not read yet")
     if src is None or dst is None:
         missing = "--src" if src is None else "--dst"
         raise ConfigError(f"{missing} is missing: give both --src and --dst, or neither to use the embedded lab")
@@ -396,6 +445,16 @@ def build_run_config(
                      guest_shape=asked.over(GuestShape()),
                      round_trips=trips, dirty_rate_mib_s=dirty, migration_timeout_s=deadline,
                      wait_for_pair_s=wait, probe_from=probe_from, allow_faults=allow_faults)
+
+
+def _planned(spec: PairSpec | None, hosts: tuple[str, ...], where: str) -> tuple[HostPair, ...]:
+    """The pairs *spec* plans over *hosts* (none without --pairs), else ConfigError naming *where* they come from."""
+    if spec is None:
+        return ()
+    try:
+        return plan_pairs(spec, hosts)
+    except PairError as exc:
+        raise ConfigError(f"{exc} in {where}") from exc
 
 
 def _addresses_of(hostname: str) -> set[ipaddress.IPv4Address]:
