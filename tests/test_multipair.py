@@ -194,3 +194,24 @@ def test_trends_of_a_pair_read_a_past_night_of_several_pairs_through_its_entries
     seen = [(r.run_id, [(x.stats or {})["downtime_ms"] for x in r.records]) for r in history]
     assert seen == [("night1", [100]), ("single", [50])]
     assert [r.run_id for r in load_history(tmp_path, pair=("h3", "h4"))[0]] == ["night1"]
+
+
+def test_a_regressed_pair_alone_turns_amber_and_fails_the_run(pytester: pytest.Pytester,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    for night in range(3):  # h1-h2 took 10 ms three nights running; h3-h4 has no history
+        write_run([_record("h1", "h2", 10), _record("h2", "h1", 10)], pytester.path / "reports" / f"past{night}",
+                  run_meta={"run_id": f"past{night}", "started_at": f"2024-05-0{night + 1}T10:00:00+00:00"})
+    html = pytester.path / "reports" / "night" / "report.html"
+    junit = html.parent / "junit.xml"
+    result = _inner(pytester, monkeypatch, "h1:h2,h3:h4", "suites/live", "--fail-on-regression",
+                    f"--html={html}", "--self-contained-html", f"--junitxml={junit}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "virtmig verdict for h1 -> h2: CERTIFIED, REGRESSED" in out
+    assert "virtmig verdict for h3 -> h4: CERTIFIED" in out and "h3 -> h4: CERTIFIED, REGRESSED" not in out
+    assert '<td class="warn virtmig-matrix-verdict"><a href="#virtmig-pair-h1-h2">CERTIFIED, REGRESSED</a>' in (
+        html.read_text())
+    assert "regression of h1-h2, " in junit.read_text() and "regression of h3-h4" not in junit.read_text()
+    entries = {p["label"]: p for p in json.loads((html.parent / "results.json").read_text())["pairs"]}
+    assert entries["h1-h2"]["verdict"] == "CERTIFIED, REGRESSED" and entries["h3-h4"]["verdict"] == "CERTIFIED"
+    assert entries["h1-h2"]["trends"]["regressions"] >= 1 and entries["h3-h4"]["trends"]["regressions"] == 0
