@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = {"virtmig", "virtmig.host", "virtmig.sshhost", "virtmig.localhost", "virtmig.sshconfig", "virtmig.config",
-        "virtmig.guestconfig", "virtmig.waiters", "virtmig.journal", "virtmig.pairs"}
+        "virtmig.guestconfig", "virtmig.waiters", "virtmig.journal", "virtmig.pairs", "virtmig.inventory"}
 
 #: Layer -> the layers it may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "virtmig.waiters": BASE,
     "virtmig.journal": BASE,
     "virtmig.pairs": BASE,
+    "virtmig.inventory": BASE,
     "virtmig.environment": BASE,
     "virtmig.pairlock": BASE,
     "virtmig.guest": BASE,

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from virtmig import sshconfig
-from virtmig.pairs import HostPair, PairError, PairSpec, parse_pair_spec, plan_pairs
+from virtmig.pairs import RING, HostPair, PairError, PairSpec, parse_pair_spec, plan_pairs
 
 if TYPE_CHECKING:  # guestconfig raises this module's ConfigError, so it is imported for types only
     from virtmig.guestconfig import GuestAddresses, GuestNetwork
@@ -330,7 +330,7 @@ def build_run_config(
     dst: str | None,
     nfs_server: str | None,
     export: str | None,
-    mount_point: str | PurePosixPath,
+    mount_point: str | PurePosixPath | None,
     ssh_config: Path | None,
     lab: DefaultPair,
     *,
@@ -350,6 +350,7 @@ def build_run_config(
     inventory: Path | None = None,
     group: str | None = None,
     pairs: PairSpec | None = None,
+    ssh_config_out: Path | None = None,
 ) -> RunConfig:
     """Check the options together and return the RunConfig, or raise ConfigError.
 
@@ -362,6 +363,11 @@ def build_run_config(
     *inventory* (--inventory, --group; ring when not given), or over the lab's
     hypervisors without an inventory; it excludes --src/--dst, and src/dst
     are then the first planned pair, so code that knows one pair keeps working.
+    The inventory's ssh settings are written to *ssh_config_out* (default:
+    virtmig.inventory.default_ssh_config_path), which becomes the run's
+    ssh_config, carrying --ssh-config's file (or ssh's default files) on.
+    The inventory's group vars give nfs_server, export and mount_point
+    (*mount_point* None: not given) where the options do not.
     """
     if pairs is not None and (src is not None or dst is not None):
         raise ConfigError(f"--pairs {pairs} and --src/--dst both name the pairs: give one of them "
@@ -375,12 +381,13 @@ def build_run_config(
     deadline = None if migration_timeout_s is None else check_migration_timeout(migration_timeout_s)
     wait = check_wait_for_pair(wait_for_pair_s)
     asked = GuestShape(virt_type or "", guest_cpu or "", guest_memory_mib or 0, guest_vcpus or 0)
-    mount = check_storage_path(mount_point, "--mount-point")
-    if src is None and dst is None:
+    mount = check_storage_path(mount_point or DEFAULT_MOUNT_POINT, "--mount-point")
+    if src is None and dst is None and inventory is None:
         given = [opt for opt, val in (("--nfs-server", nfs_server), ("--export", export),
                                       ("--ssh-config", ssh_config)) if val is not None]
         if given:
-            raise ConfigError(f"{', '.join(given)} only apply with --src/--dst (without them the embedded lab is used)")
+            raise ConfigError(f"{', '.join(given)} only apply with --src/--dst or --inventory (without them the "
+                              "embedded lab is used)")
         planned = _planned(pairs, lab.hosts, "the embedded lab's hypervisors")
         src, dst = (planned[0].src, planned[0].dst) if planned else (lab.src, lab.dst)
         lab_hosts = (*lab.hosts, lab.nfs_server)
@@ -395,48 +402,63 @@ def build_run_config(
                          guest_shape=asked.over(lab.guest_shape), round_trips=trips, dirty_rate_mib_s=dirty,
                          migration_timeout_s=deadline, wait_for_pair_s=wait, probe_from=probe_from,
                          allow_faults=allow_faults, pairs=planned)
+    if ssh_config is not None and not ssh_config.is_file():
+        raise ConfigError(f"--ssh-config {str(ssh_config)!r}: no such file")
     if inventory is not None:
-        raise ConfigError(f"--inventory {inventory}: not read yet")
-    if src is None or dst is None:
+        # Imported here: it imports ansible-core (half a second), and this module for ConfigError.
+        from virtmig.inventory import plan_site  # noqa: PLC0415
+        site = plan_site(inventory, group or DEFAULT_GROUP, pairs or PairSpec(RING), ssh_config, ssh_config_out)
+        planned, ssh_config = site.pairs, site.ssh_config
+        nfs_server, export = nfs_server or site.nfs_server, export or site.export
+        if mount_point is None and site.mount_point is not None:
+            mount = PurePosixPath(site.mount_point)
+        src, dst = planned[0].src, planned[0].dst
+    elif src is None or dst is None:
         missing = "--src" if src is None else "--dst"
         raise ConfigError(f"{missing} is missing: give both --src and --dst, or neither to use the embedded lab")
-    check_host_name(src, "--src")
-    check_host_name(dst, "--dst")
-    if src == dst:
-        raise ConfigError(f"--src and --dst are the same host ({src!r}); migration needs two hosts")
+    else:
+        check_host_name(src, "--src")
+        check_host_name(dst, "--dst")
+        if src == dst:
+            raise ConfigError(f"--src and --dst are the same host ({src!r}); migration needs two hosts")
+        planned = ()
     if (nfs_server is None) != (export is None):
-        raise ConfigError("give --nfs-server and --export together (or neither if storage is already mounted)")
+        vars_too = " (or the inventory's virtmig_nfs_server and virtmig_export)" if inventory is not None else ""
+        raise ConfigError(f"give --nfs-server and --export together{vars_too} (or neither if storage is already "
+                          "mounted)")
     if nfs_server is not None:
         # Only syntax: the hypervisors mount it, and they may resolve names
         # (a storage network) that this machine cannot.
         check_host_name(nfs_server, "--nfs-server")
     export_path = None if export is None else str(check_storage_path(export, "--export"))
-    if ssh_config is not None and not ssh_config.is_file():
-        raise ConfigError(f"--ssh-config {str(ssh_config)!r}: no such file")
     names_file = ssh_config if ssh_config is not None else _default_ssh_config()
+    options = {src: "--src", dst: "--dst"} if not planned else {}
+    hosts = list(dict.fromkeys(h for p in planned or (HostPair(src, dst),) for h in (p.src, p.dst)))
     try:
-        src_at = _check_reachable_name(src, "--src", ssh_config, names_file)
-        dst_at = _check_reachable_name(dst, "--dst", ssh_config, names_file)
+        at = {h: _check_reachable_name(h, options.get(h, "inventory host"), ssh_config, names_file) for h in hosts}
         if probe_from is not None:
             _check_reachable_name(check_host_name(probe_from, "--probe-from"), "--probe-from", ssh_config,
                                   names_file)
     except sshconfig.SSHConfigError as exc:
         raise ConfigError(str(exc)) from exc
     if export_path is not None:  # the HostNames become the export's clients
-        check_export_client(src_at[0], f"--src {src!r}'s HostName")
-        check_export_client(dst_at[0], f"--dst {dst!r}'s HostName")
-    if src_at == dst_at:
-        raise ConfigError(f"--src {src!r} and --dst {dst!r} are the same machine ({src_at[0]} port {src_at[1]}); "
-                          "migration needs two hosts")
+        for host in hosts:
+            check_export_client(at[host][0], f"{options.get(host, 'inventory host')} {host!r}'s HostName")
+    for pair in planned or (HostPair(src, dst),):
+        if at[pair.src] == at[pair.dst]:
+            first, second = (("--src", "--dst") if not planned else ("inventory host", "inventory host"))
+            raise ConfigError(f"{first} {pair.src!r} and {second} {pair.dst!r} are the same machine "
+                              f"({at[pair.src][0]} port {at[pair.src][1]}); migration needs two hosts")
     if guest_network is None or guest_addresses is None:
         absent = [opt for opt, val in (("--guest-network", guest_network),
                                        ("--guest-ip or --guest-ips", guest_addresses)) if val is None]
         raise ConfigError(f"{' and '.join(absent)} missing: a site's guest needs its network and a free "
                           "static address on it (e.g. --guest-network bridge:br0 --guest-ip 192.0.2.50/24)")
-    for option, name, (hostname, _port) in (("--src", src, src_at), ("--dst", dst, dst_at)):
-        clash = set(guest_addresses.addresses) & _addresses_of(hostname)
+    for host in hosts:
+        clash = set(guest_addresses.addresses) & _addresses_of(at[host][0])
         if clash:
-            raise ConfigError(f"--guest-ip {', '.join(map(str, sorted(clash)))} is the address of {option} {name!r}: "
+            raise ConfigError(f"--guest-ip {', '.join(map(str, sorted(clash)))} is the address of "
+                              f"{options.get(host, 'inventory host')} {host!r}: "
                               "give the guest a free address on the VM network")
     return RunConfig(src=src, dst=dst, nfs_server=nfs_server, export=export_path,
                      mount_point=mount, ssh_config=ssh_config, lab=False,
@@ -444,7 +466,7 @@ def build_run_config(
                                      else guest_addresses.with_gateway(guest_gateway)),
                      guest_shape=asked.over(GuestShape()),
                      round_trips=trips, dirty_rate_mib_s=dirty, migration_timeout_s=deadline,
-                     wait_for_pair_s=wait, probe_from=probe_from, allow_faults=allow_faults)
+                     wait_for_pair_s=wait, probe_from=probe_from, allow_faults=allow_faults, pairs=planned)
 
 
 def _planned(spec: PairSpec | None, hosts: tuple[str, ...], where: str) -> tuple[HostPair, ...]:

@@ -95,6 +95,11 @@ def _expand(config: Path, base: Path, depth: int) -> list[str]:
     return out
 
 
+def default_files() -> list[Path]:
+    """The files `ssh` reads without -F that exist, in its order: the user's, then the system's."""
+    return [f for f in (user_config(), SYSTEM_CONFIG) if f.is_file()]
+
+
 def parse(config: Path) -> paramiko.SSHConfig:
     """Parse one file (with its Includes), as `ssh -F FILE` reads it."""
     return _parse_texts([config_text(config)], str(config))
@@ -104,7 +109,7 @@ def load(config: Path | None) -> paramiko.SSHConfig:
     """The config `ssh` would use: only *config* if given (like ``-F``), else user then system file."""
     if config is not None:
         return parse(config)
-    files = [f for f in (user_config(), SYSTEM_CONFIG) if f.is_file()]
+    files = default_files()
     return _parse_texts([config_text(f) for f in files], ", ".join(map(str, files)))
 
 
