@@ -3,6 +3,7 @@
 #   make test      install, run the project's own tests (unit + real-lab)
 #   make unit      the unit tests only: seconds, no root, no daemons, no lab
 #   make soak      the live matrix with --round-trips 5 (nightly)
+#   make nightly   every suite on every pair of an inventory, pairs in parallel (docs/nightly.md)
 # Against real hosts: make certify ARGS="--src h1 --dst h2"
 
 PYTHON ?= python3
@@ -12,7 +13,7 @@ RUN := $(shell date -u +%Y%m%dT%H%M%SZ)
 REPORT_DIR := reports/$(RUN)
 ARGS ?=
 
-.PHONY: deps certify soak test killed-runs realkernel test-other-release unit lint lab-up lab-down bench clean
+.PHONY: deps certify nightly soak test killed-runs realkernel test-other-release unit lint lab-up lab-down bench clean
 
 $(VENV)/.apt-stamp: debian-packages.txt .ci/debian-packages
 	apt-get update -qq
@@ -34,6 +35,26 @@ certify: deps
 	    --html=$(REPORT_DIR)/report.html --self-contained-html \
 	    --junitxml=$(REPORT_DIR)/junit.xml; \
 	rc=$$?; echo "report: $(REPORT_DIR)/report.html (also reports/latest/report.html)"; exit $$rc
+
+# A night of many pairs (docs/nightly.md): every suite on each pair of INVENTORY's GROUP (PAIRS: ring by
+# default, mesh, or h1:h2,h3:h4; without INVENTORY the embedded lab's hypervisors), one xdist worker per pair
+# that can run at once (the "at once" of the pairs' schedule: a ring of 4 runs 2 at a time), each pair one
+# xdist group, --fail-on-regression; html, results.json and junit.xml in reports/<run>/.
+INVENTORY ?=
+GROUP ?=
+PAIRS ?=
+NIGHT_ARGS = $(if $(INVENTORY),--inventory $(INVENTORY)) $(if $(GROUP),--group $(GROUP)) \
+	$(if $(PAIRS),--pairs $(PAIRS),$(if $(INVENTORY),,--pairs ring)) $(ARGS)
+nightly: deps
+	mkdir -p $(REPORT_DIR)
+	n=$$($(PY) -m pytest suites -p no:cacheprovider --collect-only -q $(NIGHT_ARGS) \
+	    | sed -n 's/^virtmig pairs: [0-9]*, at once: \([0-9]*\).*/\1/p'); \
+	workers=$$([ "$${n:-1}" -gt 1 ] && echo "-n $$n --dist loadgroup"); \
+	echo "nightly: $${n:-1} pair(s) at once: $${workers:-no xdist}"; \
+	$(PY) -m pytest suites -p no:cacheprovider $$workers --fail-on-regression $(NIGHT_ARGS) \
+	    --html=$(REPORT_DIR)/report.html --self-contained-html \
+	    --junitxml=$(REPORT_DIR)/junit.xml; \
+	rc=$$?; echo "report: $(REPORT_DIR)/report.html (every night: reports/index.html)"; exit $$rc
 
 # The whole live matrix, five round trips per column: what a nightly run does; a false failure shows here.
 soak: deps

@@ -3,6 +3,7 @@
 pytest_plugins = [
     "fixtures.lab",  # first: fixtures.options imports it for the lab's defaults
     "fixtures.options",
+    "fixtures.pairs",
     "fixtures.report",
     "fixtures.hosts",
     "fixtures.journal",

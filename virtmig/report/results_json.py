@@ -61,7 +61,7 @@ def _single(values: Sequence[str]) -> str | None:
 
 
 #: Top-level sections a writer may add beside the fixed ones (null when not known).
-SECTIONS: Final = ("environment", "guest", "trends")
+SECTIONS: Final = ("environment", "guest", "trends", "pairs")
 
 
 def build_document(records: Sequence[MigrationRecord], *, run_meta: Mapping[str, Any],

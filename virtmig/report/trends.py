@@ -179,6 +179,23 @@ def _values(records: Iterable[MigrationRecord]) -> dict[tuple[str, str], list[fl
     return out
 
 
+def _past_pair_records(doc: Mapping[str, Any], records: Sequence[MigrationRecord],
+                      pair: Sequence[str]) -> list[MigrationRecord] | None:
+    """A past run's records of the hosts *pair* when it certified several pairs; None for a run of one pair.
+
+    Every entry of those two hosts counts (h1-h2 and h2-h1 alike), as one past run.
+    """
+    entries = doc.get("pairs")
+    if not isinstance(entries, list) or len(entries) < 2:
+        return None
+    picked: list[MigrationRecord] = []
+    for entry in entries:
+        if not isinstance(entry, dict) or tuple(sorted({str(entry.get("src")), str(entry.get("dst"))})) != tuple(pair):
+            continue
+        picked += [records[i] for i in entry.get("migrations", []) if isinstance(i, int) and 0 <= i < len(records)]
+    return picked
+
+
 def load_history(reports_root: Path, *, pair: Sequence[str], exclude: Path | None = None,
                  before: str | None = None) -> tuple[list[PastRun], list[str]]:
     """Earlier runs of `pair` under reports_root/*/results.json, oldest first, and why others were skipped.
@@ -209,13 +226,18 @@ def load_history(reports_root: Path, *, pair: Sequence[str], exclude: Path | Non
             continue
         raw_run = doc.get("run")
         run: dict[str, Any] = raw_run if isinstance(raw_run, dict) else {}
-        if tuple(pair) != pair_of(records, run):
+        several = _past_pair_records(doc, records, pair)
+        if several is not None:  # a night of several pairs: only its entries of these two hosts
+            if not several:
+                continue
+            records = several
+        elif tuple(pair) != pair_of(records, run):
             continue
         started = str(run.get("started_at") or "")
         if before is not None and started and started > before:
             continue
-        runs.append(PastRun(str(run.get("run_id") or run_dir.name), started, pair_of(records, run),
-                            tuple(records)))
+        runs.append(PastRun(str(run.get("run_id") or run_dir.name), started,
+                            tuple(pair) if several else pair_of(records, run), tuple(records)))
     runs.sort(key=lambda r: (r.started_at, r.run_id))
     return runs, skipped
 

@@ -50,13 +50,18 @@ class Verdict:
     #: The fault suite's cases that ran, and those that did not (each with its reason).
     faults: list[FaultOutcome] = field(default_factory=list)
     faults_not_run: list[str] = field(default_factory=list)
+    #: Why the pair's host could not be reached (None: it could); such a pair is never certified.
+    unreachable: str | None = None
 
     @property
     def certified(self) -> bool:
-        return not self.failures and all(c.ok for c in self.checks) and (self.passed_tests > 0 or bool(self.checks))
+        return (self.unreachable is None and not self.failures and all(c.ok for c in self.checks)
+                and (self.passed_tests > 0 or bool(self.checks)))
 
     @property
     def word(self) -> str:
+        if self.unreachable is not None:
+            return "UNREACHABLE"
         if not self.certified:
             return "NOT CERTIFIED"
         return "CERTIFIED, REGRESSED" if self.regressions else "CERTIFIED"
@@ -70,6 +75,8 @@ class Verdict:
 
     def reasons(self) -> list[str]:
         """One line per reason the pair is not certified."""
+        if self.unreachable is not None:  # its tests all error with the same line: say it once
+            return [self.unreachable]
         out = [f"preflight {c.name}: {'; '.join(c.evidence)}" + (f" -- fix: {c.fix}" if c.fix else "")
                for c in self.checks if not c.ok]
         out += [f"{f.nodeid}: {f.diagnosis or f.message}" for f in self.failures]
@@ -113,10 +120,14 @@ STYLE = """<style>
 </style>"""
 
 
-def render_html(verdict: Verdict, pair: str) -> str:
-    """The verdict block that opens the HTML report."""
+def render_html(verdict: Verdict, pair: str, anchor: str | None = None) -> str:
+    """The verdict block that opens the HTML report (*anchor*: its id, for the pair matrix's links)."""
     e = html.escape
-    parts = [STYLE, f'<div class="virtmig-verdict {verdict.css}"><h2>{e(pair)}: {verdict.word}</h2>']
+    ident = "" if anchor is None else f' id="{e(anchor)}"'
+    parts = [STYLE, f'<div class="virtmig-verdict {verdict.css}"{ident}><h2>{e(pair)}: {verdict.word}</h2>']
+    if verdict.unreachable is not None:
+        parts.append(f"<p><b>unreachable:</b> {e(verdict.unreachable)}</p></div>")
+        return "".join(parts)
     if verdict.checks:
         parts.append("<h3>Preflight</h3><ul>")
         for c in verdict.checks:
