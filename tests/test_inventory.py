@@ -28,6 +28,8 @@ from virtmig.inventory import (
     ssh_config_text,
     write_ssh_config,
 )
+from virtmig.lab import inventory_file
+from virtmig.lab.topology import with_hypervisors
 from virtmig.option_values import ConfigError
 from virtmig.pairs import HostPair, parse_pair_spec
 from virtmig.sshhost import SshHost
@@ -132,6 +134,17 @@ def test_a_bad_value_in_group_vars_names_that_file_and_line(tmp_path: Path) -> N
         load(inventory, "hv")
 
 
+def test_the_lab_s_own_inventory_is_a_whole_night_s_options(tmp_path: Path) -> None:
+    """What `lab up --hypervisors 4` writes certifies a ring with no other option: hosts, storage, the guests' pool."""
+    site = with_hypervisors(4)
+    path = write(tmp_path, "inventory.ini", inventory_file.render(site))
+    rc = build_run_config(None, None, None, None, None, None, LAB, inventory=path, ssh_config_out=tmp_path / "ssh")
+    assert [p.label for p in rc.host_pairs] == ["h1-h2", "h2-h3", "h3-h4", "h4-h1"]
+    assert (rc.nfs_server, rc.export, str(rc.mount_point)) == ("nfs", str(site.export), str(site.mount_point))
+    assert rc.guest.network.label == f"bridge:{site.vm_bridge}"
+    assert [str(a) for a in rc.guest.addresses.addresses] == [f"198.18.0.{n}" for n in range(100, 108)]
+
+
 def test_the_lab_s_inventory_carries_its_key_known_hosts_and_storage(tmp_path: Path) -> None:
     """The lab's inventory is enough on its own: the key and host keys Ansible uses are the run's too."""
     out = tmp_path / "ssh_config"
@@ -229,6 +242,9 @@ def test_an_inventory_that_does_not_parse_names_file_and_line(tmp_path: Path, na
     ("[hypervisors]\nh1\n[hypervisors:vars]\nvirtmig_nfs_server=-x\n", ":4: virtmig_nfs_server '-x' is not a valid"),
     ("[hypervisors]\nh1 virtmig_export=/a\nh2 virtmig_export=/b\n", "disagree on virtmig_export: /a (h1); /b (h2)"),
     ("[hypervisors]\nh1 virtmig_export=/a\nh2\n", "virtmig_export is set for some hosts of group 'hypervisors' but"),
+    ("[hypervisors]\nh1\n[hypervisors:vars]\nvirtmig_guest_ips=10.0.0.5-10.0.0.1/24\n",
+     ":4: --guest-ips '10.0.0.5-10.0.0.1/24': 10.0.0.1 comes before 10.0.0.5"),
+    ("[hypervisors]\nh1\n[hypervisors:vars]\nvirtmig_guest_network='bridge:a b'\n", ":4: --guest-network 'bridge:a b'"),
 ])
 def test_bad_values_name_the_line(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, "hosts.ini", text)

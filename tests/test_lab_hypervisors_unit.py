@@ -127,7 +127,8 @@ def test_the_inventory_lists_the_hypervisors_the_nfs_server_and_the_export() -> 
     assert sections["hypervisors"] == [f"h{i} ansible_host=198.18.0.{10 + i} ansible_user=root" for i in range(1, 5)]
     assert sections["nfs_servers"] == ["nfs ansible_host=198.18.0.10 ansible_user=root"]
     assert sections["hypervisors:vars"] == ["virtmig_nfs_server=nfs", "virtmig_export=/srv/virtmig-export",
-                                            "virtmig_mount_point=/mnt/nfs"]
+                                            "virtmig_mount_point=/mnt/nfs", "virtmig_guest_network=bridge:br0",
+                                            "virtmig_guest_ips=198.18.0.100-198.18.0.107/24"]
     assert sections["all:vars"] == [
         f"ansible_ssh_private_key_file={SSH_KEY}",
         f"ansible_ssh_common_args='-o UserKnownHostsFile={KNOWN_HOSTS} -o StrictHostKeyChecking=yes'"]

@@ -223,6 +223,7 @@ def build_run_config(
         nfs_server, export = nfs_server or site.nfs_server, export or site.export
         if mount_point is None and site.mount_point is not None:
             mount = PurePosixPath(site.mount_point)
+        guest_network, guest_addresses = guest_network or site.guest_network, guest_addresses or site.guest_ips
         src, dst = planned[0].src, planned[0].dst
     elif src is None or dst is None:
         missing = "--src" if src is None else "--dst"

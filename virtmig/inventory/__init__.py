@@ -20,7 +20,11 @@ What virtmig takes from it:
 - ``virtmig_nfs_server``, ``virtmig_export`` and ``virtmig_mount_point``
   (usually vars of the group), the defaults of --nfs-server, --export and
   --mount-point; all the group's hosts must see the same values, since a
-  run has one export.
+  run has one export;
+- ``virtmig_guest_network`` and ``virtmig_guest_ips``, the defaults of
+  --guest-network and --guest-ips (the pool each pair's guest takes its
+  address from), held to the same rule: the file a lab keeps says where its
+  test guests live, so a night needs no more options than the inventory.
 
 Values are taken as written: a Jinja2 template ("{{ ... }}") is refused, not
 rendered (rendering needs Ansible's whole templating context, and a host
@@ -39,17 +43,20 @@ from pathlib import Path
 from typing import Any
 
 from virtmig import sshconfig
+from virtmig.guestconfig import GuestAddresses, GuestNetwork, parse_guest_ips, parse_guest_network
 from virtmig.inventory.hostssh import HostSsh, host_ssh, other_hosts_ssh
 from virtmig.inventory.reading import read
 from virtmig.inventory.values import InventoryError, as_text, checked
 from virtmig.option_values import check_host_name, check_storage_path
 from virtmig.pairs import HostPair, PairError, PairSpec, plan_pairs
 
-__all__ = ["EXPORT_VAR", "MOUNT_POINT_VAR", "NFS_SERVER_VAR", "HostSsh", "InventoryError", "PlannedSite",
+__all__ = ["EXPORT_VAR", "GUEST_IPS_VAR", "GUEST_NETWORK_VAR", "MOUNT_POINT_VAR", "NFS_SERVER_VAR", "HostSsh",
+           "InventoryError", "PlannedSite",
            "SiteInventory", "default_ssh_config_path", "load", "plan_site", "ssh_config_text", "write_ssh_config"]
 
 #: The group vars that give --nfs-server, --export and --mount-point (the command line wins over them).
 NFS_SERVER_VAR, EXPORT_VAR, MOUNT_POINT_VAR = "virtmig_nfs_server", "virtmig_export", "virtmig_mount_point"
+GUEST_NETWORK_VAR, GUEST_IPS_VAR = "virtmig_guest_network", "virtmig_guest_ips"
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ class SiteInventory:
     nfs_server: str | None = None
     export: str | None = None
     mount_point: str | None = None
+    guest_network: GuestNetwork | None = None
+    guest_ips: GuestAddresses | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,8 @@ class PlannedSite:
     nfs_server: str | None
     export: str | None
     mount_point: str | None
+    guest_network: GuestNetwork | None = None
+    guest_ips: GuestAddresses | None = None
 
 
 def plan_site(path: Path, group: str, spec: PairSpec, ssh_config: Path | None,
@@ -95,7 +106,8 @@ def plan_site(path: Path, group: str, spec: PairSpec, ssh_config: Path | None,
         raise InventoryError(f"{exc} in group {site.group!r} of the inventory {site.path}") from exc
     included = [ssh_config] if ssh_config is not None else sshconfig.default_files()
     written = write_ssh_config(site, out or default_ssh_config_path(site.path, site.group), included)
-    return PlannedSite(pairs, written, site.nfs_server, site.export, site.mount_point)
+    return PlannedSite(pairs, written, site.nfs_server, site.export, site.mount_point, site.guest_network,
+                       site.guest_ips)
 
 
 def load(path: Path, group: str) -> SiteInventory:
@@ -115,13 +127,15 @@ def load(path: Path, group: str) -> SiteInventory:
     host_vars = {host.name: variables.get_vars(host=host, include_hostvars=False) for host in found.get_hosts()}
     ssh = tuple(host_ssh(path, name, host_vars[name]) for name in hosts) + other_hosts_ssh(
         path, [host for name, host in inventory.hosts.items() if name not in host_vars], variables)
-    server, export, mount = (_shared_value(path, group, var, host_vars)
-                             for var in (NFS_SERVER_VAR, EXPORT_VAR, MOUNT_POINT_VAR))
+    server, export, mount, network, ips = (_shared_value(path, group, var, host_vars) for var in (
+        NFS_SERVER_VAR, EXPORT_VAR, MOUNT_POINT_VAR, GUEST_NETWORK_VAR, GUEST_IPS_VAR))
     return SiteInventory(
         path, group, hosts, ssh,
         None if server is None else checked(path, server, lambda v: check_host_name(v, NFS_SERVER_VAR)),
         None if export is None else checked(path, export, lambda v: str(check_storage_path(v, EXPORT_VAR))),
-        None if mount is None else checked(path, mount, lambda v: str(check_storage_path(v, MOUNT_POINT_VAR))))
+        None if mount is None else checked(path, mount, lambda v: str(check_storage_path(v, MOUNT_POINT_VAR))),
+        None if network is None else checked(path, network, parse_guest_network),
+        None if ips is None else checked(path, ips, parse_guest_ips))
 
 
 def ssh_config_text(site: SiteInventory, included: Sequence[Path]) -> str:

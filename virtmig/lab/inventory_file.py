@@ -15,6 +15,8 @@ would, in Ansible's standard INI form, for ansible-core's own parser (or
     virtmig_nfs_server=nfs
     virtmig_export=/srv/virtmig-export
     virtmig_mount_point=/mnt/nfs
+    virtmig_guest_network=bridge:br0
+    virtmig_guest_ips=198.18.0.100-198.18.0.107/24
 
     [all:vars]
     ansible_ssh_private_key_file=/var/lib/virtmig-lab/id_ed25519
@@ -54,6 +56,8 @@ def render(site: Site) -> str:
         f"virtmig_nfs_server={site.nfs.name}\n"
         f"virtmig_export={site.export}\n"
         f"virtmig_mount_point={site.mount_point}\n"
+        f"virtmig_guest_network=bridge:{site.vm_bridge}\n"
+        f"virtmig_guest_ips={site.guest_pool}\n"
         "\n[all:vars]\n"
         f"ansible_ssh_private_key_file={SSH_KEY}\n"
         f"ansible_ssh_common_args={shlex.quote(ssh_args)}\n"

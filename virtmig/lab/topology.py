@@ -70,6 +70,8 @@ HYPERVISORS: tuple[LabNode, ...] = (H1, H2)
 #: The test guest's address on the lab (handed to runs as the default --guest-ip,
 #: by fixtures.options); it keeps it when it moves between h1 and h2.
 GUEST_IP = "198.18.0.100"
+#: How many guest addresses the lab offers from GUEST_IP on: one per pair of a night (--pairs) or xdist worker.
+GUEST_POOL = 8
 #: The lab guest's CPU (handed to runs as the default --guest-cpu): TCG emulates qemu64 on any host.
 LAB_GUEST_CPU = "qemu64"
 #: MAC of guests the lab's own tests start by hand (a run's guest derives its MAC: virtmig.guestconfig).
@@ -157,6 +159,11 @@ class Site:
     @property
     def guest_ip(self) -> IPv4Address:
         return self.subnet.network_address + 100
+
+    @property
+    def guest_pool(self) -> str:
+        """The guests' addresses as --guest-ips spells them: guest_ip and the next GUEST_POOL - 1."""
+        return f"{self.guest_ip}-{self.guest_ip + GUEST_POOL - 1}/{self.prefix_len}"
 
     def to_dict(self) -> dict[str, object]:
         return {"nfs": self.nfs_name, "hypervisors": list(self.hypervisor_names), "subnet": str(self.subnet),
