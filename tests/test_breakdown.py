@@ -68,3 +68,11 @@ def test_without_a_capture_the_return_stays_whole_and_says_why() -> None:
     assert "announcement not seen: no capture on h2's br0: no tcpdump on this host" in b.describe()
     only_before = outage_breakdown(probe, events, None, announces_ns=[40 * MS])
     assert only_before.announce_ms is None and only_before.announce_note == "no announcement after the resume"
+
+
+def test_an_announcement_after_the_first_answer_does_not_cut_the_return() -> None:
+    """The guest's reply reached the probe first (201 ms) and its ARP came at 205 ms: no negative segment."""
+    probe = summarize(SAMPLES, interval_s=0.005)
+    b = outage_breakdown(probe, HOP, None, announces_ns=[205 * MS])
+    assert b.return_ms == pytest.approx(21) and b.announce_ms is None and b.announced_to_answer_ms is None
+    assert b.announce_note == "the guest answered before it announced"

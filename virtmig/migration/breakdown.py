@@ -119,6 +119,9 @@ def outage_breakdown(probe: ProbeResult, events: Sequence[DomainEvent], stats: J
     announced = None if resume is None else next((a for a in sorted(announces_ns) if a >= resume.at_mono_ns), None)
     if resume is not None and announced is None and announce_note is None and announces_ns:
         announce_note = "no announcement after the resume"
+    if announced is not None and announced > probe.gap_end_ns:
+        # The guest's echo reply reached the probe first: that frame, not an announcement, taught the bridges.
+        announced, announce_note = None, "the guest answered before it announced"
     return OutageBreakdown(
         gap_ms=probe.longest_gap_ms, lead_ms=lead, paused_ms=paused, return_ms=back,
         libvirt_downtime_ms=figure(stats.downtime_ms) if stats else None,
