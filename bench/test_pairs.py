@@ -38,7 +38,8 @@ P2P = ("-k", "round_trip and p2p and not tunnelled")
 
 def _timed(tmp: Path, *args: str) -> tuple[float, dict[str, Any]]:
     start = time.monotonic()
-    proc, html = run_suite(tmp, "suites/live", *P2P, "--inventory", str(INVENTORY), *args, timeout=2400)
+    proc, html = run_suite(tmp, "suites/live", *P2P, "--inventory", str(INVENTORY), "--storage-is-shared",
+                           *args, timeout=2400)
     wall = time.monotonic() - start
     assert proc.returncode == 0, output_tail(proc)
     doc: dict[str, Any] = json.loads((html.parent / "results.json").read_text())
