@@ -71,3 +71,27 @@ def test_sparkline_draws_each_night_and_leaves_gaps() -> None:
 
 def test_no_nights_yet(tmp_path: Path) -> None:
     assert "No run has written results yet." in render_index(*read_nights(tmp_path / "missing"))
+
+
+def test_a_night_of_several_pairs_lists_each_pair_with_its_own_verdict_and_downtime(tmp_path: Path) -> None:
+    """results.json's `pairs` (a night of many pairs) gives one line per pair, each continuing its own history."""
+    reports = tmp_path / "reports"
+    night(reports, "20240501T020000Z", ("h1", "h2"), [200.0], "CERTIFIED")  # an earlier night of one pair
+    records = [MigrationRecord(test_id=f"t[{i}]", kind="live", mode="p2p", src=s, dst=d, domain=f"vm-{s}-{d}",
+                               started_at="x", wall_s=3.0, ok=True, storage="nfs-mount", stats={"downtime_ms": ms})
+               for i, (s, d, ms) in enumerate([("h1", "h2", 210.0), ("h2", "h1", 230.0), ("h3", "h4", 400.0),
+                                               ("h4", "h3", 420.0)])]
+    pairs = [{"label": "h1-h2", "src": "h1", "dst": "h2", "verdict": "CERTIFIED", "migrations": [0, 1]},
+             {"label": "h3-h4", "src": "h3", "dst": "h4", "verdict": "NOT CERTIFIED", "migrations": [2, 3]}]
+    write_run(records, reports / "20240502T020000Z",
+              run_meta={"run_id": "20240502T020000Z", "started_at": "2024-05-02T02:00:00+00:00", "exit_status": 1,
+                        "verdict": "NOT CERTIFIED", "html_report": None},
+              sections={"pairs": pairs})
+    nights, unreadable = read_nights(reports)
+    assert not unreadable
+    second = [n for n in nights if n.run_id == "20240502T020000Z"]
+    assert [(n.pair, n.verdict, n.p50_downtime_ms, n.migrations) for n in second] == [
+        ("h1 -> h2", "CERTIFIED", 220.0, 2), ("h3 -> h4", "NOT CERTIFIED", 410.0, 2)]
+    page = render_index(nights, unreadable)
+    assert "h3 -&gt; h4" in page or "h3 -> h4" in page
+    assert [n.pair for n in nights].count("h1 -> h2") == 2  # the pair's line goes on from its earlier night

@@ -13,7 +13,7 @@ import html
 import os
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -75,14 +75,33 @@ def read_nights(reports_root: Path) -> tuple[list[Night], list[str]]:
         if isinstance(report, str) and report:  # this run's own report is written after the index
             rel = os.path.relpath(report, reports_root)
         status = run.get("exit_status")
-        nights.append(Night(
+        night = Night(
             run_id=run_dir.name, started_at=str(run.get("started_at") or ""),
             pair=" -> ".join(pair_of(records, run)) or DASH, verdict=_verdict_word(run),
             exit_status=status if isinstance(status, int) else None,
             p50_downtime_ms=_p50_live_downtime(records), migrations=len(records), report=rel,
-        ))
+        )
+        nights.extend(_per_pair(night, doc.get("pairs"), records))
     nights.sort(key=lambda n: (n.started_at, n.run_id))
     return nights, unreadable
+
+
+def _per_pair(night: Night, pairs: object, records: Sequence[Any]) -> list[Night]:
+    """A run of several pairs (results.json's `pairs`) as one Night per pair, each with its own figures.
+
+    The pair is named by its sorted hosts, as a run of one pair is (`pair_of`), so
+    each pair's line continues its own history whichever way the night paired it.
+    """
+    if not isinstance(pairs, list) or len(pairs) < 2:
+        return [night]
+    out = []
+    for entry in pairs:
+        mine = [records[i] for i in entry.get("migrations", []) if isinstance(i, int) and 0 <= i < len(records)]
+        hosts = sorted({str(entry.get("src")), str(entry.get("dst"))})
+        verdict = entry.get("verdict")
+        out.append(replace(night, pair=" -> ".join(hosts), verdict=verdict if isinstance(verdict, str) else DASH,
+                           p50_downtime_ms=_p50_live_downtime(mine), migrations=len(mine)))
+    return out
 
 
 def sparkline(values: Sequence[float | None], label: str) -> str:
