@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from virtmig.guest import pvh
-from virtmig.guest.image import build_guest
+from virtmig.guest.image import build_guest, inputs_digest
 
 
 def padded(b: bytes) -> bytes:
@@ -84,3 +84,11 @@ def test_the_built_guest_boots_the_unpacked_kernel() -> None:
     kernel = build_guest().kernel.read_bytes()
     assert kernel[:4] == b"\x7fELF", "the guest kernel is still the bzImage: boots 3.5-6 s slower under TCG"
     assert pvh.has_pvh_entry(kernel)
+
+
+def test_a_guest_built_without_zstd_is_rebuilt_once_zstd_is_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache key holds what can be unpacked here, so a bzImage kept for want of zstd is not kept for good."""
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    without = inputs_digest("6.12.118+deb13-amd64")
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
+    assert inputs_digest("6.12.118+deb13-amd64") != without

@@ -135,6 +135,7 @@ def inputs_digest(kernel_version: str) -> str:
         ("fs-modules", " ".join(FS_MODULES).encode()),
         ("init", INIT_SCRIPT.read_bytes()),
         ("agent", AGENT_SOURCE.read_bytes()),
+        ("kernel unpacking", pvh.readable_here().encode()),
     ):
         h.update(f"{label}:{len(data)}:".encode())
         h.update(data)

@@ -66,6 +66,17 @@ def decompress(data: bytes) -> bytes:
     raise NotUnpackable(f"payload compression {data[:6].hex()} not read here (gzip, xz, zstd are)")
 
 
+def readable_here() -> str:
+    """The payload formats this machine can unpack, e.g. "gzip xz zstd": part of the guest cache's key.
+
+    A guest built where zstd was missing keeps the bzImage; once zstd is
+    installed the key changes and the guest is rebuilt with the unpacked
+    kernel, instead of the slow one being cached for good (seen on Debian 13:
+    a build before `make deps` installed zstd kept the bzImage).
+    """
+    return "gzip xz" + (" zstd" if shutil.which("zstd") else "")
+
+
 def has_pvh_entry(elf: bytes) -> bool:
     """Whether *elf* (a 64-bit little-endian ELF) carries the PVH entry note in a PT_NOTE segment."""
     if elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
