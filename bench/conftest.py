@@ -18,5 +18,5 @@ def goal_table(pytestconfig: pytest.Config) -> GoalTable:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     table = config.stash.get(_TABLE_KEY, None)
     if table is not None:
-        terminalreporter.section("goals (issue #13)")
+        terminalreporter.section("goals (issues #12, #13)")
         terminalreporter.write_line(table.render())
