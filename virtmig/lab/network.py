@@ -15,10 +15,12 @@ route: nothing the lab sends can leave 198.18.0.0/24.
 
 from __future__ import annotations
 
+import json
+
 from virtmig.lab.netns import Node, sh
 from virtmig.lab.topology import BRIDGE, DEFAULT_SITE, GUEST_BRIDGE, Site
 
-__all__ = ["GUEST_BRIDGE", "create_bridge", "link_exists", "plug", "remove_links", "wire_node"]
+__all__ = ["GUEST_BRIDGE", "create_bridge", "link_exists", "pin_bridge_address", "plug", "remove_links", "wire_node"]
 
 
 def link_exists(name: str) -> bool:
@@ -52,11 +54,30 @@ def wire_node(node: Node, site: Site = DEFAULT_SITE) -> None:
         bridge = site.vm_bridge
         node.run(["ip", "link", "add", bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
         node.run(["ip", "link", "set", "eth0", "master", bridge, "up"])
+        pin_bridge_address(node, bridge, "eth0")
         node.run(["ip", "addr", "add", address, "dev", bridge])
         node.run(["ip", "link", "set", bridge, "up"])
     else:
         node.run(["ip", "addr", "add", address, "dev", "eth0"])
         node.run(["ip", "link", "set", "eth0", "up"])
+
+
+def pin_bridge_address(node: Node, bridge: str, port: str) -> None:
+    """Give *bridge* its uplink *port*'s MAC for good, as a hypervisor's network configuration does.
+
+    A bridge whose address was never set takes the lowest MAC among its
+    ports and changes it when a port joins.  libvirt names a guest's tap
+    fe:54:00:... after the guest's MAC, so when a migration's destination
+    QEMU plugs its tap into a bridge whose uplink MAC sorts above that, the
+    bridge (and the host's address on it) takes the tap's MAC, which is also
+    the MAC of the *source's* tap: the source then delivers every frame for
+    the destination host to itself.  Seen on the lab with its random veth
+    MACs: the destination QEMU started, no byte moved, and libvirt's
+    peer-to-peer connection died of keepalive timeout 30 s later ("client
+    socket is closed").  An address set explicitly is kept.
+    """
+    mac = json.loads(node.run(["ip", "-j", "link", "show", "dev", port]).stdout)[0]["address"]
+    node.run(["ip", "link", "set", bridge, "address", mac])
 
 
 def remove_links(site: Site = DEFAULT_SITE) -> None:
