@@ -20,6 +20,7 @@ from virtmig.storage.exports import (
     mount_nfs,
     provision_export,
     restore_exports,
+    strip_blocks_of_dead_runs,
     strip_every_managed_block,
     strip_managed_block,
     unmount,
@@ -124,6 +125,39 @@ def test_exports_restored_byte_for_byte_after_use_and_after_failure(
     with pytest.raises(ExportError):
         provision_export(nfs_server, broken, (64055, 107), "virtmig-test")
     assert nfs_server.read_text("/etc/exports") == original
+
+
+def test_a_starting_pair_strips_dead_runs_blocks_and_keeps_its_live_siblings() -> None:
+    """A pair's worker removes what killed runs left, never the block another pair of a live run uses."""
+    text = with_managed_block(ORIGINAL, SPEC, run_id="killed")  # an old run's untagged block
+    text = with_managed_block(text, SPEC, tag="pair-h1-h2", run_id="worker-1")  # a live sibling
+    text = with_managed_block(text, SPEC, tag="pair-h3-h4", run_id="dead-worker")  # a killed pair
+    text = with_managed_block(text, SPEC, tag="ro-case")  # a block of no run at all
+    kept = strip_blocks_of_dead_runs(text, {"worker-1", "worker-2"})
+    assert kept == with_managed_block(ORIGINAL, SPEC, tag="pair-h1-h2", run_id="worker-1")
+    assert strip_blocks_of_dead_runs(text, ()) == ORIGINAL
+
+
+@pytest.mark.lab
+def test_two_pairs_blocks_come_and_go_and_the_last_puts_the_file_back(nfs_server: Host) -> None:
+    """Pairs of one run provision side by side: each removes only its block; the last restores the file."""
+    nfs_server.write_text("/etc/exports", ORIGINAL.replace("/srv/other", "/srv"))
+    original = nfs_server.read_text("/etc/exports")
+    nfs_server.run("rm", "-rf", "/srv/virtmig-pairs-test")
+    export = PurePosixPath("/srv/virtmig-pairs-test")
+    one = provision_export(nfs_server, ExportSpec(export, (H1.ip,)), (64055, 107), "virtmig-h1-h2",
+                           run_id="worker-1", tag="pair-h1-h2")
+    two = provision_export(nfs_server, ExportSpec(export, (H2.ip,)), (64055, 107), "virtmig-h2-h1",
+                           run_id="worker-2", tag="pair-h2-h1", live_runs={"worker-1"})
+    both = nfs_server.read_text("/etc/exports")
+    assert "[run worker-1]" in both and "[run worker-2]" in both
+    restore_exports(nfs_server, one)  # the first out leaves the other's block and the shared directory
+    assert nfs_server.read_text("/etc/exports") == strip_managed_block(both, "pair-h1-h2")
+    assert nfs_server.run("test", "-d", str(export / "virtmig-h2-h1"), check=False).ok
+    assert not nfs_server.run("test", "-e", str(export / "virtmig-h1-h2"), check=False).ok
+    restore_exports(nfs_server, two)  # the last out: the file byte for byte, the directory gone
+    assert nfs_server.read_text("/etc/exports") == original
+    assert not nfs_server.run("test", "-e", str(export), check=False).ok
 
 
 def test_an_insecure_export_is_flagged_in_the_storage_label() -> None:

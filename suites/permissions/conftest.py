@@ -17,7 +17,8 @@ the types these fixtures return) is in suites/permissions/steps.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import PurePosixPath
 
 import libvirt
@@ -72,6 +73,19 @@ def case_cleanup(src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect, dom
 
 
 # -- NFS cases: the server, extra exports, mounts inside the gate ---------------
+
+@pytest.fixture(autouse=True)
+def server_turn_for_the_case(server_turn: Callable[[], AbstractContextManager[None]]) -> Iterator[None]:
+    """In a run of several pairs, a case has the NFS server to itself (`fixtures.hosts.server_turn`).
+
+    Its extra blocks and its directories beside the export are named per
+    case, and `run_storage_untouched` compares the whole exports file, so
+    no other pair may change the file meanwhile.  First of the case's
+    fixtures (autouse), so the turn covers all of them.
+    """
+    with server_turn():
+        yield
+
 
 @pytest.fixture(scope="session")
 def nfs_server(run_config: RunConfig, storage_config: StorageConfig,

@@ -18,26 +18,32 @@ or `no_root_squash` is allowed only when asked, and flagged as insecure.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from virtmig.host import CommandTimeout, Host
 from virtmig.journal import Recorder
 from virtmig.option_values import check_storage_path
+from virtmig.storage.managed_blocks import BEGIN as BEGIN
+from virtmig.storage.managed_blocks import END as END
+from virtmig.storage.managed_blocks import is_marker as is_marker
+from virtmig.storage.managed_blocks import markers as markers
+from virtmig.storage.managed_blocks import run_marked as run_marked
+from virtmig.storage.managed_blocks import strip_blocks_of_dead_runs as strip_blocks_of_dead_runs
+from virtmig.storage.managed_blocks import strip_every_managed_block as strip_every_managed_block
+from virtmig.storage.managed_blocks import strip_managed_block as strip_managed_block
+from virtmig.storage.managed_blocks import with_managed_block as with_managed_block
 from virtmig.waiters import wait_for_export_listing
 
 EXPORTS = "/etc/exports"
+#: In an export directory virtmig made for the pairs of a run: the pair that leaves last removes it.
+MADE_BY_VIRTMIG = ".virtmig-made-for-pairs"
 #: Bound on each NFS step (exportfs, showmount, mount, umount, a removal on the
 #: export): a server that stopped answering must end the step, not the run.
 NFS_COMMAND_TIMEOUT_S = 60.0
-BEGIN = "# BEGIN virtmig managed export"
-END = "# END virtmig managed export"
 DEFAULT_OPTIONS = "rw,sync,root_squash,no_subtree_check"
 _OPTION_RE = re.compile(r"^[a-z_]+(=[A-Za-z0-9_:./-]+)?$")
-_TAG_RE = re.compile(r"^[a-z0-9-]+$")
-#: A run id as it may stand in a marker line (virtmig.journal's run ids: hex tokens, timestamps).
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 #: exports(5) clients: a host name, an address, a network (addr/len), a wildcard or an @netgroup;
 #: never a space, '(' or '#', which would start another client, its options or a comment.
 _CLIENT_RE = re.compile(r"^[A-Za-z0-9_.:*?@][A-Za-z0-9_.:*?@/-]*$")
@@ -97,69 +103,6 @@ def _is_wildcard(client: str) -> bool:
     return "*" in client or "?" in client or client.endswith("/0")
 
 
-def markers(tag: str | None = None) -> tuple[str, str]:
-    """BEGIN/END lines of a managed block; a tagged block (a test case's extra export) has its own,
-    so that adding, changing or stripping it never touches the run's main block, and vice versa."""
-    if tag is None:
-        return BEGIN, END
-    if not _TAG_RE.match(tag):
-        raise ValueError(f"export block tag {tag!r} is not [a-z0-9-]+")
-    return f"{BEGIN}: {tag}", f"{END}: {tag}"
-
-
-def run_marked(marker: str, run_id: str | None) -> str:
-    """A marker line naming the run that wrote the block (`... [run ID]`), so an operator reading the
-    server's file, and the next run's cleanup, can tell whose block it is."""
-    if run_id is None:
-        return marker
-    if not _RUN_ID_RE.match(run_id):
-        raise ValueError(f"run id {run_id!r} is not [A-Za-z0-9._-]+")
-    return f"{marker} [run {run_id}]"
-
-
-def is_marker(line: str, marker: str) -> bool:
-    """Whether *line* is *marker*, with or without the run that wrote it."""
-    line = line.rstrip("\n")
-    if line == marker:
-        return True
-    rest = line.removeprefix(f"{marker} [run ")
-    return rest != line and rest.endswith("]") and bool(_RUN_ID_RE.match(rest[:-1]))
-
-
-def with_managed_block(original: str, spec: ExportSpec, tag: str | None = None, run_id: str | None = None) -> str:
-    """`original` /etc/exports text with our block (the one named *tag*, marked with *run_id*) replaced or
-    appended."""
-    begin, end = markers(tag)
-    kept = strip_managed_block(original, tag)
-    if kept and not kept.endswith("\n"):
-        kept += "\n"
-    return f"{kept}{run_marked(begin, run_id)}\n{spec.line()}\n{run_marked(end, run_id)}\n"
-
-
-def strip_managed_block(text: str, tag: str | None = None) -> str:
-    """`text` without any managed block named *tag*, whichever run wrote it (an aborted run's leftovers)."""
-    begin, end = markers(tag)
-    out: list[str] = []
-    inside = False
-    for line in text.splitlines(keepends=True):
-        if is_marker(line, begin):
-            inside = True
-        elif inside and is_marker(line, end):
-            inside = False
-        elif not inside:
-            out.append(line)
-    return "".join(out)
-
-
-def strip_every_managed_block(text: str) -> str:
-    """`text` without any virtmig block, the run's and every tagged one (a killed case's extra export too)."""
-    prefix = f"{BEGIN}: "
-    tags = {line[len(prefix):].split(" [run ", 1)[0] for line in text.splitlines() if line.startswith(prefix)}
-    for tag in [None, *sorted(t for t in tags if _TAG_RE.match(t))]:
-        text = strip_managed_block(text, tag)
-    return text
-
-
 @dataclass(frozen=True)
 class ProvisionedExport:
     """An export we made; `original` is /etc/exports as it was (None: absent).
@@ -174,6 +117,8 @@ class ProvisionedExport:
     created_dir: bool
     workdir: PurePosixPath
     journal_entries: tuple[str, ...] = ()
+    #: The pair's block tag in a run of several pairs (None: the run's one block).
+    tag: str | None = None
 
 
 #: Called with a journal entry's kind and data just before the change it describes
@@ -229,15 +174,22 @@ def _put_back_exports(server: Host, original: str | None) -> None:
 
 
 def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], workdir: str,
-                     journal: Recorder | None = None, run_id: str | None = None) -> ProvisionedExport:
+                     journal: Recorder | None = None, run_id: str | None = None, *,
+                     tag: str | None = None, live_runs: Collection[str] = ()) -> ProvisionedExport:
     """Create the export directory if needed and our work dir in it, add our block, apply it.
 
     What teardown puts back is the file without any managed block: a block
     an aborted run left (its own or a case's tagged one) is removed, never restored.  With a *journal*, each
     change is recorded on the server just before it is made.
+
+    With a *tag* (one pair's export in a run of several pairs, whose xdist
+    workers provision side by side), the block is the pair's own, and the
+    blocks of *live_runs* (the sibling pairs') stay; the caller holds the
+    server's turn meanwhile, so that no two read-modify-writes interleave.
     """
     current = _read_exports(server)
     original = None if current is None else strip_every_managed_block(current)
+    base = original if tag is None or current is None else strip_blocks_of_dead_runs(current, live_runs)
     entries: list[str] = []
 
     def before_change(kind: str, **data: object) -> None:
@@ -245,15 +197,30 @@ def provision_export(server: Host, spec: ExportSpec, owner: tuple[int, int], wor
             entries.append(journal.record(kind, **data))
 
     created, work = prepare_directories(server, spec, owner, workdir, before_change)
-    written = with_managed_block(original or "", spec, run_id=run_id)
-    before_change("file", path=EXPORTS, original=original, written=written, apply=["exportfs", "-ra"])
+    if tag is not None:
+        created = _mark_made_by_virtmig(server, spec.path, created)
+    written = with_managed_block(base or "", spec, tag, run_id)
+    before_change("file", path=EXPORTS, original=original, written=written, apply=["exportfs", "-ra"], tag=tag)
     server.write_text(EXPORTS, written, mode=0o644)
     applied = server.run("exportfs", "-ra", check=False, timeout=NFS_COMMAND_TIMEOUT_S)
-    handle = ProvisionedExport(server.name, spec, original, created, work, tuple(entries))
+    handle = ProvisionedExport(server.name, spec, original, created, work, tuple(entries), tag)
     if not applied.ok:
         restore_exports(server, handle, journal)
         raise ExportError(f"exportfs -ra on {server.name} failed: {applied.stderr.strip()}")
     return handle
+
+
+def _mark_made_by_virtmig(server: Host, path: PurePosixPath, created: bool) -> bool:
+    """Whether a pair's export directory is virtmig's to remove, marked in it for the other pairs.
+
+    The first pair of a run creates it; whichever pair leaves last must
+    remove it, and only a file in the directory tells that pair it was made by virtmig.
+    """
+    marker = str(path / MADE_BY_VIRTMIG)
+    if created:
+        server.write_text(marker, "made by virtmig for the pairs of a run; the last pair removes it\n", mode=0o644)
+        return True
+    return server.run("test", "-e", marker, check=False).ok
 
 
 def restore_exports(server: Host, handle: ProvisionedExport, journal: Recorder | None = None) -> None:
@@ -261,12 +228,21 @@ def restore_exports(server: Host, handle: ProvisionedExport, journal: Recorder |
 
     The exports file goes back first: it is the server's own disk, never
     NFS, so it cannot hang on a stalled export, and the next start of the
-    server must find the operator's file whatever fails after.
+    server must find the operator's file whatever fails after.  A pair's
+    tagged block is taken out of the file as it is now (the other pairs'
+    blocks stay); the pair that takes out the last block puts the original
+    back byte for byte and removes the export directory if virtmig made it.
     """
+    created, last = handle.created_dir, True
     try:
-        _put_back_exports(server, handle.original)
+        if handle.tag is None:
+            _put_back_exports(server, handle.original)
+        else:
+            rest = strip_managed_block(_read_exports(server) or "", handle.tag)
+            last = strip_every_managed_block(rest) == rest
+            _put_back_exports(server, handle.original if last else rest)
     finally:  # the server's own disk: removable even when exportfs hangs on a stalled NFS server
-        remove_directories(server, handle.spec, handle.created_dir, handle.workdir)
+        remove_directories(server, handle.spec, created and last, handle.workdir)
     if journal is not None:  # every change undone (an exception above leaves them for the next run's cleanup)
         for entry in handle.journal_entries:
             journal.done(entry)
