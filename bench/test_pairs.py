@@ -76,5 +76,5 @@ def test_two_disjoint_pairs_against_one(tmp_path: Path, goal_table: GoalTable) -
         (a0, a1), (b0, b1) = spans.values()
         overlap = max(0.0, min(a1, b1) - max(a0, b0))
         print(f"  the pairs' migrations overlapped {overlap:.1f} s"
-              + ("" if overlap > 0 else ": they ran one after the other (the NFS server's turn, host_turn)"))
+              + ("" if overlap > 0 else ": they ran one after the other"))
     goal_table.add("two disjoint pairs vs one (wall time)", "<= 1.30", f"{ratio:.2f}", ratio <= 1.3)
