@@ -57,6 +57,13 @@ if [ -e /sys/class/net/eth0 ]; then
     [ -n "$ip" ] && ip addr add "$ip" dev eth0
     ip link set eth0 up
     [ -n "$gw" ] && { ip route add default via "$gw" dev eth0 || log "default route via $gw failed"; }
+    # Say where the address lives now, as a distribution's network set-up
+    # does (gratuitous ARP): after a cold move, an offline migration or a
+    # start on the other host, the bridges still send the guest's frames to
+    # the port where they last saw it until it speaks (QEMU announces it only
+    # after a live migration or a restore), and the controller's ARP entry
+    # recovers on its own only after 20-40 s.
+    [ -n "$ip" ] && arping -q -U -c 3 -I eth0 "${ip%/*}" &
 else
     log "no eth0"
 fi
