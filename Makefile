@@ -31,10 +31,12 @@ deps: $(VENV)/.pip-stamp
 
 certify: deps
 	mkdir -p $(REPORT_DIR)
+	start=$$(date +%s); \
 	$(PY) -m pytest suites -p no:cacheprovider $(ARGS) \
 	    --html=$(REPORT_DIR)/report.html --self-contained-html \
 	    --junitxml=$(REPORT_DIR)/junit.xml; \
-	rc=$$?; echo "report: $(REPORT_DIR)/report.html (also reports/latest/report.html)"; exit $$rc
+	rc=$$?; echo "report: $(REPORT_DIR)/report.html (also reports/latest/report.html)"; \
+	echo "certify wall time: $$(( $$(date +%s) - start )) s (lab up, guest build if any, every suite)"; exit $$rc
 
 # A night of many pairs (docs/nightly.md): every suite on each pair of INVENTORY's GROUP (PAIRS: ring by
 # default, mesh, or h1:h2,h3:h4; without INVENTORY the embedded lab's hypervisors), one xdist worker per pair
