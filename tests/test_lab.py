@@ -17,6 +17,7 @@ from virtmig.lab import lifecycle
 from virtmig.lab.netns import is_alive, lab_netns_names, netns_pids
 from virtmig.lab.network import link_exists
 from virtmig.lab.topology import BRIDGE, LAB_ROOT, NODES, SSH_CONFIG
+from virtmig.migration.breakdown import ANSWERED_BEFORE_ANNOUNCE
 
 pytestmark = pytest.mark.lab
 
@@ -76,9 +77,13 @@ def test_live_suite_migrates_and_measures_on_the_lab(tmp_path: Path) -> None:
         assert hop["stats"]["memory_processed_bytes"] > 0
         assert hop["probe"]["received"] > 0
         assert hop["probe"]["longest_gap_ms"] > 0
+        outage = hop["outage"]
+        if outage["announce_note"] == ANSWERED_BEFORE_ANNOUNCE:
+            # Seen, but after the guest's own reply (QEMU announces 50 ms after the resume): no cut to check.
+            assert outage["announce_ms"] is None and outage["return_ms"] >= 0, outage
+            continue
         # tcpdump on the destination's bridge cut the return at the guest's announcement (migration.announce)
         assert any("announced on the destination's bridge" in n for n in hop["notes"]), hop["notes"]
-        outage = hop["outage"]
         assert outage["announce_ms"] >= 0 and outage["announced_to_answer_ms"] >= 0, outage
         assert outage["announce_ms"] + outage["announced_to_answer_ms"] == pytest.approx(outage["return_ms"])
     page = html.read_text()

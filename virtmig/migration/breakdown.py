@@ -98,6 +98,11 @@ def _first(events: Sequence[DomainEvent], where: str, event: int, after_ns: int 
                  and e.at_mono_ns >= after_ns), None)
 
 
+#: The note of a hop whose guest answered the probe before QEMU's first announcement was seen (QEMU waits
+#: announce-initial, 50 ms, after the resume; a reply the guest sends sooner teaches the bridges itself).
+ANSWERED_BEFORE_ANNOUNCE = "the guest answered before it announced"
+
+
 def outage_breakdown(probe: ProbeResult, events: Sequence[DomainEvent], stats: JobStats | None, *,
                      announces_ns: Sequence[int] = (), announce_note: str | None = None) -> OutageBreakdown:
     """Cut the probe's longest gap at the source's SUSPENDED and the destination's RESUMED events (pure).
@@ -121,7 +126,7 @@ def outage_breakdown(probe: ProbeResult, events: Sequence[DomainEvent], stats: J
         announce_note = "no announcement after the resume"
     if announced is not None and announced > probe.gap_end_ns:
         # The guest's echo reply reached the probe first: that frame, not an announcement, taught the bridges.
-        announced, announce_note = None, "the guest answered before it announced"
+        announced, announce_note = None, ANSWERED_BEFORE_ANNOUNCE
     return OutageBreakdown(
         gap_ms=probe.longest_gap_ms, lead_ms=lead, paused_ms=paused, return_ms=back,
         libvirt_downtime_ms=figure(stats.downtime_ms) if stats else None,
