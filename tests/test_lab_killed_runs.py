@@ -28,6 +28,7 @@ from tests.inner_run import REPO, known_tcg_bug, migrations, output_tail, run_su
 from virtmig.journal import JOURNAL_ROOT
 from virtmig.lab.topology import EXPORT_DIR, SSH_CONFIG
 from virtmig.storage.exports import BEGIN, EXPORTS
+from virtmig.storage.shared import GATE_ROOT
 from virtmig.waiters import wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.killed_runs]
@@ -54,9 +55,6 @@ def _exports() -> tuple[int, bytes]:
 def _leftovers() -> dict[str, str]:
     """Mounts at the mount point, guests, the permission cases' gates, mounts and directory, and journal files,
     per node (empty strings: nothing)."""
-    # Imported here, not at collection: a module-level import of the repository's `suites` package
-    # shadows the `suites` package that the report tests' in-process pytester runs create.
-    from suites.permissions.steps import GATE_ROOT  # noqa: PLC0415
 
     found = {}
     for node in ("h1", "h2"):

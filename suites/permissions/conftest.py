@@ -27,7 +27,6 @@ import pytest
 from fixtures.journal import RunJournals
 from suites.permissions.steps import (
     CASE_EXPORT_TAG,
-    GATE_ROOT,
     CaseDir,
     FixMounts,
     Gate,
@@ -42,7 +41,7 @@ from virtmig.sshhost import SshHost
 from virtmig.storage import exports
 from virtmig.storage.exports import ExportSpec
 from virtmig.storage.qemu_user import QemuIdentity
-from virtmig.storage.shared import ServerExport, StorageConfig
+from virtmig.storage.shared import GATE_ROOT, ServerExport, StorageConfig
 
 
 @pytest.fixture

@@ -30,9 +30,6 @@ from virtmig.storage.qemu_user import QemuIdentity
 from virtmig.storage.shared import ServerExport
 from virtmig.waiters import wait_for_command
 
-#: Where each case's per-host gate directories live (local to each hypervisor, as /var/lib/libvirt is).
-GATE_ROOT = "/var/lib/libvirt/virtmig-perm"
-
 
 def migrate_p2p(src: libvirt.virConnect, dst: libvirt.virConnect, dst_host: Host, name: str,
                 unsafe: bool) -> MigrationOutcome:

@@ -20,6 +20,10 @@ from virtmig.storage.ganesha import GANESHA_CONF, GaneshaExport
 
 #: The export the storage fixtures made, on either kind of server.
 ServerExport = ProvisionedExport | GaneshaExport
+#: Where the permission cases' per-host gate directories live (local to each hypervisor, as
+#: /var/lib/libvirt is); here, not in suites/, so the project's tests can look for leftovers without
+#: importing the repository's `suites` package (which would shadow the ones their pytester runs create).
+GATE_ROOT = "/var/lib/libvirt/virtmig-perm"
 
 
 @dataclass(frozen=True)
