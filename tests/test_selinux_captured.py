@@ -37,12 +37,11 @@ def libvirt_message(variant: str) -> str:
 
 def enforcing_host(variant: str, when: str = "before") -> ReplayHost:
     """The captured host as the diagnosis asks it: getenforce, getsebool, the AVC search."""
-    _, (_, status, _) = _file(variant, "sestatus.txt")  # `sestatus; getenforce; ...`: getenforce's own line
+    _, (_, status, _) = _file(STOCK, "sestatus.txt")  # one host for both phases; getenforce's own line
     getenforce = next(line for line in status.splitlines() if line in ("Enforcing", "Permissive", "Disabled"))
     command, getsebool = _file(variant, f"getsebool_virt_use_nfs.{when}.txt")
     assert command == "getsebool virt_use_nfs"
-    command, avc = _file(variant, f"ausearch_-m_avc_-ts_recent.literal.{when}.txt" if when == "before"
-                         else f"ausearch_-m_avc_-ts_recent.{when}.txt")
+    command, avc = _file(variant, f"ausearch_-m_avc.{when}.txt")
     assert command.startswith("ausearch --input-logs -m avc")
     return ReplayHost("k1", {"getenforce": (0, getenforce + "\n", ""), "getsebool virt_use_nfs": getsebool,
                              script_key(AVC_SCRIPT): avc})
@@ -86,6 +85,6 @@ def test_after_setsebool_the_boolean_reads_on() -> None:
 
 def test_the_avc_search_reads_the_logs_even_without_a_terminal() -> None:
     """Over ssh ausearch has no terminal, reads stdin instead of the logs and finds nothing (seen on the host)."""
-    command, _ = _file(STOCK, "ausearch_-m_avc_-ts_recent.literal.before.txt")
+    command, _ = _file(STOCK, "ausearch_-m_avc.before.txt")
     assert command.split("|")[0].split()[:2] == ["ausearch", "--input-logs"]
     assert "ausearch --input-logs -m avc -ts recent" in AVC_SCRIPT
