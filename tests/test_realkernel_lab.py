@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from filelock import FileLock
 
-from tests.inner_run import output_tail, run_suite
+from fixtures.report import DIAGNOSIS_PROPERTY
+from tests.inner_run import REPO, output_tail, run_suite
 from virtmig.lab import lifecycle, realkernel, realkernel_files
 from virtmig.lab.realkernel_image import ImageUnavailable
-from virtmig.lab.topology import H1, LAB_LOCK, SSH_CONFIG
+from virtmig.lab.topology import GUEST_BRIDGE, H1, H2, LAB_LOCK, NFS, SSH_CONFIG
 from virtmig.sshhost import SshHost
+from virtmig.storage import exports, shared_check
 
 pytestmark = [pytest.mark.lab, pytest.mark.realkernel]
 
@@ -33,6 +35,8 @@ GUEST_IP = "198.18.0.103/24"
 #: Where the second test has the harness provision an export on k1 (kernel NFS) and mount it.
 PROVISIONED_EXPORT = "/srv/vm-provisioned"
 PROVISIONED_MOUNT = "/mnt/nfs-provisioned"
+#: The export the permission cases have the harness provision on k1.
+PERMISSIONS_EXPORT = "/srv/vm-permissions"
 #: The rows the suite must have run and passed on k1.
 EXPECTED = {
     "test_getenforce", "test_virt_use_nfs_is_readable", "test_context_of_the_mount",
@@ -41,7 +45,13 @@ EXPECTED = {
 }
 #: What the run may change on k1 and must put back: the boolean now, and the policy store's persistent values.
 STATE_SCRIPT = "getsebool virt_use_nfs; cat /var/lib/selinux/default/active/booleans.local; " \
-               "ls /var/lib/libvirt/images; virsh -c qemu:///system list --all --name"
+               "ls /var/lib/libvirt/images; virsh -c qemu:///system list --all --name; semodule -l | grep ^virtmig; " \
+               "cat /etc/exports; findmnt -n -o TARGET -t nfs,nfs4"
+#: The module that lets libvirtd use NFS files (as on Fedora/RHEL), so that QEMU is the process denied.
+QEMU_SIDE_MODULE = REPO / "tests/data/selinux/qemu-side-variant.cil"
+#: Who the diagnosis says was denied, per shape (its `reason`).
+STOCK_DENIED = "AVC denial of libvirtd (virtd_t) { getattr } on nfs_t with virt_use_nfs off"
+QEMU_SIDE_DENIED = "AVC denial of qemu (svirt_t) { read } on nfs_t with virt_use_nfs off"
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +79,12 @@ def _k1_state() -> str:
         return host.run_script(STATE_SCRIPT).stdout
 
 
+def _diagnoses(junit: Path) -> dict[str, str]:
+    """Test name -> the diagnosis its denial got (the suite's DIAGNOSIS_PROPERTY), from the JUnit file."""
+    return {case.get("name", ""): prop.get("value", "") for case in ET.parse(junit).getroot().iter("testcase")
+            for prop in case.iter("property") if prop.get("name") == DIAGNOSIS_PROPERTY}
+
+
 def _outcomes(junit: Path) -> dict[str, str]:
     """Test name -> passed, failed, error or skipped, from the inner run's JUnit file."""
     outcomes = {}
@@ -94,7 +110,96 @@ def test_the_selinux_suite_runs_and_passes_on_the_real_kernel_host(real_kernel_h
     assert outcomes == dict.fromkeys(EXPECTED, "passed"), \
         f"{outcomes}; the inner run's whole output: {tmp_path / 'inner-output.txt'}\n{output_tail(proc)}"
     assert proc.returncode == 0, output_tail(proc)
+    assert f"reason: {STOCK_DENIED}" in _diagnoses(junit)["test_virt_use_nfs_off_denies_start_and_is_diagnosed"]
     assert _k1_state() == before, "the run left k1 changed (boolean, persistent booleans, images or domains)"
+
+
+def test_the_qemu_side_denial_is_diagnosed_on_the_real_kernel_host(real_kernel_host: str, tmp_path: Path) -> None:
+    """The other denial shape, for real: with libvirtd allowed NFS files (as on Fedora/RHEL) QEMU is the
+    process denied, at open ('Could not open'), and the suite's case still names SELinux and the boolean."""
+    before = _k1_state()
+    with SshHost(real_kernel_host, SSH_CONFIG) as host:
+        host.write_text("/root/virtmig_qemu_side.cil", QEMU_SIDE_MODULE.read_text())
+        host.run("semodule", "-i", "/root/virtmig_qemu_side.cil", timeout=300)
+    try:
+        junit = tmp_path / "junit.xml"
+        proc, _html = run_suite(
+            tmp_path, "suites/selinux", "-k", "virt_use_nfs_off",
+            "--src", real_kernel_host, "--dst", H1.name, "--ssh-config", str(SSH_CONFIG),
+            "--no-provision", "--mount-point", realkernel_files.NFS_MOUNT,
+            "--guest-network", f"bridge:{realkernel_files.VM_BRIDGE}", "--guest-ip", GUEST_IP,
+            f"--junitxml={junit}", timeout=600,
+        )
+        (tmp_path / "inner-output.txt").write_text(proc.stdout + proc.stderr)
+        case = "test_virt_use_nfs_off_denies_start_and_is_diagnosed"
+        assert _outcomes(junit) == {case: "passed"}, output_tail(proc)
+        diagnosis = _diagnoses(junit)[case]
+        assert f"reason: {QEMU_SIDE_DENIED}" in diagnosis and "Could not open" in diagnosis, diagnosis
+    finally:
+        with SshHost(real_kernel_host, SSH_CONFIG) as host:
+            host.run("semodule", "-r", "virtmig_qemu_side", timeout=300)
+            host.run("rm", "-f", "/root/virtmig_qemu_side.cil")
+    assert _k1_state() == before
+
+
+@pytest.mark.parametrize("version", ["3", "4.2"])
+@pytest.mark.parametrize("server", [NFS.name, realkernel.K1.name])
+def test_k1s_kernel_client_mounts_nfs(real_kernel_host: str, server: str, version: str) -> None:
+    """`mount -t nfs -o vers=V` with k1's kernel client, of the lab's ganesha server and of k1's own kernel
+    server, through the harness's own export and mount steps; the shared-storage check reads the real fstype
+    and version, and a file the qemu user writes there is the qemu user's on the server (no squash of a
+    non-root user)."""
+    path = PurePosixPath(f"/srv/virtmig-client-v{version.replace('.', '')}")
+    mount_point = PurePosixPath(f"/mnt/virtmig-client-v{version.replace('.', '')}")
+    server_ip = NFS.ip if server == NFS.name else realkernel.K1.ip
+    # k1's own server is also reached as localhost (its /mnt/nfs): NFSv4.1+ session trunking sees one server
+    # and sends k1-4.2's requests down that session from 127.0.0.1 (findmnt: addr=127.0.0.1), which an export
+    # to k1's address alone refuses ('No such file or directory'); hence localhost among its clients.
+    clients = (realkernel.K1.ip,) if server == NFS.name else (realkernel.K1.ip, "localhost")
+    spec = exports.ExportSpec(path, clients, "rw,sync,no_subtree_check,root_squash")
+    with SshHost(real_kernel_host, SSH_CONFIG) as k1, SshHost(server, SSH_CONFIG) as nfs_server:
+        qemu_ids = tuple(int(k1.run("id", "-" + flag, "libvirt-qemu").stdout) for flag in ("u", "g"))
+        before = nfs_server.read_text("/etc/exports")
+        handle = exports.provision_export(nfs_server, spec, (qemu_ids[0], qemu_ids[1]), "work")
+        try:
+            mounted = exports.mount_nfs(k1, f"{server_ip}:{path}", mount_point, (f"vers={version}",))
+            assert mounted is not None
+            try:
+                facts = shared_check.gather(k1, mount_point, None, "libvirt-qemu")
+                assert facts.mount is not None
+                assert (facts.mount.fstype, facts.mount.nfs_version) == \
+                    ("nfs" if version == "3" else "nfs4", version), facts.mount
+                k1.run("runuser", "-u", "libvirt-qemu", "--", "touch", f"{mount_point}/work/by-qemu")
+                owner = nfs_server.run("stat", "-c", "%u:%g", f"{path}/work/by-qemu").stdout.strip()
+                assert owner == f"{qemu_ids[0]}:{qemu_ids[1]}"
+            finally:
+                exports.unmount(k1, mounted)
+        finally:
+            exports.restore_exports(nfs_server, handle)
+        assert nfs_server.read_text("/etc/exports") == before
+
+
+def test_permission_cases_against_k1_as_kernel_nfs_server(real_kernel_host: str, tmp_path: Path) -> None:
+    """root_squash and a read-only export with k1's kernel nfsd as the server (h1 and h2 mount it with the
+    lab's client): the same real failures and diagnoses as against ganesha, and k1's /etc/exports put back."""
+    with SshHost(real_kernel_host, SSH_CONFIG) as host:
+        exports_before = host.read_text("/etc/exports")
+    junit = tmp_path / "junit.xml"
+    proc, _html = run_suite(
+        tmp_path, "suites/permissions", "-k", "root_squash or read_only",
+        "--src", H1.name, "--dst", H2.name, "--ssh-config", str(SSH_CONFIG), "--nfs-server", real_kernel_host,
+        "--export", PERMISSIONS_EXPORT, "--storage-is-shared",
+        "--guest-network", f"bridge:{GUEST_BRIDGE}", "--guest-ip", GUEST_IP,
+        f"--junitxml={junit}", timeout=900,
+    )
+    (tmp_path / "inner-output.txt").write_text(proc.stdout + proc.stderr)
+    outcomes = _outcomes(junit)
+    assert outcomes and set(outcomes.values()) == {"passed"}, \
+        f"{outcomes}; the inner run's whole output: {tmp_path / 'inner-output.txt'}\n{output_tail(proc)}"
+    assert {"test_root_squash_refuses_libvirts_chown", "test_read_only_export_on_destination"} <= \
+        {name.split("[")[0] for name in outcomes}
+    with SshHost(real_kernel_host, SSH_CONFIG) as host:
+        assert host.read_text("/etc/exports") == exports_before
 
 
 def test_k1_as_a_kernel_nfs_server_is_provisioned_mounted_and_restored(real_kernel_host: str, tmp_path: Path) -> None:

@@ -11,11 +11,13 @@ what SELinux decides on, and a nested TCG guest that never runs costs nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import PurePosixPath
 
 import libvirt
 import pytest
 
+from fixtures.report import DIAGNOSIS_PROPERTY
 from suites.selinux.steps import with_local_disk
 from virtmig.diagnose import Cause, diagnose, gather_evidence, paths_in
 from virtmig.diagnose.selinux import SelinuxState, context_type, file_context
@@ -43,6 +45,7 @@ def test_context_of_the_mount(selinux: SelinuxState, src_host: Host, guest_dir: 
 
 def test_virt_use_nfs_off_denies_start_and_is_diagnosed(
     virt_use_nfs_off: None, src_host: Host, src_conn: libvirt.virConnect, domain_xml: str, domain_name: str,
+    record_property: Callable[[str, object], None],
 ) -> None:
     domains.remove(src_conn, domain_name)
     try:
@@ -52,6 +55,7 @@ def test_virt_use_nfs_off_denies_start_and_is_diagnosed(
         evidence = gather_evidence(src_host, next(iter(paths_in(text)), None))
         assert evidence.avc, f"no AVC in the audit log after: {text}"
         found = diagnose(text, evidence)
+        record_property(DIAGNOSIS_PROPERTY, f"reason: {found.reason}\nlibvirt: {text}\n{found.text()}")
         assert found.cause is Cause.SELINUX_VIRT_USE_NFS, found.text()
         assert "setsebool -P virt_use_nfs 1" in found.fix
     finally:
@@ -72,7 +76,7 @@ def test_virt_use_nfs_on_starts_the_guest(
 
 def test_wrong_label_on_a_local_image_is_denied_diagnosed_and_fixed(
     virt_use_nfs_on: None, src_host: Host, src_conn: libvirt.virConnect, domain_xml: str, domain_name: str,
-    guest_files: dict[str, str], local_image: str,
+    guest_files: dict[str, str], local_image: str, record_property: Callable[[str, object], None],
 ) -> None:
     """A local image labelled as a user's file: the start is denied, the diagnosis says relabel, restorecon fixes it.
 
@@ -93,6 +97,7 @@ def test_wrong_label_on_a_local_image_is_denied_diagnosed_and_fixed(
         evidence = gather_evidence(src_host, next(iter(paths_in(text)), local_image))
         assert evidence.avc, f"no AVC in the audit log after: {text}"
         found = diagnose(text, evidence)
+        record_property(DIAGNOSIS_PROPERTY, f"reason: {found.reason}\nlibvirt: {text}\n{found.text()}")
         assert found.cause is Cause.SELINUX_LABEL, found.text()
         assert "restorecon" in found.fix
         domains.remove(src_conn, domain_name)
