@@ -72,7 +72,7 @@ lint: deps
 	$(VENV)/bin/mypy
 
 test: deps lint
-	$(PY) -m pytest tests -m "not realkernel and not nightly_lab" --durations=15 $(ARGS)
+	$(PY) -m pytest tests -m "not nightly_lab" --durations=15 $(ARGS)
 
 # #12's night on a lab of four hypervisors: a ring of four pairs from the lab's inventory under -n 2 (about 6 min).
 nightly-lab: deps
@@ -82,8 +82,8 @@ nightly-lab: deps
 killed-runs: deps
 	$(PY) -m pytest tests -m killed_runs $(ARGS)
 
-# The SELinux suite and kernel NFS on the lab's real-kernel host k1 (#14): the first run builds its
-# image (about 3 minutes, cached in /var/cache/virtmig/realkernel), then about 3 minutes.
+# Only the SELinux suite and kernel NFS on the lab's real-kernel host k1 (#14; in make test too): the first
+# run builds its image (about 3 minutes, cached in /var/cache/virtmig/realkernel), then about 6 minutes.
 realkernel: deps
 	$(PY) -m pytest tests -m realkernel $(ARGS)
 

@@ -61,12 +61,14 @@ def test_labels_are_the_last_step_in_the_chroot() -> None:
 def test_every_rule_of_the_policy_module_says_why() -> None:
     lines = realkernel_policy.module_text().splitlines()
     rules = [i for i, line in enumerate(lines) if line.startswith("(")]
-    assert len(rules) == len(realkernel_policy.RULES)
+    assert len(rules) == len(realkernel_policy.RULES) + 2  # and the QEMU-side shape's boolean and block
     for i in rules:
         assert lines[i - 1].startswith("; ") and len(lines[i - 1]) > 10, f"rule without a why: {lines[i]}"
     on_nfs = [lines[i] for i in rules if "nfs_t" in lines[i]]
-    assert all(rule.startswith("(booleanif virt_use_nfs (true ") for rule in on_nfs), \
-        "a rule on nfs_t outside virt_use_nfs would change the denial under test"
+    side = f"(booleanif {realkernel_policy.QEMU_SIDE_BOOLEAN} (true (allow virtd_t nfs_t "
+    assert all(rule.startswith(("(booleanif virt_use_nfs (true ", side)) for rule in on_nfs), \
+        "a rule on nfs_t outside a boolean would change the denial under test"
+    assert f"(boolean {realkernel_policy.QEMU_SIDE_BOOLEAN} false)" in lines, "the QEMU-side shape must be off"
     assert realkernel_policy.booleans_local() == "virt_use_execmem=1\n"
 
 

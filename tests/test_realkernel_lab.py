@@ -21,8 +21,8 @@ import pytest
 from filelock import FileLock
 
 from fixtures.report import DIAGNOSIS_PROPERTY
-from tests.inner_run import REPO, output_tail, run_suite
-from virtmig.lab import lifecycle, realkernel, realkernel_files
+from tests.inner_run import output_tail, run_suite
+from virtmig.lab import lifecycle, realkernel, realkernel_files, realkernel_policy
 from virtmig.lab.realkernel_image import ImageUnavailable
 from virtmig.lab.topology import GUEST_BRIDGE, H1, H2, LAB_LOCK, NFS, SSH_CONFIG
 from virtmig.sshhost import SshHost
@@ -44,11 +44,9 @@ EXPECTED = {
     "test_wrong_label_on_a_local_image_is_denied_diagnosed_and_fixed",
 }
 #: What the run may change on k1 and must put back: the boolean now, and the policy store's persistent values.
-STATE_SCRIPT = "getsebool virt_use_nfs; cat /var/lib/selinux/default/active/booleans.local; " \
+STATE_SCRIPT = "getsebool virt_use_nfs virtmig_qemu_side; cat /var/lib/selinux/default/active/booleans.local; " \
                "ls /var/lib/libvirt/images; virsh -c qemu:///system list --all --name; semodule -l | grep ^virtmig; " \
                "cat /etc/exports; findmnt -n -o TARGET -t nfs,nfs4"
-#: The module that lets libvirtd use NFS files (as on Fedora/RHEL), so that QEMU is the process denied.
-QEMU_SIDE_MODULE = REPO / "tests/data/selinux/qemu-side-variant.cil"
 #: Who the diagnosis says was denied, per shape (its `reason`).
 STOCK_DENIED = "AVC denial of libvirtd (virtd_t) { getattr } on nfs_t with virt_use_nfs off"
 QEMU_SIDE_DENIED = "AVC denial of qemu (svirt_t) { read } on nfs_t with virt_use_nfs off"
@@ -115,12 +113,12 @@ def test_the_selinux_suite_runs_and_passes_on_the_real_kernel_host(real_kernel_h
 
 
 def test_the_qemu_side_denial_is_diagnosed_on_the_real_kernel_host(real_kernel_host: str, tmp_path: Path) -> None:
-    """The other denial shape, for real: with libvirtd allowed NFS files (as on Fedora/RHEL) QEMU is the
-    process denied, at open ('Could not open'), and the suite's case still names SELinux and the boolean."""
+    """The other denial shape, for real: with libvirtd allowed NFS files (as on Fedora/RHEL; k1's boolean
+    virtmig_qemu_side turns on qemu-side-variant.cil's rules) QEMU is the process denied, at open ('Could not
+    open'), and the suite's case still names SELinux and the boolean."""
     before = _k1_state()
-    with SshHost(real_kernel_host, SSH_CONFIG) as host:
-        host.write_text("/root/virtmig_qemu_side.cil", QEMU_SIDE_MODULE.read_text())
-        host.run("semodule", "-i", "/root/virtmig_qemu_side.cil", timeout=300)
+    with SshHost(real_kernel_host, SSH_CONFIG) as host:  # not -P: the persistent value stays off
+        host.run("setsebool", realkernel_policy.QEMU_SIDE_BOOLEAN, "1")
     try:
         junit = tmp_path / "junit.xml"
         proc, _html = run_suite(
@@ -137,8 +135,7 @@ def test_the_qemu_side_denial_is_diagnosed_on_the_real_kernel_host(real_kernel_h
         assert f"reason: {QEMU_SIDE_DENIED}" in diagnosis and "Could not open" in diagnosis, diagnosis
     finally:
         with SshHost(real_kernel_host, SSH_CONFIG) as host:
-            host.run("semodule", "-r", "virtmig_qemu_side", timeout=300)
-            host.run("rm", "-f", "/root/virtmig_qemu_side.cil")
+            host.run("setsebool", realkernel_policy.QEMU_SIDE_BOOLEAN, "0")
     assert _k1_state() == before
 
 

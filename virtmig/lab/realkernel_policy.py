@@ -15,6 +15,8 @@ direct-boot files as it may read them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 #: The module's name as `semodule -l` lists it.
 MODULE_NAME = "virtmig_lab"
 
@@ -41,6 +43,13 @@ RULES: tuple[tuple[str, str], ...] = (
      "(booleanif virt_use_nfs (true (allow virt_domain nfs_t (file (map)))))"),
 )
 
+#: The QEMU-side denial shape's rules (libvirtd may use NFS files, as on Fedora/RHEL): the module
+#: tests/data/selinux/capture.sh loads on any host.  k1 has them under a boolean of its own, off by
+#: default, so that a test turns the shape on with setsebool at once instead of loading a module (25-50 s
+#: each way under TCG).
+QEMU_SIDE_CIL = Path(__file__).with_name("qemu-side-variant.cil")
+QEMU_SIDE_BOOLEAN = "virtmig_qemu_side"
+
 #: Booleans set persistently at build time (in the policy store), with why.
 BOOLEANS: tuple[tuple[str, bool, str], ...] = (
     ("virt_use_execmem", True,
@@ -58,6 +67,11 @@ def module_text() -> str:
     ]
     for why, rule in RULES:
         lines += [f"; {why}", rule]
+    side = " ".join(line for line in QEMU_SIDE_CIL.read_text().splitlines() if line.startswith("(allow"))
+    lines += [f"; {QEMU_SIDE_BOOLEAN}: the QEMU-side denial shape ({QEMU_SIDE_CIL.name}), off unless a test "
+              "turns it on", f"(boolean {QEMU_SIDE_BOOLEAN} false)",
+              "; ... and its rules: libvirtd may use NFS files, so that QEMU is the process denied",
+              f"(booleanif {QEMU_SIDE_BOOLEAN} (true {side}))"]
     return "\n".join(lines) + "\n"
 
 

@@ -7,7 +7,7 @@
 # The host needs SELinux enforcing, auditd, a kernel NFS server and client, libvirt and QEMU.
 # Two phases, each a start of the domain with virt_use_nfs off (.before) and on (.after):
 #   DIR/                    the host's policy as it is (Debian: libvirtd is denied at stat);
-#   DIR/qemu-side-variant/  with qemu-side-variant.cil loaded (libvirtd may use NFS files, as on
+#   DIR/qemu-side-variant/  with virtmig/lab/qemu-side-variant.cil loaded (libvirtd may use NFS files, as on
 #                           Fedora/RHEL), so QEMU is the one denied, at open.
 # It changes the host and puts it back: /etc/exports (saved and restored), a mount of
 # localhost:/srv/vm at /mnt/nfs, the domain nfstest (undefined at the end), the module
@@ -15,7 +15,7 @@
 set -eu
 host=$1; dir=$2; shift 2
 ssh_options="$*"  # word-split on use: options without spaces inside them, e.g. -F FILE
-here=$(dirname "$0")
+module=$(dirname "$0")/../../../virtmig/lab/qemu-side-variant.cil
 on_host() { ssh $ssh_options "$host" "$@"; }
 cap() {  # cap FILE COMMAND: run COMMAND on the host, keep it and its output in $out/FILE
     file=$1; command=$2
@@ -79,7 +79,7 @@ phase() {  # one start refused with virt_use_nfs off, one allowed with it on, in
     cap virsh_destroy.txt "$v destroy nfstest"
 }
 phase
-on_host 'cat > /root/virtmig_qemu_side.cil' < "$here/qemu-side-variant.cil"
+on_host 'cat > /root/virtmig_qemu_side.cil' < "$module"
 out=$dir/qemu-side-variant
 mkdir -p "$out"
 cap semodule_-i.txt 'semodule -i /root/virtmig_qemu_side.cil && semodule -l | grep ^virtmig'
