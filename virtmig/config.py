@@ -79,6 +79,12 @@ class RunConfig:
         """The pairs this run certifies, in order: `pairs`, or the one src -> dst pair."""
         return self.pairs or (HostPair(self.src, self.dst),)
 
+    @property
+    def many_pairs(self) -> bool:
+        """Whether the run certifies more than one pair: each then gets names of its own on shared hosts
+        (work directory, export block, guest) and takes turns on the NFS server."""
+        return len(self.host_pairs) > 1
+
 
 @dataclass(frozen=True)
 class GuestSite:
