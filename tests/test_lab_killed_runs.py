@@ -55,7 +55,6 @@ def _exports() -> tuple[int, bytes]:
 def _leftovers() -> dict[str, str]:
     """Mounts at the mount point, guests, the permission cases' gates, mounts and directory, and journal files,
     per node (empty strings: nothing)."""
-
     found = {}
     for node in ("h1", "h2"):
         found[f"{node} mount"] = _ssh(node, "findmnt", "-n", MOUNT_POINT).stdout.decode().strip()

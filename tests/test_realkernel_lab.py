@@ -24,7 +24,7 @@ from fixtures.report import DIAGNOSIS_PROPERTY
 from tests.inner_run import output_tail, run_suite
 from virtmig.lab import lifecycle, realkernel, realkernel_files, realkernel_policy
 from virtmig.lab.realkernel_image import ImageUnavailable
-from virtmig.lab.topology import GUEST_BRIDGE, H1, H2, LAB_LOCK, NFS, SSH_CONFIG
+from virtmig.lab.topology import GUEST_BRIDGE, H1, H2, LAB_LOCK, NFS, SSH_CONFIG, LabNode
 from virtmig.sshhost import SshHost
 from virtmig.storage import exports, shared_check
 
@@ -43,9 +43,11 @@ EXPECTED = {
     "test_virt_use_nfs_off_denies_start_and_is_diagnosed", "test_virt_use_nfs_on_starts_the_guest",
     "test_wrong_label_on_a_local_image_is_denied_diagnosed_and_fixed",
 }
-#: What the run may change on k1 and must put back: the boolean now, and the policy store's persistent values.
-STATE_SCRIPT = "getsebool virt_use_nfs virtmig_qemu_side; cat /var/lib/selinux/default/active/booleans.local; " \
-               "ls /var/lib/libvirt/images; virsh -c qemu:///system list --all --name; semodule -l | grep ^virtmig; " \
+#: What a run may change on k1 and must put back: the booleans now, the persistent ones, images, domains, modules,
+#: /etc/exports and NFS mounts.
+STATE_SCRIPT = f"getsebool virt_use_nfs {realkernel_policy.QEMU_SIDE_BOOLEAN}; " \
+               "cat /var/lib/selinux/default/active/booleans.local; ls /var/lib/libvirt/images; " \
+               "virsh -c qemu:///system list --all --name; semodule -l | grep ^virtmig; " \
                "cat /etc/exports; findmnt -n -o TARGET -t nfs,nfs4"
 #: Who the diagnosis says was denied, per shape (its `reason`).
 STOCK_DENIED = "AVC denial of libvirtd (virtd_t) { getattr } on nfs_t with virt_use_nfs off"
@@ -140,21 +142,20 @@ def test_the_qemu_side_denial_is_diagnosed_on_the_real_kernel_host(real_kernel_h
 
 
 @pytest.mark.parametrize("version", ["3", "4.2"])
-@pytest.mark.parametrize("server", [NFS.name, realkernel.K1.name])
-def test_k1s_kernel_client_mounts_nfs(real_kernel_host: str, server: str, version: str) -> None:
+@pytest.mark.parametrize("server", [NFS, realkernel.K1], ids=lambda node: node.name)
+def test_k1s_kernel_client_mounts_nfs(real_kernel_host: str, server: LabNode, version: str) -> None:
     """`mount -t nfs -o vers=V` with k1's kernel client, of the lab's ganesha server and of k1's own kernel
     server, through the harness's own export and mount steps; the shared-storage check reads the real fstype
     and version, and a file the qemu user writes there is the qemu user's on the server (no squash of a
     non-root user)."""
     path = PurePosixPath(f"/srv/virtmig-client-v{version.replace('.', '')}")
     mount_point = PurePosixPath(f"/mnt/virtmig-client-v{version.replace('.', '')}")
-    server_ip = NFS.ip if server == NFS.name else realkernel.K1.ip
     # k1's own server is also reached as localhost (its /mnt/nfs): NFSv4.1+ session trunking sees one server
     # and sends k1-4.2's requests down that session from 127.0.0.1 (findmnt: addr=127.0.0.1), which an export
     # to k1's address alone refuses ('No such file or directory'); hence localhost among its clients.
-    clients = (realkernel.K1.ip,) if server == NFS.name else (realkernel.K1.ip, "localhost")
+    clients = (realkernel.K1.ip,) if server is NFS else (realkernel.K1.ip, "localhost")
     spec = exports.ExportSpec(path, clients, "rw,sync,no_subtree_check,root_squash")
-    with SshHost(real_kernel_host, SSH_CONFIG) as k1, SshHost(server, SSH_CONFIG) as nfs_server:
+    with SshHost(real_kernel_host, SSH_CONFIG) as k1, SshHost(server.name, SSH_CONFIG) as nfs_server:
         qemu_ids = tuple(int(k1.run("id", "-" + flag, "libvirt-qemu").stdout) for flag in ("u", "g"))
         before = nfs_server.read_text("/etc/exports")
         handle = exports.provision_export(nfs_server, spec, (qemu_ids[0], qemu_ids[1]), "work")
@@ -163,7 +164,7 @@ def test_k1s_kernel_client_mounts_nfs(real_kernel_host: str, server: str, versio
             # sa_family is 0xffff', the mount fails and ganesha's next export reload never settles (seen
             # 2026-12-02; ganesha 4.3 answers it).  The kernel server answers either.
             options = (f"vers={version}",) + (("mountproto=tcp",) if version == "3" else ())
-            mounted = exports.mount_nfs(k1, f"{server_ip}:{path}", mount_point, options)
+            mounted = exports.mount_nfs(k1, f"{server.ip}:{path}", mount_point, options)
             assert mounted is not None
             try:
                 facts = shared_check.gather(k1, mount_point, None, "libvirt-qemu")

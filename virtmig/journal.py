@@ -184,14 +184,14 @@ def runs_on(host: Host, root: str = JOURNAL_ROOT) -> dict[str, tuple[Owner | Non
     return found
 
 
-#: The libvirt metadata element that tags a run's guest (virDomainSetMetadata), so that
-#: cleanup removes a domain by the run that made it, not by its name alone.
 def live_runs(host: Host, root: str = JOURNAL_ROOT) -> set[str]:
     """Runs with a journal on *host* that may still run, by cleanup's rule: an owner that is alive, or on
     another machine (cannot be told); a journal without an owner file is a dead run's."""
     return {run for run, (owner, _) in runs_on(host, root).items() if owner is not None and owner.alive() is not False}
 
 
+#: The libvirt metadata element that tags a run's guest (virDomainSetMetadata), so that
+#: cleanup removes a domain by the run that made it, not by its name alone.
 DOMAIN_TAG_URI = "https://virtmig.invalid/run"
 DOMAIN_TAG_KEY = "virtmig"
 

@@ -18,7 +18,7 @@ import libvirt
 import pytest
 
 from fixtures.report import DIAGNOSIS_PROPERTY
-from suites.selinux.steps import with_local_disk
+from suites.selinux.steps import filed_diagnosis, with_local_disk
 from virtmig.diagnose import Cause, diagnose, gather_evidence, paths_in
 from virtmig.diagnose.selinux import SelinuxState, context_type, file_context
 from virtmig.guest import domains
@@ -55,7 +55,7 @@ def test_virt_use_nfs_off_denies_start_and_is_diagnosed(
         evidence = gather_evidence(src_host, next(iter(paths_in(text)), None))
         assert evidence.avc, f"no AVC in the audit log after: {text}"
         found = diagnose(text, evidence)
-        record_property(DIAGNOSIS_PROPERTY, f"reason: {found.reason}\nlibvirt: {text}\n{found.text()}")
+        record_property(DIAGNOSIS_PROPERTY, filed_diagnosis(text, found))
         assert found.cause is Cause.SELINUX_VIRT_USE_NFS, found.text()
         assert "setsebool -P virt_use_nfs 1" in found.fix
     finally:
@@ -97,7 +97,7 @@ def test_wrong_label_on_a_local_image_is_denied_diagnosed_and_fixed(
         evidence = gather_evidence(src_host, next(iter(paths_in(text)), local_image))
         assert evidence.avc, f"no AVC in the audit log after: {text}"
         found = diagnose(text, evidence)
-        record_property(DIAGNOSIS_PROPERTY, f"reason: {found.reason}\nlibvirt: {text}\n{found.text()}")
+        record_property(DIAGNOSIS_PROPERTY, filed_diagnosis(text, found))
         assert found.cause is Cause.SELINUX_LABEL, found.text()
         assert "restorecon" in found.fix
         domains.remove(src_conn, domain_name)

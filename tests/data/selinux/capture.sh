@@ -57,8 +57,7 @@ cap virsh_define.txt "cat /root/nfstest.xml; $v define /root/nfstest.xml"
 cap ls_-Z.txt 'ls -Zld /srv/vm /mnt/nfs /var/lib/libvirt/images; ls -Zl /mnt/nfs /srv/vm'
 cap stat_-c_%C.txt 'stat -c "%C %U:%G %n" /mnt/nfs /mnt/nfs/test.img /srv/vm/test.img'
 
-phase() {  # one start refused with virt_use_nfs off, one allowed with it on, into $out
-    mkdir -p "$out"
+phase() {  # one start refused with virt_use_nfs off, one allowed with it on, into $out (made by the caller)
     cap local_config.txt 'semodule -l | grep -E "^(virtmig|lab)"; getsebool virt_use_execmem virt_use_nfs; grep ^namespaces /etc/libvirt/qemu.conf'
     cap setsebool_virt_use_nfs_0.txt 'setsebool virt_use_nfs 0'
     since=$(on_host 'date "+%x %T"')
