@@ -1,18 +1,20 @@
 """The SELinux suite run for real, as an operator runs it, against the lab's real-kernel host k1.
 
 k1 is a QEMU/TCG VM with Debian 12's own kernel, SELinux enforcing and
-kernel NFS (virtmig.lab.realkernel); its disk for the guest is its own kernel
-NFS mount of its own kernel export (/mnt/nfs).  The inner run names the hosts
-(--src k1 --dst h1: the suite acts on the source only), takes the storage as
-it is (--no-provision) and judges by the JUnit file it writes: every row ran
-and passed, none skipped.  A second run has the harness provision the
-storage on k1 as a kernel NFS server (--nfs-server k1: its real /etc/exports,
-`exportfs -ra`, a kernel `mount -t nfs` on k1).  A machine that cannot build
-k1's image (no Debian archive reachable) skips, saying so.
+kernel NFS (virtmig.lab.realkernel).  The inner runs name the hosts (--src k1
+--dst h1: the suite acts on the source only) and judge by the JUnit file they
+write: every row ran and passed, none skipped.  The whole suite runs with the
+harness provisioning the storage on k1 as a kernel NFS server (--nfs-server
+k1: its real /etc/exports, `exportfs -ra`, a kernel `mount -t nfs` on k1 and
+the lab's client on h1); the QEMU-side denial runs on storage taken as it is
+(--no-provision: k1's own kernel NFS mount of its own export, /mnt/nfs).  A
+machine that cannot build k1's image (no Debian archive reachable) skips,
+saying so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -32,7 +34,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.realkernel]
 
 #: A guest address of its own on the lab's network (the default guest's is .100, test_lab_site's .102).
 GUEST_IP = "198.18.0.103/24"
-#: Where the second test has the harness provision an export on k1 (kernel NFS) and mount it.
+#: Where the suite's whole run has the harness provision an export on k1 (kernel NFS) and mount it.
 PROVISIONED_EXPORT = "/srv/vm-provisioned"
 PROVISIONED_MOUNT = "/mnt/nfs-provisioned"
 #: The export the permission cases have the harness provision on k1.
@@ -74,9 +76,15 @@ def real_kernel_host() -> Iterator[str]:
                 lifecycle.down()
 
 
-def _k1_state() -> str:
-    with SshHost(realkernel.K1.name, SSH_CONFIG) as host:
-        return host.run_script(STATE_SCRIPT).stdout
+@pytest.fixture(scope="module")
+def k1(real_kernel_host: str) -> Iterator[SshHost]:
+    """One SSH connection to k1 for the module's own checks: each new login to the TCG VM costs 1.5-4 s."""
+    with SshHost(real_kernel_host, SSH_CONFIG) as host:
+        yield host
+
+
+def _k1_state(k1: SshHost) -> str:
+    return k1.run_script(STATE_SCRIPT).stdout
 
 
 def _diagnoses(junit: Path) -> dict[str, str]:
@@ -94,33 +102,42 @@ def _outcomes(junit: Path) -> dict[str, str]:
     return outcomes
 
 
-def test_the_selinux_suite_runs_and_passes_on_the_real_kernel_host(real_kernel_host: str, tmp_path: Path) -> None:
-    before = _k1_state()
+def test_the_selinux_suite_runs_and_passes_on_the_real_kernel_host(real_kernel_host: str, k1: SshHost,
+                                                                   tmp_path: Path) -> None:
+    """The whole suite on k1 with the harness provisioning the storage on k1 as a kernel NFS server
+    (--nfs-server k1: its real /etc/exports, `exportfs -ra`, a kernel `mount -t nfs` on k1): every row passes,
+    the stock denial is diagnosed, and k1's /etc/exports, mounts, booleans and domains are as they were."""
+    before = _k1_state(k1)
+    exports_before = k1.read_text("/etc/exports")
     junit = tmp_path / "junit.xml"
     proc, _html = run_suite(
         tmp_path, "suites/selinux", "--src", real_kernel_host, "--dst", H1.name, "--ssh-config", str(SSH_CONFIG),
-        "--no-provision", "--mount-point", realkernel_files.NFS_MOUNT,
+        "--nfs-server", real_kernel_host, "--export", PROVISIONED_EXPORT, "--mount-point", PROVISIONED_MOUNT,
         "--guest-network", f"bridge:{realkernel_files.VM_BRIDGE}", "--guest-ip", GUEST_IP,
         f"--junitxml={junit}", timeout=600,
     )
-    with SshHost(real_kernel_host, SSH_CONFIG) as host:  # measured, for the VM's memory size (printed only)
-        print(f"k1 memory after the run (MEMORY_MIB={realkernel.MEMORY_MIB}):\n" + host.run("free", "-m").stdout)
+    # measured, for the VM's memory size (printed only)
+    print(f"k1 memory after the run (MEMORY_MIB={realkernel.MEMORY_MIB}):\n" + k1.run("free", "-m").stdout)
+    exports_after = k1.read_text("/etc/exports")
+    mount_left = k1.run("mountpoint", "-q", PROVISIONED_MOUNT, check=False).ok
     (tmp_path / "inner-output.txt").write_text(proc.stdout + proc.stderr)
     outcomes = _outcomes(junit)
     assert outcomes == dict.fromkeys(EXPECTED, "passed"), \
         f"{outcomes}; the inner run's whole output: {tmp_path / 'inner-output.txt'}\n{output_tail(proc)}"
     assert proc.returncode == 0, output_tail(proc)
     assert f"reason: {STOCK_DENIED}" in _diagnoses(junit)["test_virt_use_nfs_off_denies_start_and_is_diagnosed"]
-    assert _k1_state() == before, "the run left k1 changed (boolean, persistent booleans, images or domains)"
+    assert exports_after == exports_before, "k1's /etc/exports not put back byte for byte"
+    assert not mount_left, "the run's mount was left"
+    assert _k1_state(k1) == before, "the run left k1 changed (boolean, persistent booleans, images or domains)"
 
 
-def test_the_qemu_side_denial_is_diagnosed_on_the_real_kernel_host(real_kernel_host: str, tmp_path: Path) -> None:
+def test_the_qemu_side_denial_is_diagnosed_on_the_real_kernel_host(real_kernel_host: str, k1: SshHost,
+                                                                   tmp_path: Path) -> None:
     """The other denial shape, for real: with libvirtd allowed NFS files (as on Fedora/RHEL; k1's boolean
     virtmig_qemu_side turns on qemu-side-variant.cil's rules) QEMU is the process denied, at open ('Could not
     open'), and the suite's case still names SELinux and the boolean."""
-    before = _k1_state()
-    with SshHost(real_kernel_host, SSH_CONFIG) as host:  # not -P: the persistent value stays off
-        host.run("setsebool", realkernel_policy.QEMU_SIDE_BOOLEAN, "1")
+    before = _k1_state(k1)
+    k1.run("setsebool", realkernel_policy.QEMU_SIDE_BOOLEAN, "1")  # not -P: the persistent value stays off
     try:
         junit = tmp_path / "junit.xml"
         proc, _html = run_suite(
@@ -136,14 +153,13 @@ def test_the_qemu_side_denial_is_diagnosed_on_the_real_kernel_host(real_kernel_h
         diagnosis = _diagnoses(junit)[case]
         assert f"reason: {QEMU_SIDE_DENIED}" in diagnosis and "Could not open" in diagnosis, diagnosis
     finally:
-        with SshHost(real_kernel_host, SSH_CONFIG) as host:
-            host.run("setsebool", realkernel_policy.QEMU_SIDE_BOOLEAN, "0")
-    assert _k1_state() == before
+        k1.run("setsebool", realkernel_policy.QEMU_SIDE_BOOLEAN, "0")
+    assert _k1_state(k1) == before
 
 
 @pytest.mark.parametrize("version", ["3", "4.2"])
 @pytest.mark.parametrize("server", [NFS, realkernel.K1], ids=lambda node: node.name)
-def test_k1s_kernel_client_mounts_nfs(real_kernel_host: str, server: LabNode, version: str) -> None:
+def test_k1s_kernel_client_mounts_nfs(k1: SshHost, server: LabNode, version: str) -> None:
     """`mount -t nfs -o vers=V` with k1's kernel client, of the lab's ganesha server and of k1's own kernel
     server, through the harness's own export and mount steps; the shared-storage check reads the real fstype
     and version, and a file the qemu user writes there is the qemu user's on the server (no squash of a
@@ -155,7 +171,8 @@ def test_k1s_kernel_client_mounts_nfs(real_kernel_host: str, server: LabNode, ve
     # to k1's address alone refuses ('No such file or directory'); hence localhost among its clients.
     clients = (realkernel.K1.ip,) if server is NFS else (realkernel.K1.ip, "localhost")
     spec = exports.ExportSpec(path, clients, "rw,sync,no_subtree_check,root_squash")
-    with SshHost(real_kernel_host, SSH_CONFIG) as k1, SshHost(server.name, SSH_CONFIG) as nfs_server:
+    with contextlib.ExitStack() as stack:
+        nfs_server = k1 if server is realkernel.K1 else stack.enter_context(SshHost(server.name, SSH_CONFIG))
         qemu_ids = tuple(int(k1.run("id", "-" + flag, "libvirt-qemu").stdout) for flag in ("u", "g"))
         before = nfs_server.read_text("/etc/exports")
         handle = exports.provision_export(nfs_server, spec, (qemu_ids[0], qemu_ids[1]), "work")
@@ -181,11 +198,13 @@ def test_k1s_kernel_client_mounts_nfs(real_kernel_host: str, server: LabNode, ve
         assert nfs_server.read_text("/etc/exports") == before
 
 
-def test_permission_cases_against_k1_as_kernel_nfs_server(real_kernel_host: str, tmp_path: Path) -> None:
+
+
+def test_permission_cases_against_k1_as_kernel_nfs_server(real_kernel_host: str, k1: SshHost,
+                                                          tmp_path: Path) -> None:
     """root_squash and a read-only export with k1's kernel nfsd as the server (h1 and h2 mount it with the
     lab's client): the same real failures and diagnoses as against ganesha, and k1's /etc/exports put back."""
-    with SshHost(real_kernel_host, SSH_CONFIG) as host:
-        exports_before = host.read_text("/etc/exports")
+    exports_before = k1.read_text("/etc/exports")
     junit = tmp_path / "junit.xml"
     proc, _html = run_suite(
         tmp_path, "suites/permissions", "-k", "root_squash or read_only",
@@ -200,29 +219,4 @@ def test_permission_cases_against_k1_as_kernel_nfs_server(real_kernel_host: str,
         f"{outcomes}; the inner run's whole output: {tmp_path / 'inner-output.txt'}\n{output_tail(proc)}"
     assert {"test_root_squash_refuses_libvirts_chown", "test_read_only_export_on_destination"} <= \
         {name.split("[")[0] for name in outcomes}
-    with SshHost(real_kernel_host, SSH_CONFIG) as host:
-        assert host.read_text("/etc/exports") == exports_before
-
-
-def test_k1_as_a_kernel_nfs_server_is_provisioned_mounted_and_restored(real_kernel_host: str, tmp_path: Path) -> None:
-    """--nfs-server k1: the harness's export goes into k1's real /etc/exports (exportfs -ra), k1 mounts it with
-    its kernel client and h1 with the lab's; the mount is nfs_t under SELinux and the guest starts on it."""
-    before = _k1_state()
-    with SshHost(real_kernel_host, SSH_CONFIG) as host:
-        exports_before = host.read_text("/etc/exports")
-    junit = tmp_path / "junit.xml"
-    proc, _html = run_suite(
-        tmp_path, "suites/selinux", "-k", "context_of_the_mount or virt_use_nfs_on",
-        "--src", real_kernel_host, "--dst", H1.name, "--ssh-config", str(SSH_CONFIG),
-        "--nfs-server", real_kernel_host, "--export", PROVISIONED_EXPORT, "--mount-point", PROVISIONED_MOUNT,
-        "--guest-network", f"bridge:{realkernel_files.VM_BRIDGE}", "--guest-ip", GUEST_IP,
-        f"--junitxml={junit}", timeout=600,
-    )
-    (tmp_path / "inner-output.txt").write_text(proc.stdout + proc.stderr)
-    outcomes = _outcomes(junit)
-    assert outcomes == {"test_context_of_the_mount": "passed", "test_virt_use_nfs_on_starts_the_guest": "passed"}, \
-        f"{outcomes}; the inner run's whole output: {tmp_path / 'inner-output.txt'}\n{output_tail(proc)}"
-    with SshHost(real_kernel_host, SSH_CONFIG) as host:
-        assert host.read_text("/etc/exports") == exports_before, "k1's /etc/exports not put back byte for byte"
-        assert not host.run("mountpoint", "-q", PROVISIONED_MOUNT, check=False).ok, "the run's mount was left"
-    assert _k1_state() == before
+    assert k1.read_text("/etc/exports") == exports_before

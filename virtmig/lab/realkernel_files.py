@@ -60,6 +60,10 @@ def rootfs_files(address: str, prefix_len: int, hostname: str, host_uuid: str) -
             "# virtmig lab: a host UUID of its own (the VM's SMBIOS has none), as the lab's other hosts have.\n"
             f'host_uuid = "{host_uuid}"\n'
         ),
+        # root's systemd user manager kept running (loginctl enable-linger root): without it logind stops
+        # user@0 ten seconds after root's last session, and the next ssh login waits for it to start again
+        # (measured under TCG: 3.3-4.1 s for `ssh k1 true` after an idle pause, 1.3-1.7 s with linger).
+        "/var/lib/systemd/linger/root": "",
         "/etc/exports": (
             "# virtmig lab: the node's own kernel export, mounted on itself at /mnt/nfs (lab up).\n"
             f"{EXPORT} localhost(rw,sync,no_subtree_check,no_root_squash)\n"
