@@ -37,7 +37,6 @@ from virtmig.config import RunConfig
 from virtmig.guest import domains
 from virtmig.host import Host
 from virtmig.journal import Journal
-from virtmig.sshhost import SshHost
 from virtmig.storage import exports
 from virtmig.storage.exports import ExportSpec
 from virtmig.storage.qemu_user import QemuIdentity
@@ -87,14 +86,12 @@ def server_turn_for_the_case(server_turn: Callable[[], AbstractContextManager[No
 
 
 @pytest.fixture(scope="session")
-def nfs_server(run_config: RunConfig, storage_config: StorageConfig,
-               nfs_export: ServerExport | None) -> Iterator[Host]:
+def nfs_server(storage_config: StorageConfig, nfs_export: ServerExport | None, server_host: Host | None) -> Host:
     """The NFS server over SSH: the NFS cases change its exports and files (never the run's own)."""
-    if nfs_export is None or not storage_config.mounts or run_config.nfs_server is None:
+    if nfs_export is None or not storage_config.mounts or server_host is None:
         pytest.skip("NFS cases need the export provisioned by virtmig (--nfs-server/--export or the lab, "
                     "no --no-provision) and mounted on the hosts (--disk-access mount)")
-    with SshHost(run_config.nfs_server, run_config.ssh_config) as server:
-        yield server
+    return server_host
 
 
 def _run_storage(nfs_server: Host, hosts: tuple[Host, ...], mount_point: PurePosixPath) -> list[str]:
