@@ -198,8 +198,6 @@ def test_k1s_kernel_client_mounts_nfs(k1: SshHost, server: LabNode, version: str
         assert nfs_server.read_text("/etc/exports") == before
 
 
-
-
 def test_permission_cases_against_k1_as_kernel_nfs_server(real_kernel_host: str, k1: SshHost,
                                                           tmp_path: Path) -> None:
     """root_squash and a read-only export with k1's kernel nfsd as the server (h1 and h2 mount it with the
