@@ -8,9 +8,11 @@ recognised, its changes are undone newest first, and the journal is gone.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path, PurePosixPath
 
 from virtmig.cleanup import clean_dead_runs
+from virtmig.host import temp_name
 from virtmig.journal import Journal, Owner, runs_on
 from virtmig.localhost import LocalHost
 from virtmig.storage.exports import ExportSpec, strip_managed_block, with_managed_block
@@ -80,3 +82,16 @@ def test_a_live_run_is_left_alone_and_its_journal_goes_when_all_is_undone(tmp_pa
     journal.done(entry)
     assert journal.close()
     assert runs_on(LocalHost(), journal.root) == {}
+
+
+def test_a_write_the_dead_run_was_killed_in_does_not_keep_its_journal(tmp_path: Path) -> None:
+    """SIGKILL between `write_text`'s temporary file and its rename leaves the temporary file (seen in CI)."""
+    journal = _journal(tmp_path, "dead-run")
+    made = tmp_path / "made"
+    journal.record("dir", path=str(made))
+    made.mkdir()
+    unfinished = Path(temp_name(f"{journal.directory}/{time.time_ns()}-mount.json"))
+    unfinished.write_text('{"kind": "mo')
+    done = clean_dead_runs([LocalHost()], lambda _: None, alive=lambda owner: False, root=journal.root)
+    assert not made.exists() and "1 change(s)" in done[0], done  # the unfinished write is no entry
+    assert not Path(journal.directory).exists(), sorted(p.name for p in Path(journal.directory).iterdir())

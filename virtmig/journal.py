@@ -151,11 +151,21 @@ class Journal:
         return True
 
 
+_FORGET = r"""
+rm -f -- "$1/$2" "$1"/*.virtmig-*.tmp
+rmdir -- "$1" 2>/dev/null || true
+"""
+
+
 def forget(host: Host, run_id: str, root: str = JOURNAL_ROOT) -> None:
-    """Remove a run's (empty) journal directory from *host*."""
-    directory = f"{root}/{run_id}"
-    host.run("rm", "-f", "--", f"{directory}/{OWNER_FILE}", timeout=STEP_TIMEOUT_S)
-    host.run("rmdir", "--", directory, check=False, timeout=STEP_TIMEOUT_S)
+    """Remove a run's journal directory from *host*, once its entries are gone.
+
+    Besides the owner file it may hold temporary files of `Host.write_text`
+    (`virtmig.host.temp_name`): a write the run was killed in the middle of.
+    Such a file never became an entry, and an entry is written before its
+    change is made, so there is nothing behind it to undo: it goes too.
+    """
+    host.run_script(_FORGET, args=[f"{root}/{run_id}", OWNER_FILE], timeout=STEP_TIMEOUT_S)
 
 
 _LIST = r"""
