@@ -17,7 +17,7 @@ from virtmig.lab import lifecycle
 from virtmig.lab.netns import is_alive, lab_netns_names, netns_pids
 from virtmig.lab.network import link_exists
 from virtmig.lab.topology import BRIDGE, LAB_ROOT, NODES, SSH_CONFIG
-from virtmig.migration.breakdown import ANSWERED_BEFORE_ANNOUNCE
+from virtmig.migration.breakdown import ANSWERED_BEFORE_ANNOUNCE, EVENT_TRIP_BOUND_MS
 
 pytestmark = pytest.mark.lab
 
@@ -80,7 +80,8 @@ def test_live_suite_migrates_and_measures_on_the_lab(tmp_path: Path) -> None:
         outage = hop["outage"]
         if outage["announce_note"] == ANSWERED_BEFORE_ANNOUNCE:
             # Seen, but after the guest's own reply (QEMU announces 50 ms after the resume): no cut to check.
-            assert outage["announce_ms"] is None and outage["return_ms"] >= 0, outage
+            # The resume is stamped when its event reaches us, so the return may be short by that trip.
+            assert outage["announce_ms"] is None and outage["return_ms"] >= -EVENT_TRIP_BOUND_MS, outage
             continue
         # tcpdump on the destination's bridge cut the return at the guest's announcement (migration.announce)
         assert any("announced on the destination's bridge" in n for n in hop["notes"]), hop["notes"]

@@ -46,6 +46,11 @@ from virtmig.migration.jobstats import JobStats
 #: two events' trips over the libvirt connection differ by this much at most (lab: within 4 ms).
 PAUSE_AGREEMENT_MS = 10.0
 
+#: How much later than the host's own moment an event may reach this process, ms (its trip over the
+#: libvirt connection).  `return` comes out short by that trip: negative when the guest answered
+#: within it (seen on the lab: -1.3 ms, a hop whose guest answered before QEMU announced).
+EVENT_TRIP_BOUND_MS = 10.0
+
 
 @dataclass(frozen=True)
 class OutageBreakdown:
