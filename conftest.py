@@ -9,6 +9,7 @@ pytest_plugins = [
     "fixtures.journal",
     "fixtures.storage",
     "fixtures.guest",
+    "fixtures.running_guest",
     "fixtures.verdict",
     "fixtures.progress",
     "fixtures.timeouts",

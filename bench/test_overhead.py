@@ -30,7 +30,7 @@ import libvirt
 import pytest
 
 from bench.goals import GoalTable
-from fixtures.guest import RunningGuest
+from fixtures.running_guest import RunningGuest
 from virtmig.config import RunConfig
 from virtmig.migration.clocks import HostClock
 from virtmig.migration.measure import GuestAccess, Leg, MeasuredMigration, measured_live_migration

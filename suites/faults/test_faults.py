@@ -38,9 +38,10 @@ import dataclasses
 import libvirt
 import pytest
 
-from fixtures.guest import GuestIdentity, RunningGuest
+from fixtures.guest import GuestIdentity
 from fixtures.journal import RunJournals
 from fixtures.report import MigrationLog
+from fixtures.running_guest import RunningGuest
 from virtmig.config import RunConfig
 from virtmig.guest.console import crash_diagnosis, silent_guest_evidence
 from virtmig.guest.domains import open_connection

@@ -7,6 +7,8 @@ guest dirties memory at `--dirty-rate`.  After each hop the guest must run
 on the destination only and still answer; its RAM and disk patterns must be
 intact; libvirt's statistics and the probe must both have seen the outage.
 Every hop is recorded, failed or not, before anything is asserted.
+The modes share one guest (`fixtures.running_guest.reused_domain`): a round trip
+ends where it began, so only a failure costs another boot.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from fixtures.guest import RunningGuest
 from fixtures.report import MigrationLog
+from fixtures.running_guest import RunningGuest
 from virtmig.config import RunConfig
 from virtmig.guest import domains
 from virtmig.guest.console import crash_diagnosis, silent_guest_evidence
@@ -35,7 +37,7 @@ def test_round_trip(
     request: pytest.FixtureRequest,
     mode: MigrationMode,
     run_config: RunConfig,
-    test_domain: RunningGuest,
+    reused_domain: RunningGuest,
     src_host: ChannelHost, dst_host: ChannelHost,
     src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect,
     migration_log: MigrationLog,
@@ -48,25 +50,25 @@ def test_round_trip(
                 pytest.skip(f"{host.name}: {reason}")
     there = Leg(src_host.name, dst_host.name, src_conn, dst_conn, f"qemu+ssh://{dst_host.name}/system")
     back = Leg(dst_host.name, src_host.name, dst_conn, src_conn, f"qemu+ssh://{src_host.name}/system")
-    storage = test_domain.storage
+    storage = reused_domain.storage
     hosts = {src_host.name: src_host, dst_host.name: dst_host}
-    guest = GuestAccess(test_domain.ip, test_domain.agent_port, dirty_rate_mib_s=run_config.dirty_rate_mib_s,
-                        relay=test_domain.relay)
+    guest = GuestAccess(reused_domain.ip, reused_domain.agent_port, dirty_rate_mib_s=run_config.dirty_rate_mib_s,
+                        relay=reused_domain.relay)
     for trip in range(1, run_config.round_trips + 1):
         for hop, leg in enumerate((there, back), start=1):
             where = f"trip {trip} hop {hop} {leg.src_name}->{leg.dst_name}"
             measured = measured_live_migration(
-                leg, test_domain.name, mode, guest=guest, test_id=f"{request.node.nodeid}#trip{trip}-hop{hop}",
+                leg, reused_domain.name, mode, guest=guest, test_id=f"{request.node.nodeid}#trip{trip}-hop{hop}",
                 storage=storage.label, unsafe_reason=storage.why if storage.unsafe else None,
                 clock_hosts=host_clocks, on_progress=migration_progress,
                 deadline=DeadlinePolicy(fixed_s=run_config.migration_timeout_s),
-                announce=AnnounceTarget(hosts[leg.dst_name], run_config.guest.network, test_domain.mac),
+                announce=AnnounceTarget(hosts[leg.dst_name], run_config.guest.network, reused_domain.mac),
             )
             evidence: list[str] = []
             if measured.problems:  # what the guest and the bridges say, while it is still there to see
                 evidence = silent_guest_evidence((src_host, dst_host), hosts[leg.dst_name],
-                                                 test_domain.name, test_domain.mac)
-                crash = crash_diagnosis(evidence, leg.dst_name, test_domain.virt_type, leg.dst.getVersion())
+                                                 reused_domain.name, reused_domain.mac)
+                crash = crash_diagnosis(evidence, leg.dst_name, reused_domain.virt_type, leg.dst.getVersion())
                 if crash:
                     measured.problems.insert(0, crash)
                     measured.record.notes.append(f"PROBLEM: {crash}")
@@ -74,6 +76,6 @@ def test_round_trip(
             migration_log.add(measured.record)
             assert not measured.problems or measured.outcome.ok, f"{where}: " + "; ".join(measured.problems)
             assert measured.outcome.ok, f"{where} failed: {measured.outcome.error}"
-            assert domains.state_name(leg.dst, test_domain.name) == "running", where
-            assert domains.state_name(leg.src, test_domain.name) == "absent", where
+            assert domains.state_name(leg.dst, reused_domain.name) == "running", where
+            assert domains.state_name(leg.src, reused_domain.name) == "absent", where
             assert not measured.problems, f"{where}: " + "; ".join(measured.problems) + "\n" + "\n".join(evidence)

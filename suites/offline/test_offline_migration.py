@@ -11,8 +11,8 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from fixtures.guest import RunningGuest
 from fixtures.report import MigrationLog
+from fixtures.running_guest import RunningGuest
 from virtmig.config import RunConfig
 from virtmig.guest import domains
 from virtmig.host import Host
