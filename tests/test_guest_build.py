@@ -44,7 +44,8 @@ OFF_SUBNET = "198.18.5.1"
 
 
 def test_cmdline_carries_address_and_dirty_rate() -> None:
-    assert guest_cmdline("198.18.0.100", 24) == "console=ttyS0 quiet pti=on virtmig.ip=198.18.0.100/24 virtmig.dirty=0"
+    assert guest_cmdline("198.18.0.100", 24) == ("console=ttyS0 quiet pti=on cryptomgr.notests tsc=reliable "
+                                                 "no_timer_check virtmig.ip=198.18.0.100/24 virtmig.dirty=0")
     assert guest_cmdline("198.18.0.100", 24, gateway="198.18.0.1").endswith("virtmig.dirty=0 virtmig.gw=198.18.0.1")
     image = GuestImage(Path("/k"), Path("/i"), "6.1.0-1-amd64")
     assert image.cmdline("198.18.3.100", 24, 50).endswith("virtmig.ip=198.18.3.100/24 virtmig.dirty=50")

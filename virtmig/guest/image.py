@@ -115,13 +115,24 @@ def guest_cmdline(ip: str, prefix_len: int, dirty_mib_per_s: int = 0, *, gateway
     corruption and panics right after the move).  With page-table isolation
     every entry to and exit from the kernel reloads CR3, which flushes the
     TCG TLB, so such stale entries live microseconds instead of seconds.
+
+    The rest shortens the boot under TCG, where the kernel's own checks are
+    emulated instruction by instruction (#13: boot to first answer <= 5 s).
+    Measured on this kind of machine, idle, boot to first ping, four boots
+    each interleaved: 3.6-4.5 s without, 2.5-3.2 s with.  `cryptomgr.notests`
+    skips the crypto self-tests and `tsc=reliable no_timer_check` the TSC's
+    refinement and watchdog and the IO-APIC timer check (about 0.5 s each);
+    the guest ends on the TSC clocksource either way.  Skipping the i8042
+    probe gained nothing measurable, and `rodata=off` (W+X check) prints a
+    kernel WARNING, so neither is here.
     """
     addr = ipaddress.IPv4Address(ip)  # raises ValueError on garbage
     if not 0 <= prefix_len <= 32:
         raise ValueError(f"prefix length {prefix_len} not in 0..32")
     if dirty_mib_per_s < 0:
         raise ValueError(f"dirty rate {dirty_mib_per_s} MiB/s is negative")
-    line = f"console=ttyS0 quiet pti=on virtmig.ip={addr}/{prefix_len} virtmig.dirty={dirty_mib_per_s}"
+    line = (f"console=ttyS0 quiet pti=on cryptomgr.notests tsc=reliable no_timer_check "
+            f"virtmig.ip={addr}/{prefix_len} virtmig.dirty={dirty_mib_per_s}")
     return line if gateway is None else f"{line} virtmig.gw={ipaddress.IPv4Address(gateway)}"
 
 
