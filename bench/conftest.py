@@ -20,3 +20,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if table is not None:
         terminalreporter.section("goals (issues #12, #13)")
         terminalreporter.write_line(table.render())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Benches that hold the lab themselves (the `lab_lock` fixture: bench/test_pairs) run first.
+
+    Why: the others hold the lab through the session's `lab` fixture (fixtures.lab) from their
+    first use to the end of the session.  A bench that then asks for the lab's lock again waits
+    for its own session (a second FileLock on the file, in the same process, blocks) until its
+    timeout: `make bench` sat 30 minutes in bench/test_pairs after bench/test_overhead.
+    """
+    items.sort(key=lambda item: "lab_lock" not in getattr(item, "fixturenames", ()))
