@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.goals import GoalTable
 from tests.guest_vm import NETNS, BootedGuest, boot_guest, netns_socket, status_fields
 
 pytestmark = pytest.mark.lab
@@ -36,11 +37,13 @@ def _spread(rtts: list[float]) -> str:
     return f"median {statistics.median(rtts):.3f} p99 {p99:.3f} max {max(rtts):.3f}"
 
 
-def test_guest_figures(booted_guest: BootedGuest) -> None:
+def test_guest_figures(booted_guest: BootedGuest, goal_table: GoalTable) -> None:
     agent = booted_guest.agent
     print("\n== test guest under TCG ==")
     print(f"boot to ping {booted_guest.ping_after_s:.2f} s, to agent {booted_guest.agent_after_s:.2f} s; "
           f"initrd {booted_guest.image.initrd.stat().st_size} bytes")
+    goal_table.add("guest boot to first answer (TCG)", "<= 5 s", f"{booted_guest.agent_after_s:.2f} s",
+                   booted_guest.agent_after_s <= 5.0)
     print(f"echo rtt ms, idle: {_spread(agent.echo_rtts_ms(200))}")
 
     agent.ask("!dirty 20")
