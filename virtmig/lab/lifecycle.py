@@ -100,7 +100,8 @@ def up(site: Site = DEFAULT_SITE, *, timeout: float = 90.0) -> LabState:
     return state
 
 
-#: How the lab runs libvirtd: in the foreground, started by us (no systemd in a node).
+#: How the lab runs libvirtd: in the foreground, started by us (no systemd in a node), under the lab's
+#: reaper, which reaps its QEMUs when they end as systemd would (`virtmig.lab.reaper` says why).
 LIBVIRTD = ["/usr/sbin/libvirtd"]
 
 
@@ -108,7 +109,7 @@ def _start_daemons(node: Node, site: Site) -> dict[str, int]:
     logs = LOG_DIR / node.spec.name
     daemons = {"sshd": node.spawn(["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"], logs / "sshd.log")}
     if node.spec.hypervisor:
-        daemons["libvirtd"] = node.spawn(LIBVIRTD, logs / "libvirtd.log")
+        daemons["libvirtd"] = node.spawn(LIBVIRTD, logs / "libvirtd.log", reap_orphans=True)
         # Lab adapter: `mount -t nfs` through the userspace client (no kernel NFS here).
         nfs_fuse.setup_node(node, node.spec.state_dir)
     if node.spec == site.nfs:
@@ -136,7 +137,8 @@ def restart_libvirtd(name: str, *, timeout: float = 90.0) -> int:
     old = recorded.daemons.get("libvirtd")
     if old is not None and old in netns_pids(spec.netns):
         return old
-    recorded.daemons["libvirtd"] = Node(spec, recorded.holder_pid).spawn(LIBVIRTD, LOG_DIR / name / "libvirtd.log")
+    recorded.daemons["libvirtd"] = Node(spec, recorded.holder_pid).spawn(
+        LIBVIRTD, LOG_DIR / name / "libvirtd.log", reap_orphans=True)
     state.save()
     _wait_libvirt(spec, timeout)
     return recorded.daemons["libvirtd"]

@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from virtmig.host import CommandError, CommandResult
 from virtmig.lab.topology import NETNS_PREFIX, LabNode
 from virtmig.localhost import LocalHost
 from virtmig.waiters import WaitTimeout, wait_for
+
+#: The lab's orphan reaper, run by path inside a node (`spawn(reap_orphans=True)`).
+REAPER = Path(__file__).with_name("reaper.py")
 
 
 class LabError(RuntimeError):
@@ -144,19 +148,38 @@ class Node:
         except CommandError as exc:
             raise LabError(str(exc)) from exc
 
-    def spawn(self, argv: Sequence[str], log: Path) -> int:
+    def spawn(self, argv: Sequence[str], log: Path, *, reap_orphans: bool = False) -> int:
         """Start a daemon in the foreground inside the node; return its PID.
 
         Daemons run in the foreground (no double fork) so that the PID we
         record is the daemon's own and `down` can end it by PID.
+        reap_orphans: run it under the lab's reaper (`virtmig.lab.reaper`),
+        which reaps the daemon's orphans at once as a host's init does
+        (libvirtd's QEMUs); the PID returned is still the daemon's.
         """
         log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                self.nsenter(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return proc.pid
+        if not reap_orphans:
+            with log.open("ab") as out:
+                proc = subprocess.Popen(
+                    self.nsenter(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            return proc.pid
+        read_end, write_end = os.pipe()
+        with os.fdopen(read_end) as answer:
+            try:
+                with log.open("ab") as out:
+                    subprocess.Popen(
+                        self.nsenter([sys.executable, str(REAPER), "--pid-fd", str(write_end), "--", *argv]),
+                        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                        start_new_session=True, pass_fds=(write_end,),
+                    )
+            finally:
+                os.close(write_end)  # ours: the reaper's copy is the only writer left
+            line = answer.readline().strip()  # EOF (""), if the reaper died before writing
+        if not line.isdigit():
+            raise LabError(f"{argv[0]} under the lab's reaper on {self.spec.name} did not start (see {log})")
+        return int(line)
 
     def bind(self, source: Path, target: str) -> None:
         """Bind a per-node copy over a system path, inside this node only."""
