@@ -51,6 +51,24 @@ def test_up_twice_gives_a_working_lab(lab_lock: bool) -> None:
     assert routes.stdout.strip() == "", "lab hosts must have no default route"
 
 
+def test_each_hypervisor_has_its_own_mnt(lab_lock: bool) -> None:
+    """A mount point one host makes and removes is its own, as on separate machines.
+
+    With /mnt shared, one pair's teardown removing the /mnt/nfs it made
+    detached the other pairs' mounts there (two pairs of a night on four hosts).
+    """
+    lifecycle.up()
+    made = _ssh("h1", "mkdir /mnt/virtmig-own && mount -t tmpfs tmpfs /mnt/virtmig-own")
+    assert made.returncode == 0, made.stderr
+    try:
+        assert _ssh("h2", "test", "-e", "/mnt/virtmig-own").returncode == 1, "h2 sees h1's /mnt"
+        assert _ssh("h2", "rmdir", "/mnt/virtmig-own").returncode != 0
+        assert _ssh("h1", "mountpoint", "-q", "/mnt/virtmig-own").returncode == 0, "h1's mount was detached"
+    finally:
+        _ssh("h1", "umount /mnt/virtmig-own; rmdir /mnt/virtmig-own")
+    assert not Path("/mnt/virtmig-own").exists(), "the machine's /mnt is untouched"
+
+
 def test_host_keys_are_checked(lab_lock: bool, tmp_path: Path) -> None:
     lifecycle.up()
     empty = tmp_path / "known_hosts"

@@ -9,7 +9,9 @@ mount namespace only.  The machine's own files are never written.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 
@@ -38,6 +40,12 @@ HYPERVISOR_BINDS = {
     "/var/cache/libvirt": "var-cache-libvirt",
 }
 COMMON_BINDS = {"/etc/ssh": "etc-ssh", "/etc/hosts": "hosts"}
+#: Directories each hypervisor gets of its own, empty, with the machine's owner
+#: and mode: where the harness makes its mount points (/mnt/nfs).  Shared, one
+#: pair's teardown removing the /mnt/nfs it made detached every other node's
+#: mount there (the kernel lazily detaches other mount namespaces' mounts on a
+#: removed directory), and two pairs of a night broke each other's storage.
+PRIVATE_DIRS = {"/mnt": "mnt"}
 
 #: libvirt's QEMU capability cache, kept across labs: probing QEMU cold costs
 #: about 15 s per host on this kind of machine.
@@ -71,6 +79,11 @@ def prepare_node(spec: LabNode, site: Site = DEFAULT_SITE) -> None:
     (state / "hosts").write_text(_hosts_file(spec, site.nodes))
     if spec.hypervisor:
         _prepare_libvirt(spec, state)
+        for system_path, copy in PRIVATE_DIRS.items():
+            machine = os.stat(system_path)
+            (state / copy).mkdir()
+            os.chown(state / copy, machine.st_uid, machine.st_gid)
+            (state / copy).chmod(stat.S_IMODE(machine.st_mode))
 
 
 #: Where the harness journals its changes on a host (virtmig.journal): each node
@@ -100,6 +113,7 @@ def bind_node(node: Node) -> None:
     binds = dict(COMMON_BINDS)
     if spec.hypervisor:
         binds.update(HYPERVISOR_BINDS)
+        binds.update(PRIVATE_DIRS)
     for system_path, copy in binds.items():
         node.bind(spec.state_dir / copy, system_path)
     journal = spec.state_dir / "var-lib-virtmig"
