@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from tests.realkernel_host import k1, real_kernel_host  # noqa: F401 (module fixtures of k1's tests)
 from virtmig.lab import lifecycle
 from virtmig.lab.netns import lab_netns_names
 from virtmig.lab.topology import LAB_LOCK

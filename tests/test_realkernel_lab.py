@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
-from filelock import FileLock
 
 from fixtures.report import DIAGNOSIS_PROPERTY
 from tests.inner_run import output_tail, run_suite
-from virtmig.lab import lifecycle, realkernel, realkernel_files, realkernel_policy
-from virtmig.lab.realkernel_image import ImageUnavailable
-from virtmig.lab.topology import GUEST_BRIDGE, H1, H2, LAB_LOCK, NFS, SSH_CONFIG, LabNode
+from virtmig.lab import realkernel, realkernel_files, realkernel_policy
+from virtmig.lab.topology import GUEST_BRIDGE, H1, H2, NFS, SSH_CONFIG, LabNode
 from virtmig.sshhost import SshHost
 from virtmig.storage import exports, shared_check
 
@@ -54,33 +51,6 @@ STATE_SCRIPT = f"getsebool virt_use_nfs {realkernel_policy.QEMU_SIDE_BOOLEAN}; "
 #: Who the diagnosis says was denied, per shape (its `reason`).
 STOCK_DENIED = "AVC denial of libvirtd (virtd_t) { getattr } on nfs_t with virt_use_nfs off"
 QEMU_SIDE_DENIED = "AVC denial of qemu (svirt_t) { read } on nfs_t with virt_use_nfs off"
-
-
-@pytest.fixture(scope="module")
-def real_kernel_host() -> Iterator[str]:
-    """The lab up with k1 added, held for the module (the inner run, with --src/--dst, takes no lock)."""
-    with FileLock(str(LAB_LOCK), timeout=3600):
-        was_up = lifecycle.is_up()
-        if not was_up:
-            lifecycle.up()
-        try:
-            try:
-                state = realkernel.up()
-            except ImageUnavailable as exc:
-                pytest.skip(f"no real-kernel host: {exc}")
-            print(realkernel.timings(state))
-            yield realkernel.K1.name
-        finally:
-            realkernel.stop()
-            if not was_up:
-                lifecycle.down()
-
-
-@pytest.fixture(scope="module")
-def k1(real_kernel_host: str) -> Iterator[SshHost]:
-    """One SSH connection to k1 for the module's own checks: each new login to the TCG VM costs 1.5-4 s."""
-    with SshHost(real_kernel_host, SSH_CONFIG) as host:
-        yield host
 
 
 def _k1_state(k1: SshHost) -> str:
