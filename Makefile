@@ -13,7 +13,7 @@ RUN := $(shell date -u +%Y%m%dT%H%M%SZ)
 REPORT_DIR := reports/$(RUN)
 ARGS ?=
 
-.PHONY: deps certify nightly soak test nightly-lab killed-runs realkernel test-other-release unit lint lab-up lab-down bench clean
+.PHONY: deps certify nightly soak test nightly-lab killed-runs realkernel realkernel-migration test-other-release unit lint lab-up lab-down bench clean
 
 $(VENV)/.apt-stamp: debian-packages.txt .ci/debian-packages
 	apt-get update -qq
@@ -72,7 +72,7 @@ lint: deps
 	$(VENV)/bin/mypy
 
 test: deps lint
-	$(PY) -m pytest tests -m "not nightly_lab" --durations=15 $(ARGS)
+	$(PY) -m pytest tests -m "not nightly_lab and not realkernel_migration" --durations=15 $(ARGS)
 
 # #12's night on a lab of four hypervisors: a ring of four pairs from the lab's inventory under -n 2 (about 6 min).
 nightly-lab: deps
@@ -86,6 +86,10 @@ killed-runs: deps
 # run builds its image (about 3 minutes, cached in /var/cache/virtmig/realkernel), then about 6 minutes.
 realkernel: deps
 	$(PY) -m pytest tests -m realkernel $(ARGS)
+
+# #14's stretch: a live migration from k1 to h1 over k1's kernel NFS, without --unsafe (k1 booted for it).
+realkernel-migration: deps
+	$(PY) -m pytest tests -m realkernel_migration -s $(ARGS)
 
 # make test again inside a root file system of the other Debian release (12 <-> 13), cached in
 # /var/cache/virtmig/rootfs-<release>; see .ci/other-release.  Never beside another lab user.

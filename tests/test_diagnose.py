@@ -56,6 +56,8 @@ ROOT = Mount("/", "ext4", "/dev/vda", ("rw",))
     ("internal error: qemu unexpectedly closed the monitor: qemu-system-x86_64: -blockdev {}: "
      "NFS: ACCESS denied. Required access rw-. Allowed access r--", Cause.NFS_ROOT_SQUASH),
     (f"Could not open '{IMG}': Read-only file system", Cause.READ_ONLY_STORAGE),
+    # k1 -> h1, direct live migration, Debian 12 refpolicy (tests/test_realkernel_migration.py before the lab's rule)
+    ("Unable to create socket: Permission denied", Cause.SELINUX_MIGRATION_SOCKET),
     ("something nobody has seen", Cause.UNKNOWN),
 ])
 def test_message_table(text: str, cause: Cause) -> None:

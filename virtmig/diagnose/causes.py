@@ -40,6 +40,8 @@ class Cause(enum.Enum):
     SSH_REFUSED = "nothing accepts ssh connections on the peer"
     MIGRATION_PORT_BLOCKED = "the destination's migration port cannot be reached"
     NAME_RESOLUTION = "a host name does not resolve (or resolves to loopback)"
+    SELINUX_MIGRATION_SOCKET = ("SELinux denies libvirtd the migration socket it creates under the domain's label "
+                                "(a dontaudit rule hides the denial)")
     PERMISSION_DENIED_UNEXPLAINED = "permission denied, and the evidence does not say by whom"
     UNKNOWN = "no known message in the error"
 
@@ -117,6 +119,10 @@ RULES: tuple[Rule, ...] = (
     # security_dac.c, when chown fails with an errno it does not swallow
     _rule("dac-chown", r"unable to set user and group to '[^']*' on '[^']+': Operation not permitted",
           Cause.NFS_ROOT_SQUASH),
+    # virnetsocket.c virNetSocketNewConnectTCP: "Unable to create socket"; the source's libvirtd creates the
+    # migration stream's socket labelled as the domain (seen on k1, Debian 12 refpolicy: virtd_t { create } on
+    # svirt_t tcp_socket, dontaudited; SELinux is the one to deny a root daemon's socket())
+    _rule("migration-socket", r"Unable to create socket: Permission denied", Cause.SELINUX_MIGRATION_SOCKET),
     _rule("erofs", r"Read-only file system", Family.READ_ONLY),
     # storage_source.c: "Cannot access storage file '%s' (as uid:%u, gid:%u): %s";
     # QEMU: "Could not open '%s': Permission denied"; any other EACCES

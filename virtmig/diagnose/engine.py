@@ -86,6 +86,11 @@ FIXES: dict[Cause, str] = {
                                   ", or set migration_port_min/max in qemu.conf to an open range",
     Cause.NAME_RESOLUTION: "make each host's name resolve on the other to its non-loopback address (DNS or "
                            "/etc/hosts), or set migration_host in the destination's qemu.conf",
+    Cause.SELINUX_MIGRATION_SOCKET: "on the source: semodule -DB, retry, ausearch -m avc shows virtd_t denied "
+                                    "{{ create }} on the domain's tcp_socket (and netlink_route_socket); allow it "
+                                    "with a local module: (allow virtd_t virt_domain (tcp_socket (create setopt "
+                                    "connect getattr))) and (allow virtd_t virt_domain (netlink_route_socket (create "
+                                    "bind getattr write nlmsg_read read))), semodule -i, then semodule -B",
     Cause.PERMISSION_DENIED_UNEXPLAINED: "check {path} as the qemu user on {host}: "
                                          "setpriv --reuid={user} --init-groups test -r {path}; ausearch -m avc",
     Cause.UNKNOWN: "no known message: read /var/log/libvirt/qemu/<domain>.log on both hosts",

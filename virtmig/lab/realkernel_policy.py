@@ -1,7 +1,8 @@
 """The real-kernel node's own SELinux policy module, and what it changes besides.
 
 Why a module at all: Debian 12's stock policy (refpolicy 2:2.20221101) lacks
-permissions libvirt 9.0 needs to start any domain, none of them about NFS.
+permissions libvirt 9.0 needs to start any domain, or to live-migrate one,
+none of them about NFS.
 They were found by making `virtd_t` permissive for a moment and reading the
 denials (../shared/SELINUX-HOST-NOTES.md).  Without them every start fails,
 so the `virt_use_nfs` denial the suite is after could never be told apart.
@@ -38,6 +39,13 @@ RULES: tuple[tuple[str, str], ...] = (
      "(allow virtd_t systemd_logind_t (dbus (send_msg)))"),
     ("... and logind's reply",
      "(allow systemd_logind_t virtd_t (dbus (send_msg)))"),
+    ("a native live migration: libvirtd connects the migration stream itself and hands the socket to QEMU, "
+     "created with the domain's label (setsockcreatecon); the stock policy denies the create, and dontaudits "
+     "it, so the source fails with 'Unable to create socket: Permission denied' and no AVC (seen with "
+     "semodule -DB; the rules are what a migration with virtd_t permissive needed)",
+     "(allow virtd_t virt_domain (tcp_socket (create setopt connect getattr)))"),
+    ("... and, under the same label, the netlink socket getaddrinfo opens to resolve the destination",
+     "(allow virtd_t virt_domain (netlink_route_socket (create bind getattr write nlmsg_read read)))"),
     ("QEMU mmaps the guest's direct-boot initrd; Debian 12's virt_use_nfs grants virt_domain read on nfs_t "
      "files but not map ('mmap() failed: Permission denied' with the boolean on): granted under the same boolean",
      "(booleanif virt_use_nfs (true (allow virt_domain nfs_t (file (map)))))"),
